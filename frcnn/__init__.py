@@ -1,0 +1,1 @@
+"""frcnn: Faster R-CNN (ResNet C4) training, evaluation and prediction."""
