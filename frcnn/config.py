@@ -1,0 +1,122 @@
+"""Structured schema of the training config (the root of ``configs/train.yaml``).
+
+Every node is a dataclass, registered in Hydra's ConfigStore as ``train_schema``; the root
+defaults list names it first, so each group file and each command-line override is merged
+into a typed node: a misspelled key or a value of the wrong type is rejected before any
+work starts, with the offending key in the message.
+
+The ``dataset`` and ``model`` nodes belong to the data and model packages
+(:class:`frcnn.data.config.DatasetConfig`, :class:`frcnn.models.config.ModelConfig`).
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+from frcnn.data.config import DatasetConfig
+from frcnn.models.config import ModelConfig
+
+
+class Device(str, Enum):
+    auto = "auto"  # cuda when available, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class OptimizerName(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class ScheduleName(str, Enum):
+    multistep = "multistep"
+    cosine = "cosine"
+
+
+class Amp(str, Enum):
+    off = "off"  # write it quoted in YAML files: a bare `off` is YAML's boolean false
+    bf16 = "bf16"
+    fp16 = "fp16"  # with a GradScaler
+
+
+@dataclass
+class OptimizerConfig:
+    """The ``optimizer`` node.
+
+    The learning rate actually used is ``base_lr * total_batch / reference_batch_size``
+    (linear scaling rule), where ``total_batch = train.batch_size * world_size``.
+    """
+
+    name: OptimizerName = OptimizerName.sgd
+    base_lr: float = 0.02
+    reference_batch_size: int = 16
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
+    weight_decay: float = 1e-4  # not applied to normalisation weights and biases
+
+
+@dataclass
+class ScheduleConfig:
+    """The ``schedule`` node: linear warmup, then multi-step or cosine decay (per iteration)."""
+
+    name: ScheduleName = ScheduleName.multistep
+    warmup_iters: int = 1000
+    warmup_factor: float = 0.001  # LR multiplier at iteration 0, rising linearly to 1
+    steps: list[int] = field(default_factory=lambda: [60000, 80000])  # multistep: iterations
+    gamma: float = 0.1  # multistep: LR multiplier at each step
+    min_lr_factor: float = 0.0  # cosine: final LR as a fraction of the base LR
+
+
+@dataclass
+class TrainLoopConfig:
+    """The ``train`` node: the iteration-based loop, checkpoints and logging."""
+
+    max_iters: int = 90000
+    batch_size: int = 2  # images per process (per GPU)
+    eval_period: int = 0  # evaluate every N iterations (0: only at the end)
+    eval_batch_size: int = 1
+    checkpoint_period: int = 5000  # write checkpoints/last.pt (+ a periodic copy) every N iterations
+    keep_checkpoints: int = 3  # periodic model_XXXXXXX.pt files kept (0: none)
+    resume: Optional[str] = None  # "auto" (checkpoints/last.pt of the run dir, if any) | a path | null
+    clip_grad_norm: Optional[float] = None  # max L2 norm of all gradients (null: no clipping)
+    amp: Amp = Amp.off  # mixed precision on CUDA
+    deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are reproducible anyway)
+    log_period: int = 20  # iterations between TensorBoard scalars / log lines
+    vis_images: int = 4  # test images drawn to TensorBoard after each evaluation
+    eval_at_end: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Root of ``configs/train.yaml``."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    device: Device = Device.auto
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Register the schema as ``train_schema`` (the first entry of train.yaml's defaults)."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+register_configs()
+
+
+def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str]:
+    """A warning when the CPU shapes preset is combined with another dataset, else None.
+
+    ``experiment`` is the selected option of the ``experiment`` group (None for ``~experiment``).
+    """
+    if experiment == "shapes_cpu" and dataset_name != "shapes":
+        return (f"experiment=shapes_cpu is the small CPU preset for the shapes dataset (ResNet-18 "
+                f"from scratch, tiny images), but dataset={dataset_name}: pick a full-scale "
+                f"experiment (e.g. experiment=voc0712_r50_c4) or ~experiment (no preset: the groups alone)")
+    return None

@@ -1,0 +1,152 @@
+"""Checkpoints: atomic writes, the run's checkpoint folder, weights-only loading.
+
+A checkpoint is a ``torch.save`` dict (see INTERFACES.md)::
+
+    {"model", "optimizer", "scheduler", "scaler", "iteration", "rng", "config",
+     "class_names", "category_ids", "best_metric"}
+
+Everything in it is a tensor, a number, a string or a container of those, so it loads with
+``torch.load(weights_only=True)``.
+"""
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best.pt"
+_PERIODIC = re.compile(r"model_(\d+)\.pt")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``state`` to ``path`` atomically.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    ``path``: a crash or kill at any moment leaves either the previous file or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # Make the rename itself durable.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict; a missing, truncated or foreign file raises an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise RuntimeError(f"{path} is not an frcnn checkpoint (no 'model' entry)")
+    return state
+
+
+class CheckpointDir:
+    """The ``checkpoints/`` folder of a run: ``last.pt``, ``best.pt`` and periodic copies.
+
+    Periodic copies are named ``model_{iteration:07d}.pt``; only the newest ``keep`` stay.
+    """
+
+    def __init__(self, directory: str | os.PathLike, keep: int):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    @property
+    def last(self) -> Path:
+        return self.directory / LAST
+
+    @property
+    def best(self) -> Path:
+        return self.directory / BEST
+
+    def periodic(self) -> list[Path]:
+        """Periodic checkpoints, oldest first."""
+        found = [(int(m.group(1)), p) for p in self.directory.glob("model_*.pt")
+                 if (m := _PERIODIC.fullmatch(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def save_last(self, state: dict[str, Any], periodic: bool = False) -> None:
+        """Write ``last.pt``; with ``periodic``, also a ``model_XXXXXXX.pt`` copy, pruning old ones."""
+        save_checkpoint(state, self.last)
+        if periodic and self.keep > 0:
+            save_checkpoint(state, self.directory / f"model_{state['iteration']:07d}.pt")
+            for old in self.periodic()[:-self.keep]:
+                old.unlink()
+
+    def save_best(self, state: dict[str, Any]) -> None:
+        save_checkpoint(state, self.best)
+
+
+def resolve_resume(resume: Optional[str], run_dir: str | os.PathLike) -> Optional[Path]:
+    """Map ``train.resume`` to a checkpoint path, or None for a fresh start.
+
+    ``auto``: ``<run_dir>/checkpoints/last.pt`` if it exists; a path: that file (it must exist).
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = Path(run_dir) / "checkpoints" / LAST
+        return last if last.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.resume={resume}: no such checkpoint")
+    return path
+
+
+def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Load only the weights of a checkpoint (or a bare state dict) into ``model``, for fine-tuning.
+
+    Tensors whose shape differs from the model's (e.g. the class-dependent predictor layers
+    when the class count changes) keep the model's fresh initialisation. The mismatches,
+    and keys present on one side only, are logged and returned as
+    ``{"mismatched": [...], "missing": [...], "unexpected": [...]}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights={path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"cannot read weights {path}: {e}") from e
+    weights = state["model"] if isinstance(state, dict) and "model" in state else state
+    own = model.state_dict()
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in weights.items() if k in own and v.shape != own[k].shape]
+    compatible = {k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}
+    result = model.load_state_dict(compatible, strict=False)
+    report = {"mismatched": mismatched,
+              "missing": [k for k in result.missing_keys if k not in weights],
+              "unexpected": [k for k in weights if k not in own]}
+    log.info("loaded %d/%d tensors from %s", len(compatible), len(own), path)
+    reasons = {"mismatched": "shape differs, left at initialisation",
+               "missing": "not in the file, left at initialisation",
+               "unexpected": "not in the model, ignored"}
+    for kind, keys in report.items():
+        if keys:
+            log.warning("%d tensors %s:\n  %s", len(keys), reasons[kind], "\n  ".join(keys))
+    return report

@@ -1,0 +1,96 @@
+"""What a training run reports while it runs (rank 0 only): TensorBoard scalars and images,
+``losses.jsonl`` (exact per-log-period values, one JSON object a line), log lines and the tqdm bar.
+"""
+
+import json
+import logging
+from collections import deque
+from pathlib import Path
+from statistics import median
+from typing import Optional
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from frcnn.evaluation.tensorboard import add_pr_curves, log_metrics
+
+log = logging.getLogger(__name__)
+
+
+class SmoothedValue:
+    """Median over a sliding window, for noisy per-iteration numbers on the progress bar."""
+
+    def __init__(self, window: int = 20):
+        self.values: deque[float] = deque(maxlen=window)
+
+    def update(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return median(self.values)
+
+
+class TrainingEvents:
+    """Sink of the training scalars and evaluation results of one run.
+
+    On processes other than rank 0 (``enabled=False``) every method does nothing, so the loop
+    calls them unconditionally.
+    """
+
+    def __init__(self, run_dir: Path, start_iter: int, max_iters: int, log_period: int,
+                 enabled: bool = True):
+        self.enabled = enabled
+        self.log_period = log_period
+        self.smoothed: dict[str, SmoothedValue] = {}
+        if not enabled:
+            return
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.jsonl = open(run_dir / "losses.jsonl", "a", encoding="utf-8")
+        self.bar = tqdm(total=max_iters, initial=start_iter, desc="train", dynamic_ncols=True,
+                        smoothing=0.1)
+
+    def iteration(self, iteration: int, losses: dict[str, float], lr: float, iter_time: float,
+                  data_time: float, max_memory_mb: Optional[float] = None) -> None:
+        """Record one finished iteration (``iteration`` = number of iterations done so far)."""
+        if not self.enabled:
+            return
+        scalars = {f"loss/{k}": v for k, v in losses.items()}
+        scalars.update({"lr": lr, "time/iter": iter_time, "time/data": data_time})
+        if max_memory_mb is not None:
+            scalars["memory/max_allocated_mb"] = max_memory_mb
+        for name, value in scalars.items():
+            self.smoothed.setdefault(name, SmoothedValue()).update(value)
+        self.bar.update(1)
+        self.bar.set_postfix_str(", ".join(
+            [f"{k}={self.smoothed['loss/' + k].median:.3f}" for k in losses] + [f"lr={lr:.2e}"]),
+            refresh=False)
+        if iteration % self.log_period == 0:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, iteration)
+            self.jsonl.write(json.dumps({"iteration": iteration, **scalars}) + "\n")
+            self.jsonl.flush()
+            smoothed = ", ".join(f"{name}={self.smoothed[name].median:.4g}"
+                                 for name in scalars if name != "lr")
+            log.info("iter %d: lr=%.4g, %s (medians over the last %d iterations)", iteration, lr,
+                     smoothed, len(self.smoothed["lr"].values))
+
+    def evaluation(self, iteration: int, metrics: dict, pr_curves: list, class_names: list[str],
+                   images: list[torch.Tensor]) -> None:
+        """Record an evaluation: mAPs, COCO numbers, per-class AP, per-class PR curves
+        (``DetectionEvaluator.pr_curves``) and drawn test images (uint8 ``[3, H, W]``)."""
+        if not self.enabled:
+            return
+        log_metrics(self.writer, metrics, iteration)
+        add_pr_curves(self.writer, pr_curves, class_names, iteration)
+        for i, image in enumerate(images):
+            self.writer.add_image(f"predictions/{i}", image, iteration)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.bar.close()
+        self.writer.close()
+        self.jsonl.close()

@@ -1,0 +1,232 @@
+"""The training loop: one plain function, :func:`train`, from a composed config to a trained
+model, its checkpoints and its metrics.
+
+Iterations are counted as completed steps: a checkpoint with ``iteration=n`` holds the state
+after ``n`` optimiser steps, and resuming from it continues with batch ``n`` of the sampler.
+"""
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+
+from frcnn.data import build_test_loader, build_train_loader
+from frcnn.engine import distributed as du
+from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, load_model_weights, resolve_resume
+from frcnn.engine.evaluation import evaluate
+from frcnn.engine.events import TrainingEvents
+from frcnn.engine.interrupt import StopRequest
+from frcnn.engine.optim import build_lr_scheduler, build_optimizer
+from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
+from frcnn.evaluation import DetectionEvaluator
+from frcnn.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the message names the iteration and every term."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but no CUDA device is available (use device=cpu or auto)")
+    return torch.device(name)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for ``train.amp`` (None: full precision). AMP is used on CUDA only."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        log.warning("train.amp=%s ignored: mixed precision is used on CUDA only", amp)
+        return None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def check_finite(iteration: int, losses: dict[str, float]) -> None:
+    """Raise :class:`NonFiniteLossError` naming ``iteration`` and every term if any is not finite."""
+    if not torch.isfinite(torch.tensor(list(losses.values()))).all():
+        terms = ", ".join(f"{k}={v}" for k, v in losses.items())
+        raise NonFiniteLossError(f"non-finite loss at iteration {iteration}: {terms}. Stopped; the "
+                                 "last checkpoint written before this iteration is untouched.")
+
+
+def _plain(value: Any) -> Any:
+    """An Enum config value as its string."""
+    return getattr(value, "value", value)
+
+
+def _shared_run_dir(run_dir: Path) -> Path:
+    """Rank 0's run directory, on every rank.
+
+    Each torchrun process composes its own config, and Hydra's time-stamped run directories
+    differ by microseconds; all ranks adopt rank 0's (a multi-node resume needs it on a shared
+    file system), and a rank's own directory is removed if it is empty.
+    """
+    shared = Path(du.all_gather_object(str(run_dir))[0])
+    if shared != run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    return shared
+
+
+def _restore_rng(rng_states: list[dict], seed: int, iteration: int) -> None:
+    """Set this rank's RNG state from a checkpoint's per-rank list (reseed if the world size changed)."""
+    rank, world_size = du.get_rank(), du.get_world_size()
+    if len(rng_states) == world_size:
+        set_rng_state(rng_states[rank])
+    else:
+        log.warning("the checkpoint holds the RNG states of %d processes, this run has %d: reseeding "
+                    "(the losses will not repeat the original run's)", len(rng_states), world_size)
+        seed_everything(seed + rank + iteration)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+    """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
+
+    Writes ``checkpoints/``, ``tensorboard/``, ``losses.jsonl`` and, after the final
+    evaluation, ``metrics.json`` under ``run_dir`` (rank 0 only). Returns the final metrics,
+    or None when a signal stopped the run early or ``train.eval_at_end`` is false.
+    """
+    tc = cfg.train
+    device = du.init_distributed(resolve_device(_plain(cfg.device)))
+    rank, world_size, main = du.get_rank(), du.get_world_size(), du.is_main_process()
+    run_dir = _shared_run_dir(run_dir)
+    seed_everything(cfg.seed + rank, deterministic=tc.deterministic)
+    amp = autocast_dtype(_plain(tc.amp), device)
+
+    # The test loader first: for shapes it generates the data (safe from several processes).
+    test_loader = build_test_loader(cfg.dataset, tc.eval_batch_size)
+    test_set = test_loader.dataset
+    evaluator = DetectionEvaluator(test_set)
+    model = build_model(cfg.model, num_classes=len(test_set.class_names)).to(device)
+    if cfg.model.weights:
+        load_model_weights(model, cfg.model.weights)
+    optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * world_size)
+    scheduler = build_lr_scheduler(cfg.schedule, optimizer, tc.max_iters)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints)
+
+    iteration, best_metric, rng_states = 0, None, None
+    resume_path = resolve_resume(tc.resume, run_dir)
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        # Only the position is restored: the LR curve itself follows the current config.
+        scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+        scaler.load_state_dict(state["scaler"])
+        iteration, best_metric = state["iteration"], state["best_metric"]
+        rng_states = state["rng"]
+        log.info("resumed from %s at iteration %d", resume_path, iteration)
+    elif tc.resume == "auto":
+        log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
+
+    def training_state() -> dict[str, Any]:
+        # Collective (every rank's RNG state is gathered): call on all ranks, save on rank 0.
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "iteration": iteration, "rng": du.all_gather_object(get_rng_state()),
+                "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                "class_names": list(test_set.class_names),
+                "category_ids": list(test_set.category_ids), "best_metric": best_metric}
+
+    def run_evaluation() -> dict:
+        nonlocal best_metric
+        metrics = evaluate(model, evaluator, test_loader, device, amp, tc.vis_images, iteration, events)
+        improved = best_metric is None or metrics["voc07"]["mAP"] > best_metric
+        if improved:
+            best_metric = metrics["voc07"]["mAP"]
+        state = training_state()
+        if improved and main:
+            checkpoints.save_best(state)
+            log.info("best VOC07 mAP so far (%.4f): %s", best_metric, checkpoints.best)
+        return metrics
+
+    ddp_model = model if world_size == 1 else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    events = TrainingEvents(run_dir, iteration, tc.max_iters, tc.log_period, enabled=main)
+    metrics, stopped = None, False
+    try:
+        with StopRequest() as stop:
+            batches = iter(build_train_loader(cfg.dataset, tc.batch_size, cfg.seed, start_iter=iteration))
+            # Restored only now: starting the loader draws from the global RNG, as it did at the
+            # start of the original run, not at the point where the checkpoint was taken.
+            if rng_states is not None:
+                _restore_rng(rng_states, cfg.seed, iteration)
+            ddp_model.train()
+            while iteration < tc.max_iters:
+                t0 = time.perf_counter()
+                batch = next(batches).to(device, non_blocking=True)
+                data_time = time.perf_counter() - t0
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    loss_dict = ddp_model(batch.images, batch.image_sizes, batch.targets)
+                total = sum(loss_dict.values())
+                # One collective per step: the rank-mean of every loss term (for logging and the
+                # finite check) and the stop flag, so that all ranks stop at the same iteration.
+                reduced = du.all_reduce_mean(torch.stack(
+                    [t.detach().float() for t in (*loss_dict.values(), total)]
+                    + [torch.tensor(float(stop.requested), device=device)])).tolist()
+                values = dict(zip([*loss_dict, "total"], reduced[:-1]))
+                check_finite(iteration + 1, values)
+
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if tc.clip_grad_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                iteration += 1
+
+                events.iteration(iteration, values, lr, time.perf_counter() - t0, data_time,
+                                 torch.cuda.max_memory_allocated(device) / 2**20
+                                 if device.type == "cuda" else None)
+                if reduced[-1] > 0:
+                    stopped = True
+                    log.warning("stopping at iteration %d on request", iteration)
+                    break
+                if iteration % tc.checkpoint_period == 0 and iteration < tc.max_iters:
+                    state = training_state()
+                    if main:
+                        checkpoints.save_last(state, periodic=True)
+                if tc.eval_period > 0 and iteration % tc.eval_period == 0 and iteration < tc.max_iters:
+                    run_evaluation()
+                    ddp_model.train()
+
+            if not stopped and tc.eval_at_end:
+                metrics = run_evaluation()
+            state = training_state()
+            if main:
+                checkpoints.save_last(state, periodic=iteration % tc.checkpoint_period == 0)
+                if metrics is not None:
+                    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            if world_size > 1:
+                du.check_replicas_in_sync(model)
+    except NonFiniteLossError as e:
+        log.error("%s", e)
+        raise
+    finally:
+        events.close()
+        du.destroy_distributed()
+
+    if main:
+        log.info("TensorBoard logs: %s (view: tensorboard --logdir %s)",
+                 run_dir / "tensorboard", run_dir / "tensorboard")
+        log.info("checkpoints: %s", checkpoints.directory)
+        if metrics is not None:
+            log.info("metrics: %s (VOC07 mAP@0.5 %.4f)", run_dir / "metrics.json", metrics["voc07"]["mAP"])
+        if stopped:
+            log.info("stopped at iteration %d of %d; continue with: python scripts/train.py "
+                     "train.resume=auto hydra.run.dir=%s [same overrides]", iteration, tc.max_iters, run_dir)
+    return metrics

@@ -1,0 +1,76 @@
+"""Scoring speed on a synthetic VOC07-test-sized result set (called by scripts/benchmark.py)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from frcnn.evaluation.coco_eval import coco_from_dict, coco_metrics
+from frcnn.evaluation.results_io import predictions_from_detections
+from frcnn.evaluation.voc_eval import Detections, GroundTruth, voc_metrics, voc_pr_curves
+
+
+def synthetic_split(num_images: int, dets_per_image: int, num_classes: int, seed: int = 0) -> tuple[GroundTruth, Detections]:
+    """VOC07-test-like ground truth (1-6 objects per image on 500x375 images, ~10% difficult)
+    and ``dets_per_image`` detections per image: jittered copies of the objects and random boxes."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 7, size=num_images)
+    gt_image = np.repeat(np.arange(num_images), counts)
+    xy = rng.uniform(0, 350, size=(len(gt_image), 2))
+    wh = rng.uniform(10, 150, size=(len(gt_image), 2))
+    gts = GroundTruth(
+        image_index=gt_image,
+        labels=rng.integers(1, num_classes + 1, size=len(gt_image)),
+        boxes=np.concatenate([xy, xy + wh], axis=1),
+        ignore=rng.random(len(gt_image)) < 0.1,
+    )
+    det_image = np.repeat(np.arange(num_images), dets_per_image)
+    # per image: a few noisy copies of each object, the rest random boxes
+    source = rng.integers(0, len(gt_image), size=len(det_image))
+    near = rng.random(len(det_image)) < 0.3
+    det_boxes = np.concatenate([rng.uniform(0, 350, (len(det_image), 2)), rng.uniform(10, 150, (len(det_image), 2))], axis=1)
+    det_boxes[:, 2:] += det_boxes[:, :2]
+    det_boxes[near] = gts.boxes[source[near]] + rng.normal(0, 8, (int(near.sum()), 4))
+    det_image[near] = gt_image[source[near]]
+    labels = rng.integers(1, num_classes + 1, size=len(det_image))
+    labels[near] = gts.labels[source[near]]
+    dets = Detections(det_image, labels, rng.random(len(det_image)), det_boxes)
+    return gts, dets
+
+
+def benchmark_eval(num_images: int = 4952, dets_per_image: int = 100, num_classes: int = 20, seed: int = 0) -> dict:
+    """Seconds to score ``num_images x dets_per_image`` detections with both VOC metrics
+    (``voc_seconds``) and with pycocotools COCOeval (``coco_seconds``, results-list creation included)."""
+    gts, dets = synthetic_split(num_images, dets_per_image, num_classes, seed)
+    class_names = [f"class{k}" for k in range(1, num_classes + 1)]
+
+    start = time.perf_counter()
+    voc = voc_metrics(voc_pr_curves(dets, gts, num_classes), class_names)
+    voc_seconds = time.perf_counter() - start
+
+    image_ids = list(range(num_images))
+    category_ids = list(range(1, num_classes + 1))
+    gt_boxes = gts.boxes
+    coco_gt = coco_from_dict({
+        "images": [{"id": i, "height": 375, "width": 500} for i in image_ids],
+        "categories": [{"id": c, "name": n} for c, n in zip(category_ids, class_names)],
+        "annotations": [
+            {"id": n + 1, "image_id": int(i), "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
+             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+            for n, (i, c, (x1, y1, x2, y2)) in enumerate(zip(gts.image_index, gts.labels, gt_boxes.tolist()))
+        ],
+    })
+    start = time.perf_counter()
+    coco = coco_metrics(coco_gt, predictions_from_detections(dets, image_ids, category_ids))
+    coco_seconds = time.perf_counter() - start
+    return {
+        "num_images": num_images,
+        "num_detections": len(dets.scores),
+        "num_classes": num_classes,
+        "voc_seconds": voc_seconds,
+        "coco_seconds": coco_seconds,
+        "voc07_mAP": voc["voc07"]["mAP"],
+        "voc_mAP": voc["voc"]["mAP"],
+        "coco_AP": coco["AP"],
+    }

@@ -1,0 +1,191 @@
+"""DetectionEvaluator (reset / process / evaluate) and run_inference over a test loader.
+
+The evaluator keeps each image's detections in original-image coordinates, gathers them from
+all ranks when torch.distributed is initialised, turns them into the predictions.json list and
+scores that list: the metrics of a run and of its predictions.json read back are the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from frcnn.evaluation.coco_eval import coco_metrics
+from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
+from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
+
+logger = logging.getLogger(__name__)
+
+
+def ground_truth_arrays(dataset) -> GroundTruth:
+    """All objects of ``dataset`` (via get_annotation, no image decoding) flattened over images.
+
+    Difficult and crowd objects are kept and flagged ``ignore`` for the VOC metric.
+    """
+    image_index, labels, boxes, ignore = [], [], [], []
+    for index in range(len(dataset.image_ids)):
+        annotation = dataset.get_annotation(index)
+        count = len(annotation["labels"])
+        image_index.append(np.full(count, index, dtype=np.int64))
+        labels.append(annotation["labels"].numpy().astype(np.int64))
+        boxes.append(annotation["boxes"].numpy().astype(np.float64).reshape(-1, 4))
+        ignore.append((annotation["difficult"] | annotation["iscrowd"]).numpy().astype(bool))
+    return GroundTruth(
+        image_index=np.concatenate(image_index) if image_index else np.zeros(0, dtype=np.int64),
+        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4)),
+        ignore=np.concatenate(ignore) if ignore else np.zeros(0, dtype=bool),
+    )
+
+
+def score_predictions(
+    dataset, predictions: list[dict], image_indices: Iterable[int] | None = None, ground_truth: GroundTruth | None = None
+) -> tuple[dict, list[ClassPR]]:
+    """metrics.json dict (voc07, voc, coco) and the per-class VOC PR curves of ``predictions``.
+
+    predictions: COCO-results dicts with the dataset's ids (an unknown id raises ValueError).
+    image_indices: the evaluated images (default all): objects of other images are not counted
+    and predictions on them are an error. ground_truth: ground_truth_arrays(dataset), if cached.
+    """
+    indices = np.arange(len(dataset.image_ids)) if image_indices is None else np.asarray(sorted(image_indices), dtype=np.int64)
+    evaluated_ids = [dataset.image_ids[i] for i in indices]
+    dets = detections_from_predictions(predictions, evaluated_ids, dataset.category_ids)
+    dets.image_index = indices[dets.image_index]  # positions in evaluated_ids -> dataset indices
+
+    gts = ground_truth_arrays(dataset) if ground_truth is None else ground_truth
+    if len(indices) < len(dataset.image_ids):
+        keep = np.isin(gts.image_index, indices)
+        gts = GroundTruth(gts.image_index[keep], gts.labels[keep], gts.boxes[keep], gts.ignore[keep])
+
+    curves = voc_pr_curves(dets, gts, num_classes=len(dataset.class_names))
+    metrics = voc_metrics(curves, dataset.class_names)
+    metrics["coco"] = coco_metrics(dataset.coco_gt(), predictions, image_ids=evaluated_ids)
+    return metrics, curves
+
+
+def boxes_to_original(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Boxes [N, 4] xyxy in resized coordinates -> original-image coordinates, clipped to
+    ``[0, width] x [0, height]``. scale: Tensor[2] (sx, sy) with resized = original * scale."""
+    boxes = boxes.detach().float().cpu() / scale.float().cpu().repeat(2)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    return boxes
+
+
+def _gather(outputs: dict) -> dict:
+    """Merge every rank's {dataset index: detections} (all_gather_object) when distributed."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return outputs
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, outputs)
+    merged = {}
+    for part in parts:
+        merged.update(part)
+    return merged
+
+
+class DetectionEvaluator:
+    """VOC07 / VOC / COCO box metrics of a detector's outputs on a dataset.
+
+    dataset: provides ``image_ids``, ``class_names``, ``category_ids``, ``get_annotation(i)`` and
+    ``coco_gt()`` (the DATA API). After ``evaluate()``, ``pr_curves`` holds the per-class VOC PR
+    curves (index label-1) and ``predictions()`` covers every rank's images.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.pr_curves: list[ClassPR] = []
+        self._ground_truth: GroundTruth | None = None  # read once, reused by every evaluation
+        self._outputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def reset(self) -> None:
+        """Forget the detections processed so far."""
+        self._outputs = {}
+        self.pr_curves = []
+
+    def process(self, batch, detections: list[dict]) -> None:
+        """Record a batch's detections, mapped back to original-image coordinates.
+
+        batch: a Batch (uses ``indices``, ``orig_sizes`` (h, w) and ``scales`` Tensor[B, 2] (sx, sy),
+        resized = original * scale). detections: the model's eval output, per image ``boxes``
+        [N, 4] xyxy in resized coordinates, ``scores`` [N], ``labels`` [N] in 1..K. Boxes are
+        divided by the scale and clipped to the original image ``[0, w] x [0, h]``.
+        """
+        for index, (height, width), scale, output in zip(batch.indices, batch.orig_sizes, batch.scales, detections):
+            self._outputs[int(index)] = (
+                boxes_to_original(output["boxes"], scale, height, width).numpy(),
+                output["scores"].detach().float().cpu().numpy(),
+                output["labels"].detach().cpu().numpy().astype(np.int64),
+            )
+
+    def _detections(self) -> Detections:
+        indices = sorted(self._outputs)
+        outputs = [self._outputs[i] for i in indices]
+        counts = [len(scores) for _, scores, _ in outputs]
+        return Detections(
+            image_index=np.repeat(np.asarray(indices, dtype=np.int64), counts),
+            labels=np.concatenate([labels for _, _, labels in outputs]) if outputs else np.zeros(0, dtype=np.int64),
+            scores=np.concatenate([scores for _, scores, _ in outputs]) if outputs else np.zeros(0),
+            boxes=np.concatenate([boxes for boxes, _, _ in outputs]) if outputs else np.zeros((0, 4)),
+        )
+
+    def predictions(self) -> list[dict]:
+        """The processed detections as predictions.json dicts (dataset ids, original coordinates)."""
+        return predictions_from_detections(self._detections(), self.dataset.image_ids, self.dataset.category_ids)
+
+    def evaluate(self) -> dict:
+        """Gather all ranks' detections and return the metrics.json dict (on every rank).
+
+        Only processed images are evaluated (their objects count, others' do not).
+        """
+        self._outputs = _gather(self._outputs)
+        if len(self._outputs) < len(self.dataset.image_ids):
+            logger.warning("evaluating %d of %d images", len(self._outputs), len(self.dataset.image_ids))
+        if self._ground_truth is None:
+            self._ground_truth = ground_truth_arrays(self.dataset)
+        metrics, self.pr_curves = score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth)
+        return metrics
+
+
+def run_inference(model: torch.nn.Module, loader, evaluator: DetectionEvaluator, device, amp: bool = False) -> dict:
+    """Run ``model`` over ``loader`` (Batch items) and return ``evaluator.evaluate()``.
+
+    The model runs in eval mode under no_grad (autocast when ``amp`` on CUDA) and is put back in
+    its previous mode afterwards; the progress bar shows on rank 0 only.
+    """
+    device = torch.device(device)
+    is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    was_training = model.training
+    model.eval()
+    evaluator.reset()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            for batch in tqdm(loader, desc="inference", disable=not is_main, dynamic_ncols=True):
+                batch = batch.to(device, non_blocking=True)
+                evaluator.process(batch, model(batch.images, batch.image_sizes))
+    finally:
+        model.train(was_training)
+    return evaluator.evaluate()
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """Human-readable summary: mAPs, the COCO numbers and a per-class AP table (-1 shows as n/a)."""
+
+    def number(value: float) -> str:
+        return f"{value:.4f}" if value >= 0 else "   n/a"
+
+    lines = [
+        f"VOC07 mAP (11-point) {number(metrics['voc07']['mAP'])}   VOC mAP (area) {number(metrics['voc']['mAP'])}",
+        "COCO " + "  ".join(f"{name} {number(value)}" for name, value in metrics["coco"].items()),
+    ]
+    names = list(metrics["voc"]["AP"])
+    width = max([len("class")] + [len(name) for name in names])
+    lines.append(f"{'class':<{width}}  AP(voc07)  AP(voc)")
+    for name in names:
+        lines.append(f"{name:<{width}}  {number(metrics['voc07']['AP'][name]):>9}  {number(metrics['voc']['AP'][name]):>7}")
+    return "\n".join(lines)

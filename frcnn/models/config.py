@@ -1,0 +1,74 @@
+"""Schema of the ``model`` config node (``configs/model/*.yaml``).
+
+Defaults follow the seed "R50-C4" design (DESIGN.md §2). Every size is configurable so that
+the same code trains a tiny ResNet-18 detector on the CPU and a ResNet-101 one on a GPU.
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class BackboneConfig:
+    depth: int = 50  # 18 | 34 | 50 | 101 (torchvision ResNet)
+    # "imagenet" (torchvision weights API, cached download), a local state-dict path, or null.
+    weights: Optional[str] = "imagenet"
+    # auto: FrozenBatchNorm2d with weights, trainable BatchNorm2d from scratch; or frozen_bn | bn | gn.
+    norm: str = "auto"
+    # Leading stages whose parameters are frozen: 0 none, 1 conv1, 2 conv1+layer1, ... 4 up to layer3.
+    frozen_stages: int = 2
+    # Run the convolutions in channels_last memory format (faster oneDNN / cuDNN kernels).
+    channels_last: bool = False
+
+
+@dataclass
+class AnchorConfig:
+    base_size: int = 16
+    scales: list[float] = field(default_factory=lambda: [8.0, 16.0, 32.0])
+    ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # height / width
+    stride: int = 16  # must equal the trunk's stride (16 for C4)
+
+
+@dataclass
+class RPNConfig:
+    conv_channels: int = 512
+    nms_thresh: float = 0.7
+    pre_nms_top_n_train: int = 12000
+    post_nms_top_n_train: int = 2000
+    pre_nms_top_n_test: int = 6000
+    post_nms_top_n_test: int = 300
+    min_size: float = 16.0  # proposals narrower or shorter than this (input-image pixels) are dropped
+    batch_size_per_image: int = 256  # sampled anchors per image
+    positive_fraction: float = 0.5
+    pos_iou_thresh: float = 0.7
+    neg_iou_thresh: float = 0.3
+    bbox_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    loc_sigma: float = 3.0  # smooth-L1 transition at 1 / sigma^2
+
+
+@dataclass
+class RoIHeadConfig:
+    pooler: str = "roi_pool"  # roi_pool (seed) | roi_align
+    roi_size: int = 14
+    sampling_ratio: int = 2  # roi_align only
+    aligned: bool = False  # roi_align only: half-pixel offset
+    batch_size_per_image: int = 128  # sampled RoIs per image
+    positive_fraction: float = 0.25
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh_hi: float = 0.5
+    bg_iou_thresh_lo: float = 0.0
+    bbox_std: list[float] = field(default_factory=lambda: [0.1, 0.1, 0.2, 0.2])
+    loc_sigma: float = 1.0
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
+    # Full-detector weights for fine-tuning (a checkpoint or state dict); loaded by the engine.
+    weights: Optional[str] = None

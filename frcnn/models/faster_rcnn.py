@@ -1,0 +1,63 @@
+"""Faster R-CNN, ResNet "C4" variant: shared trunk -> RPN -> RoI head (layer4 per RoI)."""
+
+import torch
+from torch import nn
+
+from frcnn.models.backbone import ResNetTrunk, block_out_channels, build_backbone
+from frcnn.models.matching import pad_targets
+from frcnn.models.roi_head import RoIHead, build_roi_head
+from frcnn.models.rpn import RegionProposalNetwork, build_rpn
+
+
+class FasterRCNN(nn.Module):
+    """Two-stage detector.
+
+    ``forward(images, image_sizes, targets)`` in train mode returns the losses
+    ``{"rpn_cls", "rpn_loc", "roi_cls", "roi_loc"}`` (scalar tensors); in eval mode
+    ``forward(images, image_sizes)`` returns per image ``{"boxes" [D, 4], "scores" [D],
+    "labels" [D]}`` with labels in 1..K and scores decreasing.
+
+    ``images [B, 3, H, W]`` are normalised and zero-padded; ``image_sizes`` (list of ``(h, w)``
+    or ``Tensor[B, 2]``) are the unpadded sizes; ``targets`` is a list of dicts with ``boxes
+    [N, 4]`` (x1, y1, x2, y2) and ``labels [N]`` in 1..K, in input-image pixels (N may be 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: ResNetTrunk,
+        rpn: RegionProposalNetwork,
+        roi_head: RoIHead,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_head = roi_head
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor, image_sizes, targets: list[dict] | None = None):
+        if self.training and targets is None:
+            raise ValueError("FasterRCNN in train mode needs targets; call model.eval() for detections")
+        image_sizes = torch.as_tensor(image_sizes, dtype=torch.int64).to(images.device, non_blocking=True)
+        features = self.backbone(images.contiguous(memory_format=self.memory_format))
+        gt = pad_targets(targets, images.device) if self.training else None
+        proposals, rpn_losses = self.rpn(features, image_sizes, gt)
+        output = self.roi_head(features, proposals, image_sizes, gt)
+        if self.training:
+            return {**rpn_losses, **output}
+        return output
+
+
+def build_model(cfg, num_classes: int) -> FasterRCNN:
+    """Faster R-CNN from the ``model`` config node (DictConfig or ``ModelConfig``) for
+    ``num_classes`` object classes (background is added inside)."""
+    trunk, res5 = build_backbone(cfg.backbone)
+    return FasterRCNN(
+        backbone=trunk,
+        rpn=build_rpn(cfg.rpn, cfg.anchors, trunk.out_channels),
+        roi_head=build_roi_head(cfg.roi_head, res5, block_out_channels(res5), num_classes, cfg.anchors.stride),
+        channels_last=cfg.backbone.channels_last,
+    )

@@ -1,0 +1,255 @@
+"""RoI head of the C4 design: proposal targets, RoI pooling, layer4 + avgpool, box
+classification/regression, its losses and the inference post-processing.
+
+Shapes: B images, P proposals per image, G padded gt boxes, S sampled RoIs per image,
+R RoIs in a flat batch, K object classes (labels 1..K; 0 is background). Boxes are
+``(x1, y1, x2, y2)`` in input-image pixels.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms, roi_align, roi_pool
+
+from frcnn.models.box_coder import BoxCoder, clip_boxes
+from frcnn.models.matching import GroundTruth, pairwise_iou, rank_within_image, subsample_labels
+from frcnn.models.rpn import Proposals
+
+POOLERS = ("roi_pool", "roi_align")
+
+
+@dataclass
+class RoITargets:
+    """Sampled RoIs of a batch: ``rois [B, S, 4]``, ``valid [B, S]`` (False where an image had
+    fewer than S candidates), ``gt_labels [B, S]`` (0 background), ``gt_deltas [B, S, 4]``
+    (encoded matched gt box, zero for background)."""
+
+    rois: torch.Tensor
+    valid: torch.Tensor
+    gt_labels: torch.Tensor
+    gt_deltas: torch.Tensor
+
+
+@torch.no_grad()
+def proposal_targets(
+    proposals: Proposals,
+    gt: GroundTruth,
+    box_coder: BoxCoder,
+    *,
+    num_samples: int,
+    positive_fraction: float,
+    fg_iou_thresh: float,
+    bg_iou_thresh_hi: float,
+    bg_iou_thresh_lo: float,
+) -> RoITargets:
+    """Append the gt boxes to the proposals, label them by IoU and sample ``num_samples`` per image.
+
+    Foreground: best IoU >= ``fg_iou_thresh`` (labelled with that gt's class); background: best
+    IoU in ``[bg_iou_thresh_lo, bg_iou_thresh_hi)``. At most ``positive_fraction`` of the samples
+    are foreground. An image without gt boxes has IoU 0 everywhere: all its RoIs are background.
+    """
+    boxes = torch.cat([proposals.boxes, gt.boxes], dim=1)  # (B, P+G, 4)
+    valid = torch.cat([proposals.valid, gt.valid], dim=1)
+    iou = pairwise_iou(boxes, gt.boxes).masked_fill(~gt.valid[:, None, :], 0.0)  # (B, P+G, G)
+    max_iou, matched = iou.max(dim=2)
+    foreground = valid & (max_iou >= fg_iou_thresh)
+    background = valid & (max_iou < bg_iou_thresh_hi) & (max_iou >= bg_iou_thresh_lo)
+    foreground, background = subsample_labels(foreground, background, num_samples, positive_fraction)
+    # Gather exactly S rows per image, sampled ones first (fixed shapes, no device sync).
+    priority = foreground.float() * 2 + background.float()
+    priority, picked = priority.topk(min(num_samples, boxes.shape[1]), dim=1)  # (B, S)
+    rois = torch.gather(boxes, 1, picked[:, :, None].expand(-1, -1, 4))
+    matched = torch.gather(matched, 1, picked)
+    is_foreground = priority == 2
+    gt_labels = torch.where(is_foreground, torch.gather(gt.labels, 1, matched), 0)
+    gt_boxes = torch.gather(gt.boxes, 1, matched[:, :, None].expand(-1, -1, 4))
+    gt_deltas = torch.where(is_foreground[:, :, None], box_coder.encode(rois, gt_boxes), 0.0)
+    return RoITargets(rois, priority > 0, gt_labels, gt_deltas)
+
+
+def roi_losses(
+    pred_logits: torch.Tensor,
+    pred_deltas: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_deltas: torch.Tensor,
+    valid: torch.Tensor,
+    sigma: float,
+) -> dict[str, torch.Tensor]:
+    """Cross-entropy over valid RoIs and smooth-L1 (``beta = 1 / sigma^2``) on the gt class's
+    deltas of foreground RoIs, both normalised by the number of valid RoIs.
+
+    ``pred_logits [R, K+1]``, ``pred_deltas [R, K+1, 4]``, ``gt_labels [R]``, ``gt_deltas [R, 4]``,
+    ``valid [R]``.
+    """
+    normaliser = valid.sum().clamp(min=1)
+    cls = F.cross_entropy(pred_logits.float(), gt_labels, reduction="none")
+    pred_deltas = torch.gather(pred_deltas.float(), 1, gt_labels[:, None, None].expand(-1, 1, 4))[:, 0]
+    loc = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1.0 / sigma**2, reduction="none").sum(dim=1)
+    return {
+        "roi_cls": torch.where(valid, cls, 0.0).sum() / normaliser,
+        "roi_loc": torch.where(valid & (gt_labels > 0), loc, 0.0).sum() / normaliser,
+    }
+
+
+def postprocess_detections(
+    pred_logits: torch.Tensor,
+    pred_deltas: torch.Tensor,
+    rois: torch.Tensor,
+    image_index: torch.Tensor,
+    image_sizes: torch.Tensor,
+    box_coder: BoxCoder,
+    *,
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_image: int,
+) -> list[dict[str, torch.Tensor]]:
+    """Softmax, per-class decode, clip, score threshold, per-class NMS, top-N per image.
+
+    ``pred_logits [R, K+1]``, ``pred_deltas [R, K+1, 4]``, ``rois [R, 4]`` of image
+    ``image_index [R]``. Returns per image ``boxes [D, 4]``, ``scores [D]`` (decreasing),
+    ``labels [D]`` in 1..K.
+    """
+    num_rois, num_classes = pred_logits.shape[0], pred_logits.shape[1] - 1
+    scores = F.softmax(pred_logits.float(), dim=1)[:, 1:]  # (R, K), background dropped
+    boxes = box_coder.decode(rois[:, None, :], pred_deltas[:, 1:])  # (R, K, 4)
+    boxes = clip_boxes(boxes, image_sizes[image_index])
+    labels = torch.arange(1, num_classes + 1, device=scores.device).expand(num_rois, -1)
+    image_index = image_index[:, None].expand(-1, num_classes)
+    keep = scores > score_thresh
+    boxes, scores, labels, image_index = boxes[keep], scores[keep], labels[keep], image_index[keep]
+    keep = batched_nms(boxes, scores, image_index * (num_classes + 1) + labels, nms_thresh)
+    order, rank = rank_within_image(image_index[keep], len(image_sizes))
+    keep = keep[order][rank < detections_per_image]
+    counts = torch.bincount(image_index[keep], minlength=len(image_sizes)).tolist()
+    return [
+        {"boxes": b, "scores": s, "labels": l}
+        for b, s, l in zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))
+    ]
+
+
+class RoIHead(nn.Module):
+    """Pools RoIs from the trunk's features, runs layer4 + avgpool, predicts class scores and
+    class-specific deltas; losses in training, detections in eval."""
+
+    def __init__(
+        self,
+        *,
+        res5: nn.Module,
+        res5_channels: int,
+        num_classes: int,
+        box_coder: BoxCoder,
+        pooler: str,
+        roi_size: int,
+        spatial_scale: float,
+        sampling_ratio: int,
+        aligned: bool,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        fg_iou_thresh: float,
+        bg_iou_thresh_hi: float,
+        bg_iou_thresh_lo: float,
+        loc_sigma: float,
+        score_thresh: float,
+        nms_thresh: float,
+        detections_per_image: int,
+    ):
+        super().__init__()
+        if pooler not in POOLERS:
+            raise ValueError(f"roi_head.pooler must be one of {POOLERS}, got {pooler!r}")
+        self.res5 = res5
+        self.score = nn.Linear(res5_channels, num_classes + 1)
+        self.cls_loc = nn.Linear(res5_channels, (num_classes + 1) * 4)
+        nn.init.normal_(self.score.weight, std=0.01)
+        nn.init.normal_(self.cls_loc.weight, std=0.001)
+        nn.init.zeros_(self.score.bias)
+        nn.init.zeros_(self.cls_loc.bias)
+        self.box_coder = box_coder
+        self.pooler = pooler
+        self.roi_size = roi_size
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.sampling = {
+            "num_samples": batch_size_per_image,
+            "positive_fraction": positive_fraction,
+            "fg_iou_thresh": fg_iou_thresh,
+            "bg_iou_thresh_hi": bg_iou_thresh_hi,
+            "bg_iou_thresh_lo": bg_iou_thresh_lo,
+        }
+        self.loc_sigma = loc_sigma
+        self.inference = {
+            "score_thresh": score_thresh,
+            "nms_thresh": nms_thresh,
+            "detections_per_image": detections_per_image,
+        }
+
+    def pool(self, features: torch.Tensor, rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        """``rois [R, 4]`` of images ``image_index [R]`` -> ``[R, C, roi_size, roi_size]``."""
+        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).to(features.dtype)
+        if self.pooler == "roi_pool":
+            return roi_pool(features, indexed, self.roi_size, self.spatial_scale)
+        return roi_align(features, indexed, self.roi_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def predict(
+        self, features: torch.Tensor, rois: torch.Tensor, image_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pred_logits [R, K+1]`` and ``pred_deltas [R, K+1, 4]`` for ``rois [R, 4]``."""
+        hidden = self.res5(self.pool(features, rois, image_index))  # (R, C5, S/2, S/2)
+        hidden = hidden.mean(dim=(2, 3))  # average pooling -> (R, C5)
+        return self.score(hidden), self.cls_loc(hidden).reshape(len(rois), -1, 4)
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        proposals: Proposals,
+        image_sizes: torch.Tensor,
+        gt: GroundTruth | None = None,
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        """Training (``gt`` given): ``{"roi_cls", "roi_loc"}``. Eval: per-image detections."""
+        batch = features.shape[0]
+        if gt is not None:
+            targets = proposal_targets(proposals, gt, self.box_coder, **self.sampling)
+            samples = targets.rois.shape[1]
+            image_index = torch.arange(batch, device=features.device).repeat_interleave(samples)
+            pred_logits, pred_deltas = self.predict(features, targets.rois.reshape(-1, 4), image_index)
+            return roi_losses(
+                pred_logits,
+                pred_deltas,
+                targets.gt_labels.reshape(-1),
+                targets.gt_deltas.reshape(-1, 4),
+                targets.valid.reshape(-1),
+                self.loc_sigma,
+            )
+        # Inference: only the valid proposals (a data-dependent shape is fine outside training).
+        image_index, slot = proposals.valid.nonzero(as_tuple=True)
+        rois = proposals.boxes[image_index, slot]
+        pred_logits, pred_deltas = self.predict(features, rois, image_index)
+        return postprocess_detections(
+            pred_logits, pred_deltas, rois, image_index, image_sizes, self.box_coder, **self.inference
+        )
+
+
+def build_roi_head(cfg, res5: nn.Module, res5_channels: int, num_classes: int, stride: int) -> RoIHead:
+    """RoI head from the ``model.roi_head`` config node; ``num_classes`` excludes background."""
+    return RoIHead(
+        res5=res5,
+        res5_channels=res5_channels,
+        num_classes=num_classes,
+        box_coder=BoxCoder(cfg.bbox_std),
+        pooler=cfg.pooler,
+        roi_size=cfg.roi_size,
+        spatial_scale=1.0 / stride,
+        sampling_ratio=cfg.sampling_ratio,
+        aligned=cfg.aligned,
+        batch_size_per_image=cfg.batch_size_per_image,
+        positive_fraction=cfg.positive_fraction,
+        fg_iou_thresh=cfg.fg_iou_thresh,
+        bg_iou_thresh_hi=cfg.bg_iou_thresh_hi,
+        bg_iou_thresh_lo=cfg.bg_iou_thresh_lo,
+        loc_sigma=cfg.loc_sigma,
+        score_thresh=cfg.score_thresh,
+        nms_thresh=cfg.nms_thresh,
+        detections_per_image=cfg.detections_per_image,
+    )

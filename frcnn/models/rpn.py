@@ -1,0 +1,246 @@
+"""Region Proposal Network: head, anchor targets, losses and the proposal layer.
+
+Shapes: B images, A anchors per feature cell, N = H * W * A anchors per image, G padded
+ground-truth boxes per image, P proposals per image. Boxes are ``(x1, y1, x2, y2)`` in
+input-image pixels; ``image_sizes [B, 2]`` holds each image's unpadded ``(h, w)``.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms
+
+from frcnn.models.anchors import AnchorGenerator
+from frcnn.models.box_coder import BoxCoder, clip_boxes
+from frcnn.models.matching import GroundTruth, pairwise_iou, rank_within_image, subsample_labels
+
+
+@dataclass
+class Proposals:
+    """Padded proposals: ``boxes [B, P, 4]`` sorted by decreasing objectness within each
+    image, ``valid [B, P]`` bool (False for padding when fewer than P survive NMS)."""
+
+    boxes: torch.Tensor
+    valid: torch.Tensor
+
+
+class RPNHead(nn.Module):
+    """3x3 conv + ReLU, then 1x1 convs to A objectness logits and 4A deltas per cell."""
+
+    def __init__(self, in_channels: int, conv_channels: int, num_anchors: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
+        self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
+        self.deltas = nn.Conv2d(conv_channels, 4 * num_anchors, 1)
+        for layer in (self.conv, self.objectness, self.deltas):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``features [B, C, H, W]`` -> ``pred_logits [B, N]``, ``pred_deltas [B, N, 4]``."""
+        batch = features.shape[0]
+        hidden = F.relu(self.conv(features))
+        # (B, A, H, W) -> (B, H, W, A) -> (B, H*W*A): the anchor grid's row order
+        logits = self.objectness(hidden).permute(0, 2, 3, 1).reshape(batch, -1)
+        # (B, A*4, H, W) -> (B, H, W, A*4) -> (B, H*W*A, 4)
+        deltas = self.deltas(hidden).permute(0, 2, 3, 1).reshape(batch, -1, 4)
+        return logits, deltas
+
+
+@torch.no_grad()
+def anchor_targets(
+    anchors: torch.Tensor,
+    gt: GroundTruth,
+    image_sizes: torch.Tensor,
+    *,
+    pos_iou_thresh: float,
+    neg_iou_thresh: float,
+    num_samples: int,
+    positive_fraction: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label and sample anchors ``[N, 4]`` against the padded ground truth.
+
+    Anchors crossing an image's border are ignored. Among the others, an anchor is positive
+    when its best IoU is >= ``pos_iou_thresh`` or it is (one of) the best anchor(s) of some gt
+    box (IoU > 0); negative when its best IoU is < ``neg_iou_thresh`` and it is not positive.
+    ``num_samples`` are then drawn per image, at most ``positive_fraction`` of them positive.
+
+    Returns ``gt_labels [B, N]`` int64 (1 positive, 0 negative, -1 not sampled / ignored) and
+    ``gt_boxes [B, N, 4]``, the box each anchor is matched with (meaningful for positives).
+    """
+    heights, widths = image_sizes[:, 0:1], image_sizes[:, 1:2]
+    inside = (
+        (anchors[None, :, 0] >= 0)
+        & (anchors[None, :, 1] >= 0)
+        & (anchors[None, :, 2] <= widths)
+        & (anchors[None, :, 3] <= heights)
+    )  # (B, N)
+    iou = pairwise_iou(anchors[None], gt.boxes)  # (1, N, 4) x (B, G, 4) -> (B, N, G)
+    iou = iou.masked_fill(~gt.valid[:, None, :], -1.0).masked_fill(~inside[:, :, None], -1.0)
+    max_iou, matched = iou.max(dim=2)  # (B, N)
+    best_per_gt = iou.max(dim=1, keepdim=True).values  # (B, 1, G)
+    is_best = ((iou == best_per_gt) & (best_per_gt > 0)).any(dim=2)
+    positive = inside & (is_best | (max_iou >= pos_iou_thresh))
+    negative = inside & ~positive & (max_iou < neg_iou_thresh)
+    positive, negative = subsample_labels(positive, negative, num_samples, positive_fraction)
+    gt_labels = torch.where(positive, 1, torch.where(negative, 0, -1))
+    gt_boxes = torch.gather(gt.boxes, 1, matched[:, :, None].expand(-1, -1, 4))
+    return gt_labels, gt_boxes
+
+
+def rpn_losses(
+    pred_logits: torch.Tensor,
+    pred_deltas: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_deltas: torch.Tensor,
+    sigma: float,
+) -> dict[str, torch.Tensor]:
+    """Objectness BCE over sampled anchors and smooth-L1 (``beta = 1 / sigma^2``) over positives,
+    both normalised by the number of sampled anchors in the batch (0 box loss without positives).
+
+    ``pred_logits [B, N]``, ``pred_deltas [B, N, 4]``, ``gt_labels [B, N]`` in {-1, 0, 1},
+    ``gt_deltas [B, N, 4]`` (finite; zero where not positive).
+    """
+    sampled = gt_labels >= 0
+    normaliser = sampled.sum().clamp(min=1)
+    cls = F.binary_cross_entropy_with_logits(pred_logits.float(), gt_labels.clamp(min=0).float(), reduction="none")
+    loc = F.smooth_l1_loss(pred_deltas.float(), gt_deltas, beta=1.0 / sigma**2, reduction="none").sum(dim=2)
+    return {
+        "rpn_cls": torch.where(sampled, cls, 0.0).sum() / normaliser,
+        "rpn_loc": torch.where(gt_labels == 1, loc, 0.0).sum() / normaliser,
+    }
+
+
+@torch.no_grad()
+def propose(
+    anchors: torch.Tensor,
+    pred_logits: torch.Tensor,
+    pred_deltas: torch.Tensor,
+    image_sizes: torch.Tensor,
+    box_coder: BoxCoder,
+    *,
+    pre_nms_top_n: int,
+    post_nms_top_n: int,
+    nms_thresh: float,
+    min_size: float,
+) -> Proposals:
+    """Proposal layer: decode every anchor, clip to the image, drop boxes smaller than
+    ``min_size``, keep the ``pre_nms_top_n`` best per image, NMS, keep ``post_nms_top_n``."""
+    batch, num_anchors = pred_logits.shape
+    boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N, 4)
+    too_small = ((boxes[..., 2:] - boxes[..., :2]) < min_size).any(dim=2)
+    scores = pred_logits.float().masked_fill(too_small, float("-inf"))
+    k = min(pre_nms_top_n, num_anchors)
+    scores, top = scores.topk(k, dim=1)  # (B, k)
+    boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
+    image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
+    boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
+    # Dropped (-inf) boxes sort last, so they can never suppress a kept box; they are marked
+    # invalid below instead of being removed, which would need a device sync.
+    keep = batched_nms(boxes, scores, image_index, nms_thresh)  # by decreasing score
+    order, rank = rank_within_image(image_index[keep], batch)
+    keep = keep[order]
+    num_out = min(post_nms_top_n, k)
+    # Items ranked beyond num_out all land in a scratch column that is cut off afterwards.
+    slot = rank.clamp(max=num_out)
+    out_boxes = boxes.new_zeros(batch, num_out + 1, 4)
+    out_scores = scores.new_full((batch, num_out + 1), float("-inf"))
+    out_boxes[image_index[keep], slot] = boxes[keep]
+    out_scores[image_index[keep], slot] = scores[keep]
+    return Proposals(out_boxes[:, :num_out], out_scores[:, :num_out] > float("-inf"))
+
+
+class RegionProposalNetwork(nn.Module):
+    """RPN over one feature map: proposals always, losses in training."""
+
+    def __init__(
+        self,
+        *,
+        head: RPNHead,
+        anchor_generator: AnchorGenerator,
+        box_coder: BoxCoder,
+        pre_nms_top_n: dict[str, int],
+        post_nms_top_n: dict[str, int],
+        nms_thresh: float,
+        min_size: float,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        pos_iou_thresh: float,
+        neg_iou_thresh: float,
+        loc_sigma: float,
+    ):
+        super().__init__()
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.box_coder = box_coder
+        self.pre_nms_top_n = pre_nms_top_n  # {"train": n, "test": n}
+        self.post_nms_top_n = post_nms_top_n
+        self.nms_thresh = nms_thresh
+        self.min_size = min_size
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.pos_iou_thresh = pos_iou_thresh
+        self.neg_iou_thresh = neg_iou_thresh
+        self.loc_sigma = loc_sigma
+
+    def forward(
+        self, features: torch.Tensor, image_sizes: torch.Tensor, gt: GroundTruth | None = None
+    ) -> tuple[Proposals, dict[str, torch.Tensor]]:
+        """``features [B, C, H, W]`` -> proposals, and ``{"rpn_cls", "rpn_loc"}`` when ``gt`` is given."""
+        anchors = self.anchor_generator(features.shape[-2:])  # (N, 4)
+        pred_logits, pred_deltas = self.head(features)
+        mode = "train" if self.training else "test"
+        proposals = propose(
+            anchors,
+            pred_logits.detach(),
+            pred_deltas.detach(),
+            image_sizes,
+            self.box_coder,
+            pre_nms_top_n=self.pre_nms_top_n[mode],
+            post_nms_top_n=self.post_nms_top_n[mode],
+            nms_thresh=self.nms_thresh,
+            min_size=self.min_size,
+        )
+        if gt is None:
+            return proposals, {}
+        gt_labels, gt_boxes = anchor_targets(
+            anchors,
+            gt,
+            image_sizes,
+            pos_iou_thresh=self.pos_iou_thresh,
+            neg_iou_thresh=self.neg_iou_thresh,
+            num_samples=self.batch_size_per_image,
+            positive_fraction=self.positive_fraction,
+        )
+        with torch.no_grad():
+            # Encoding a padded (zero) gt box gives inf; only positives' deltas are used.
+            gt_deltas = torch.where(
+                (gt_labels == 1)[:, :, None], self.box_coder.encode(anchors[None], gt_boxes), 0.0
+            )
+        return proposals, rpn_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, self.loc_sigma)
+
+
+def build_rpn(cfg, anchors_cfg, in_channels: int) -> RegionProposalNetwork:
+    """RPN from the ``model.rpn`` and ``model.anchors`` config nodes."""
+    anchor_generator = AnchorGenerator(
+        base_size=anchors_cfg.base_size,
+        scales=list(anchors_cfg.scales),
+        ratios=list(anchors_cfg.ratios),
+        stride=anchors_cfg.stride,
+    )
+    return RegionProposalNetwork(
+        head=RPNHead(in_channels, cfg.conv_channels, anchor_generator.num_anchors),
+        anchor_generator=anchor_generator,
+        box_coder=BoxCoder(cfg.bbox_std),
+        pre_nms_top_n={"train": cfg.pre_nms_top_n_train, "test": cfg.pre_nms_top_n_test},
+        post_nms_top_n={"train": cfg.post_nms_top_n_train, "test": cfg.post_nms_top_n_test},
+        nms_thresh=cfg.nms_thresh,
+        min_size=cfg.min_size,
+        batch_size_per_image=cfg.batch_size_per_image,
+        positive_fraction=cfg.positive_fraction,
+        pos_iou_thresh=cfg.pos_iou_thresh,
+        neg_iou_thresh=cfg.neg_iou_thresh,
+        loc_sigma=cfg.loc_sigma,
+    )

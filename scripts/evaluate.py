@@ -1,0 +1,103 @@
+"""Evaluate a trained detector, or score an existing results file.
+
+    python scripts/evaluate.py checkpoint=outputs/<run>/checkpoints/last.pt
+    python scripts/evaluate.py checkpoint=... dataset.test_sets=[2007-test] model.roi_head.score_thresh=0.01
+    python scripts/evaluate.py predictions=outputs/<run>/predictions.json
+
+Writes metrics.json (voc07, voc, coco) and predictions.json in the run directory and logs the
+summary with the per-class AP table.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+
+from frcnn.data import build_dataset, build_test_loader
+from frcnn.engine.checkpoint import load_checkpoint
+from frcnn.engine.trainer import resolve_device
+from frcnn.evaluation import (
+    DetectionEvaluator,
+    add_pr_curves,
+    format_metrics_table,
+    load_predictions,
+    log_metrics,
+    run_inference,
+    save_predictions,
+    score_predictions,
+    write_voc_devkit_results,
+)
+from frcnn.evaluation.checkpoint_model import check_classes, model_from_checkpoint
+from frcnn.evaluation.config import checkpoint_run_config
+from frcnn.evaluation.results_io import detections_from_predictions
+from frcnn.utils.logging import setup_logging
+
+log = logging.getLogger("evaluate")
+
+
+class Evaluation(NamedTuple):
+    dataset_cfg: DictConfig
+    dataset: object  # frcnn.data.DetectionDataset
+    predictions: list[dict]
+    metrics: dict
+    pr_curves: list  # ClassPR per class
+    step: int  # the checkpoint's iteration (TensorBoard step)
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
+    """The checkpoint's model on the test split of its (possibly overridden) dataset."""
+    checkpoint = load_checkpoint(cfg.checkpoint)
+    dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
+    device = resolve_device(cfg.device.value)
+    loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
+    check_classes(checkpoint, loader.dataset.class_names)
+    model = model_from_checkpoint(checkpoint, model_cfg).to(device)
+    log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
+    evaluator = DetectionEvaluator(loader.dataset)
+    metrics = run_inference(model, loader, evaluator, device, amp=cfg.amp)
+    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, checkpoint.get("iteration", 0))
+
+
+def score_file(cfg: DictConfig) -> Evaluation:
+    """A results file scored against the test split of cfg.dataset."""
+    dataset = build_dataset(cfg.dataset, "test")
+    predictions = load_predictions(cfg.predictions)
+    log.info("scoring %d detections of %s on %d %s test images", len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)
+    metrics, curves = score_predictions(dataset, predictions)
+    return Evaluation(cfg.dataset, dataset, predictions, metrics, curves, 0)
+
+
+@hydra.main(config_path="../configs", config_name="evaluate", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    setup_logging(run_dir / "evaluate.log")
+    if (cfg.checkpoint is None) == (cfg.predictions is None):
+        raise ValueError("give exactly one of checkpoint=PATH (evaluate a model) or predictions=FILE (score a results file)")
+    run = evaluate_checkpoint(cfg) if cfg.checkpoint else score_file(cfg)
+
+    save_predictions(run_dir / "predictions.json", run.predictions)
+    (run_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
+    log.info("metrics:\n%s", format_metrics_table(run.metrics))
+    log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "predictions.json")
+
+    if cfg.voc_results_dir is not None:
+        # "2007-test" -> comp4_det_test_<class>.txt, as the devkit names result files
+        set_name = "_".join(split.rpartition("-")[2] for split in run.dataset_cfg.test_sets) or "test"
+        dets = detections_from_predictions(run.predictions, run.dataset.image_ids, run.dataset.category_ids)
+        directory = run_dir / cfg.voc_results_dir
+        write_voc_devkit_results(directory, dets, run.dataset.image_ids, run.dataset.class_names, set_name)
+        log.info("wrote VOC devkit result files comp4_det_%s_<class>.txt to %s", set_name, directory)
+    if cfg.tensorboard_dir is not None:
+        with SummaryWriter(cfg.tensorboard_dir) as writer:
+            log_metrics(writer, run.metrics, run.step)
+            add_pr_curves(writer, run.pr_curves, run.dataset.class_names, run.step)
+        log.info("added metrics and PR curves at step %d to %s", run.step, cfg.tensorboard_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Train a Faster R-CNN detector.
+
+    python scripts/train.py                                  # shapes on the CPU (experiment=shapes_cpu)
+    python scripts/train.py experiment=voc0712_r50_c4 dataset.root=/data/VOCdevkit
+    torchrun --nproc_per_node=8 scripts/train.py experiment=coco_r50_c4 dataset.root=/data/coco
+    python scripts/train.py --cfg job                        # print the resolved config and exit
+
+Every value of configs/train.yaml (and its groups) can be overridden as ``key=value``.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from frcnn.config import preset_warning
+from frcnn.engine.trainer import train
+from frcnn.utils.logging import setup_logging
+
+log = logging.getLogger("train")
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base=None)
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    setup_logging(run_dir / "train.log", rank=int(os.environ.get("RANK", 0)))
+    log.info("run directory: %s", run_dir)
+    warning = preset_warning(hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.name)
+    if warning:
+        log.warning(warning)
+    train(cfg, run_dir)
+
+
+if __name__ == "__main__":
+    # Under torchrun only rank 0 keeps a run directory (the others adopt it in train()), so the
+    # other ranks do not write Hydra's .hydra/ folder.
+    if int(os.environ.get("RANK", "0")) > 0:
+        sys.argv.append("hydra.output_subdir=null")
+    main()

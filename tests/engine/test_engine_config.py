@@ -1,0 +1,105 @@
+"""Config composition: every group option and experiment, precedence, and schema errors."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from frcnn.config import preset_warning
+from conftest import CONFIGS, REPO, compose_train
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["dataset", "model", "optimizer", "schedule", "experiment", "debug"])
+def test_every_group_option_composes(group):
+    options = _options(group)
+    assert options, f"configs/{group} is empty"
+    for option in options:
+        cfg = compose_train(f"{group}={option}")
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # every value is set
+
+
+def test_group_options_without_experiment():
+    cfg = compose_train("~experiment", "optimizer=adamw", "schedule=cosine")
+    assert cfg.model.backbone.depth == 50 and cfg.model.backbone.weights == "imagenet"
+    assert cfg.optimizer.name.value == "adamw" and cfg.schedule.name.value == "cosine"
+
+
+def test_default_is_the_cpu_shapes_preset():
+    cfg = compose_train()
+    assert cfg.dataset.name == "shapes"
+    assert cfg.model.backbone.depth == 18 and cfg.model.backbone.weights is None
+    assert cfg.dataset.test_min_size == 128
+
+
+@pytest.mark.parametrize("experiment", ["voc07_r50_c4", "voc0712_r50_c4", "coco_r50_c4"])
+def test_full_scale_experiments_keep_resnet50(experiment):
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.model.backbone.depth == 50 and cfg.model.backbone.weights == "imagenet"
+    assert cfg.dataset.name == ("coco" if experiment.startswith("coco") else "voc")
+
+
+def test_precedence_experiment_then_debug_then_command_line():
+    cfg = compose_train("debug=tiny")
+    assert cfg.train.max_iters == 6 and cfg.model.backbone.depth == 18  # debug over experiment
+    assert compose_train("debug=tiny", "train.max_iters=3").train.max_iters == 3  # CLI over all
+    assert compose_train("model.backbone.depth=34").model.backbone.depth == 34  # CLI over experiment
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.max_iter=5", "max_iter"),  # misspelled key
+    ("train.max_iters=five", "max_iters"),  # wrong type
+    ("train.amp=fp8", "amp"),  # not an allowed value
+    ("optimizer.base_lr=fast", "base_lr"),
+])
+def test_schema_rejects_bad_overrides(override, key):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_train(override)
+    assert key in str(info.value) + str(info.value.__cause__)
+
+
+def test_schema_rejects_unknown_key_in_a_config_file(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\ntrain:\n  batchsize: 4\n")
+    with pytest.raises(Exception, match="batchsize"):
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+            compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
+
+
+def test_cli_rejects_misspelled_key_before_any_work(tmp_path):
+    result = subprocess.run([sys.executable, "scripts/train.py", "train.max_iter=5",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "max_iter" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_cfg_job_prints_resolved_config():
+    result = subprocess.run([sys.executable, "scripts/train.py", "--cfg", "job", "train.batch_size=3"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    cfg = OmegaConf.create(result.stdout)
+    assert cfg.train.batch_size == 3 and cfg.model.backbone.depth == 18
+
+
+def test_run_dirs_have_microseconds():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = compose("train", return_hydra_config=True)
+    assert re.search(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}$", cfg.hydra.run.dir)
+    assert re.search(r"multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}$", cfg.hydra.sweep.dir)
+
+
+def test_preset_warning():
+    assert preset_warning("shapes_cpu", "shapes") is None
+    assert preset_warning(None, "voc") is None
+    assert preset_warning("voc0712_r50_c4", "voc") is None
+    message = preset_warning("shapes_cpu", "voc")
+    assert "experiment=voc0712_r50_c4" in message and "~experiment" in message

@@ -1,0 +1,91 @@
+"""The training loop in-process on the tiny shapes set: artifacts, determinism, exact resume,
+and the non-finite-loss stop."""
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from frcnn.engine.checkpoint import load_checkpoint
+from frcnn.engine.trainer import NonFiniteLossError, train
+from frcnn.models import FasterRCNN, build_model
+
+LOSS_TERMS = ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
+
+
+def read_losses(run_dir) -> dict[int, list[float]]:
+    """iteration -> the loss terms recorded in losses.jsonl."""
+    lines = [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
+    return {r["iteration"]: [r[f"loss/{k}"] for k in LOSS_TERMS] for r in lines}
+
+
+def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path):
+    cfg = tiny_cfg()
+    metrics = train(cfg, tmp_path)
+
+    assert set(metrics) >= {"voc07", "voc", "coco"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert sorted(read_losses(tmp_path)) == [1, 2, 3, 4, 5, 6]
+
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt", "model_0000003.pt",
+                                                       "model_0000006.pt"]
+    last = load_checkpoint(ckpts / "last.pt")
+    assert last["iteration"] == 6 and last["class_names"] == ["circle", "square", "triangle"]
+    assert last["best_metric"] == metrics["voc07"]["mAP"]
+    assert load_checkpoint(ckpts / "model_0000003.pt")["iteration"] == 3
+    # The evaluation scripts rebuild the model from the checkpoint's own config.
+    model = build_model(OmegaConf.create(last["config"])["model"], len(last["class_names"]))
+    model.load_state_dict(last["model"])
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {f"loss/{k}" for k in LOSS_TERMS} | {"lr", "time/iter", "time/data", "eval/voc07_mAP",
+                                                "eval/coco_AP", "eval_AP/circle"} <= scalars
+    assert [e.step for e in events.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
+    assert {"predictions/0", "predictions/1"} <= set(events.Tags()["images"])
+    assert any(tag.startswith("pr/") for tag in events.Tags()["tensors"])
+
+
+@pytest.mark.slow
+def test_same_seed_same_losses_and_resume_reproduces_them(tiny_cfg, tmp_path):
+    no_eval = "train.eval_at_end=false"
+    straight, again, halves = tmp_path / "straight", tmp_path / "again", tmp_path / "halves"
+    train(tiny_cfg(no_eval), straight)
+    train(tiny_cfg(no_eval), again)
+    assert read_losses(straight) == read_losses(again)  # deterministic on the CPU
+
+    train(tiny_cfg(no_eval, "train.max_iters=3"), halves)
+    assert load_checkpoint(halves / "checkpoints" / "last.pt")["iteration"] == 3
+    train(tiny_cfg(no_eval, "train.resume=auto"), halves)
+    assert read_losses(halves) == read_losses(straight)  # iterations 1-3, then 4-6 after resuming
+
+    # A different seed gives a different run (the comparison above can fail).
+    train(tiny_cfg(no_eval, "seed=1", "train.max_iters=2"), tmp_path / "other")
+    assert read_losses(tmp_path / "other")[1] != read_losses(straight)[1]
+
+
+def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeypatch, caplog):
+    forward = FasterRCNN.forward
+    calls = {"train": 0}
+
+    def forward_with_nan_at_5(self, images, image_sizes, targets=None):
+        out = forward(self, images, image_sizes, targets)
+        if self.training:
+            calls["train"] += 1
+            if calls["train"] == 5:
+                out["rpn_loc"] = out["rpn_loc"] * torch.nan
+        return out
+
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with_nan_at_5)
+    with pytest.raises(NonFiniteLossError) as info:
+        train(tiny_cfg(), tmp_path)
+    message = str(info.value)
+    assert "iteration 5" in message and "rpn_loc=nan" in message
+    assert all(f"{k}=" in message for k in LOSS_TERMS)
+    assert message in caplog.text  # in the log file too
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 3  # last good one
+    assert sorted(read_losses(tmp_path)) == [1, 2, 3, 4]
+    assert not (tmp_path / "metrics.json").exists()

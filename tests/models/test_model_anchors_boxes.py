@@ -1,0 +1,94 @@
+import math
+
+import torch
+from torchvision.ops import box_iou
+
+from frcnn.models.anchors import AnchorGenerator, cell_anchors
+from frcnn.models.box_coder import BoxCoder, clip_boxes
+from frcnn.models.matching import pad_targets, pairwise_iou
+
+
+def test_cell_anchors_match_the_seed_values():
+    anchors = cell_anchors(16, [8, 16, 32], [0.5, 1.0, 2.0])
+    assert anchors.shape == (9, 4)
+    # Ratio-major order; every anchor is centred on (8, 8) and has area (16 * scale)^2.
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    torch.testing.assert_close(centres, torch.full((9, 2), 8.0))
+    widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    torch.testing.assert_close(widths * heights, torch.tensor([128.0, 256, 512] * 3) ** 2)
+    torch.testing.assert_close(heights / widths, torch.tensor([0.5] * 3 + [1.0] * 3 + [2.0] * 3))
+    torch.testing.assert_close(anchors[3], torch.tensor([-56.0, -56.0, 72.0, 72.0]))
+    torch.testing.assert_close(anchors[0], torch.tensor([8 - 64 * math.sqrt(2), 8 - 32 * math.sqrt(2), 8 + 64 * math.sqrt(2), 8 + 32 * math.sqrt(2)]))
+
+
+def test_anchor_grid_layout_is_cell_major_then_anchor():
+    generator = AnchorGenerator(base_size=16, scales=[1.0, 2.0], ratios=[1.0], stride=16)
+    anchors = generator((2, 3))
+    assert generator.num_anchors == 2
+    assert anchors.shape == (2 * 3 * 2, 4)
+    # Row (i * W + j) * A + a is anchor a of cell (i, j), shifted by (16 j, 16 i).
+    torch.testing.assert_close(anchors[(1 * 3 + 2) * 2 + 1], generator.cell_anchors[1] + torch.tensor([32.0, 16, 32, 16]))
+    torch.testing.assert_close(anchors[0], torch.tensor([0.0, 0.0, 16.0, 16.0]))
+
+
+def test_encode_decode_round_trip():
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(50, 2, generator=generator) * 100
+    reference = torch.cat([reference, reference + 5 + torch.rand(50, 2, generator=generator) * 80], dim=1)
+    boxes = torch.rand(50, 2, generator=generator) * 100
+    boxes = torch.cat([boxes, boxes + 1 + torch.rand(50, 2, generator=generator) * 80], dim=1)
+    for std in [(1.0, 1.0, 1.0, 1.0), (0.1, 0.1, 0.2, 0.2)]:
+        coder = BoxCoder(std)
+        deltas = coder.encode(reference, boxes)
+        torch.testing.assert_close(coder.decode(reference, deltas), boxes, atol=1e-3, rtol=1e-4)
+
+
+def test_encode_normalises_by_std_and_decode_clamps_scale():
+    reference = torch.tensor([[0.0, 0.0, 10.0, 20.0]])
+    box = torch.tensor([[5.0, 10.0, 25.0, 30.0]])  # centre (15, 20) vs (5, 10); size 20x20 vs 10x20
+    plain = BoxCoder().encode(reference, box)
+    torch.testing.assert_close(plain, torch.tensor([[1.0, 0.5, math.log(2.0), 0.0]]))
+    torch.testing.assert_close(BoxCoder((0.1, 0.1, 0.2, 0.2)).encode(reference, box), plain / torch.tensor([0.1, 0.1, 0.2, 0.2]))
+    huge = BoxCoder().decode(reference, torch.tensor([[0.0, 0.0, 50.0, 50.0]]))
+    torch.testing.assert_close(huge[0, 2] - huge[0, 0], torch.tensor(10.0 * 1000 / 16))
+    assert torch.isfinite(huge).all()
+
+
+def test_decode_runs_in_fp32_under_half_inputs():
+    boxes = BoxCoder().decode(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(1, 4, dtype=torch.bfloat16))
+    assert boxes.dtype == torch.float32
+
+
+def test_clip_boxes_per_image():
+    boxes = torch.tensor([[[-5.0, -5.0, 200.0, 50.0]], [[-5.0, 10.0, 200.0, 300.0]]])
+    clipped = clip_boxes(boxes, torch.tensor([[100, 120], [64, 80]]))
+    torch.testing.assert_close(clipped, torch.tensor([[[0.0, 0.0, 120.0, 50.0]], [[0.0, 10.0, 80.0, 64.0]]]))
+
+
+def test_pairwise_iou_matches_torchvision_and_broadcasts():
+    generator = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 7, 2, generator=generator) * 50
+    a = torch.cat([a, a + torch.rand(2, 7, 2, generator=generator) * 40], dim=2)
+    b = torch.rand(2, 5, 2, generator=generator) * 50
+    b = torch.cat([b, b + torch.rand(2, 5, 2, generator=generator) * 40], dim=2)
+    iou = pairwise_iou(a, b)
+    assert iou.shape == (2, 7, 5)
+    for i in range(2):
+        torch.testing.assert_close(iou[i], box_iou(a[i], b[i]))
+    torch.testing.assert_close(pairwise_iou(a[0][None], b), torch.stack([box_iou(a[0], b[i]) for i in range(2)]))
+    assert pairwise_iou(torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)).item() == 0.0
+
+
+def test_pad_targets_places_boxes_and_marks_padding():
+    targets = [
+        {"boxes": torch.tensor([[1.0, 2, 3, 4]]), "labels": torch.tensor([3]), "difficult": torch.tensor([False])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+        {"boxes": torch.tensor([[5.0, 6, 7, 8], [9.0, 10, 11, 12]]), "labels": torch.tensor([1, 2])},
+    ]
+    gt = pad_targets(targets, torch.device("cpu"))
+    assert gt.boxes.shape == (3, 2, 4)
+    assert gt.valid.tolist() == [[True, False], [False, False], [True, True]]
+    assert gt.labels.tolist() == [[3, 0], [0, 0], [1, 2]]
+    torch.testing.assert_close(gt.boxes[2, 1], torch.tensor([9.0, 10, 11, 12]))
+    empty = pad_targets([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}], torch.device("cpu"))
+    assert empty.boxes.shape == (1, 1, 4) and not empty.valid.any()
