@@ -33,7 +33,7 @@ from frcnn.evaluation import (
     write_voc_devkit_results,
 )
 from frcnn.evaluation.checkpoint_model import check_classes, model_from_checkpoint
-from frcnn.evaluation.config import checkpoint_run_config
+from frcnn.evaluation.config import check_evaluate_source, checkpoint_run_config
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.utils.logging import setup_logging
 
@@ -60,14 +60,16 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset)
     metrics = run_inference(model, loader, evaluator, device, amp=cfg.amp)
-    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, checkpoint.get("iteration", 0))
+    step = checkpoint.get("iteration", 0)
+    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, step)
 
 
 def score_file(cfg: DictConfig) -> Evaluation:
     """A results file scored against the test split of cfg.dataset."""
     dataset = build_dataset(cfg.dataset, "test")
     predictions = load_predictions(cfg.predictions)
-    log.info("scoring %d detections of %s on %d %s test images", len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)
+    log.info("scoring %d detections of %s on %d %s test images",
+             len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)  # fmt: skip
     metrics, curves = score_predictions(dataset, predictions)
     return Evaluation(cfg.dataset, dataset, predictions, metrics, curves, 0)
 
@@ -76,8 +78,7 @@ def score_file(cfg: DictConfig) -> Evaluation:
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_logging(run_dir / "evaluate.log")
-    if (cfg.checkpoint is None) == (cfg.predictions is None):
-        raise ValueError("give exactly one of checkpoint=PATH (evaluate a model) or predictions=FILE (score a results file)")
+    check_evaluate_source(cfg)
     run = evaluate_checkpoint(cfg) if cfg.checkpoint else score_file(cfg)
 
     save_predictions(run_dir / "predictions.json", run.predictions)

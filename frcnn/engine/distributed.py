@@ -88,6 +88,17 @@ def all_gather_object(obj: object) -> list:
     return gathered
 
 
+def broadcast_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every process.
+
+    DDP does this at the start of each forward; after the last training step the ranks'
+    buffers still differ (each updated them on its own batch), so evaluation calls this first.
+    """
+    if is_distributed():
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def parameter_checksum(model: nn.Module) -> str:
     """SHA-256 of every parameter and buffer of ``model`` (names, dtypes and bytes)."""
     digest = hashlib.sha256()

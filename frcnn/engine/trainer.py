@@ -78,6 +78,38 @@ def _shared_run_dir(run_dir: Path) -> Path:
     return shared
 
 
+def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, amp: Optional[torch.dtype],
+               clip_grad_norm: Optional[float], stop_requested: bool,
+               iteration: int) -> tuple[dict[str, float], bool]:
+    """One optimiser step on ``batch`` (iteration number ``iteration``, counted from 1).
+
+    Returns the loss terms and their sum (``"total"``), averaged over all processes, and
+    whether any process asked to stop. Raises :class:`NonFiniteLossError` before the update
+    if any term is not finite, on every process alike.
+    """
+    device = batch.images.device
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        loss_dict = model(batch.images, batch.image_sizes, batch.targets)
+    total = sum(loss_dict.values())
+    # One collective per step: the rank-mean of every term (for logging and the finite check)
+    # and the stop flag, so that all processes stop at the same iteration.
+    reduced = du.all_reduce_mean(torch.stack(
+        [t.detach().float() for t in (*loss_dict.values(), total)]
+        + [torch.tensor(float(stop_requested), device=device)])).tolist()
+    values = dict(zip([*loss_dict, "total"], reduced[:-1]))
+    check_finite(iteration, values)
+
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    if clip_grad_norm is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return values, reduced[-1] > 0
+
+
 def _restore_rng(rng_states: list[dict], seed: int, iteration: int) -> None:
     """Set this rank's RNG state from a checkpoint's per-rank list (reseed if the world size changed)."""
     rank, world_size = du.get_rank(), du.get_world_size()
@@ -141,14 +173,14 @@ def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
 
     def run_evaluation() -> dict:
         nonlocal best_metric
+        du.broadcast_buffers(model)
         metrics = evaluate(model, evaluator, test_loader, device, amp, tc.vis_images, iteration, events)
-        improved = best_metric is None or metrics["voc07"]["mAP"] > best_metric
-        if improved:
+        if best_metric is None or metrics["voc07"]["mAP"] > best_metric:  # alike on every rank
             best_metric = metrics["voc07"]["mAP"]
-        state = training_state()
-        if improved and main:
-            checkpoints.save_best(state)
-            log.info("best VOC07 mAP so far (%.4f): %s", best_metric, checkpoints.best)
+            state = training_state()
+            if main:
+                checkpoints.save_best(state)
+                log.info("best VOC07 mAP so far (%.4f): %s", best_metric, checkpoints.best)
         return metrics
 
     ddp_model = model if world_size == 1 else DistributedDataParallel(
@@ -167,32 +199,16 @@ def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
                 t0 = time.perf_counter()
                 batch = next(batches).to(device, non_blocking=True)
                 data_time = time.perf_counter() - t0
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    loss_dict = ddp_model(batch.images, batch.image_sizes, batch.targets)
-                total = sum(loss_dict.values())
-                # One collective per step: the rank-mean of every loss term (for logging and the
-                # finite check) and the stop flag, so that all ranks stop at the same iteration.
-                reduced = du.all_reduce_mean(torch.stack(
-                    [t.detach().float() for t in (*loss_dict.values(), total)]
-                    + [torch.tensor(float(stop.requested), device=device)])).tolist()
-                values = dict(zip([*loss_dict, "total"], reduced[:-1]))
-                check_finite(iteration + 1, values)
-
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                if tc.clip_grad_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
                 lr = scheduler.get_last_lr()[0]
+                values, stop_everywhere = train_step(ddp_model, batch, optimizer, scaler, amp,
+                                                     tc.clip_grad_norm, stop.requested, iteration + 1)
                 scheduler.step()
                 iteration += 1
 
                 events.iteration(iteration, values, lr, time.perf_counter() - t0, data_time,
                                  torch.cuda.max_memory_allocated(device) / 2**20
                                  if device.type == "cuda" else None)
-                if reduced[-1] > 0:
+                if stop_everywhere:
                     stopped = True
                     log.warning("stopping at iteration %d on request", iteration)
                     break
@@ -202,10 +218,10 @@ def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
                         checkpoints.save_last(state, periodic=True)
                 if tc.eval_period > 0 and iteration % tc.eval_period == 0 and iteration < tc.max_iters:
                     run_evaluation()
-                    ddp_model.train()
 
             if not stopped and tc.eval_at_end:
                 metrics = run_evaluation()
+            du.broadcast_buffers(model)
             state = training_state()
             if main:
                 checkpoints.save_last(state, periodic=iteration % tc.checkpoint_period == 0)

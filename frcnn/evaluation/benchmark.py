@@ -11,7 +11,9 @@ from frcnn.evaluation.results_io import predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections, GroundTruth, voc_metrics, voc_pr_curves
 
 
-def synthetic_split(num_images: int, dets_per_image: int, num_classes: int, seed: int = 0) -> tuple[GroundTruth, Detections]:
+def synthetic_split(
+    num_images: int, dets_per_image: int, num_classes: int, seed: int = 0
+) -> tuple[GroundTruth, Detections]:
     """VOC07-test-like ground truth (1-6 objects per image on 500x375 images, ~10% difficult)
     and ``dets_per_image`` detections per image: jittered copies of the objects and random boxes."""
     rng = np.random.default_rng(seed)
@@ -29,8 +31,8 @@ def synthetic_split(num_images: int, dets_per_image: int, num_classes: int, seed
     # per image: a few noisy copies of each object, the rest random boxes
     source = rng.integers(0, len(gt_image), size=len(det_image))
     near = rng.random(len(det_image)) < 0.3
-    det_boxes = np.concatenate([rng.uniform(0, 350, (len(det_image), 2)), rng.uniform(10, 150, (len(det_image), 2))], axis=1)
-    det_boxes[:, 2:] += det_boxes[:, :2]
+    xy = rng.uniform(0, 350, (len(det_image), 2))
+    det_boxes = np.concatenate([xy, xy + rng.uniform(10, 150, (len(det_image), 2))], axis=1)
     det_boxes[near] = gts.boxes[source[near]] + rng.normal(0, 8, (int(near.sum()), 4))
     det_image[near] = gt_image[source[near]]
     labels = rng.integers(1, num_classes + 1, size=len(det_image))

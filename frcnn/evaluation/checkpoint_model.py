@@ -25,7 +25,9 @@ def model_from_checkpoint(checkpoint: dict, model_cfg: DictConfig) -> FasterRCNN
     backbone.weights = None
     model = build_model(model_cfg, num_classes=len(checkpoint["class_names"]))
     model.load_state_dict(checkpoint["model"])
-    logger.info("loaded a %d-class detector trained for %s iterations", len(checkpoint["class_names"]), checkpoint.get("iteration"))
+    logger.info(
+        "loaded a %d-class detector trained for %s iterations", len(checkpoint["class_names"]), checkpoint.get("iteration")
+    )
     return model.eval()
 
 

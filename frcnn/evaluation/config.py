@@ -61,7 +61,17 @@ def register_configs() -> None:
 register_configs()
 
 
-def checkpoint_run_config(cfg: DictConfig, checkpoint_config: dict, overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+def check_evaluate_source(cfg: DictConfig) -> None:
+    """Raise ValueError unless exactly one of ``checkpoint`` and ``predictions`` is given."""
+    if (cfg.checkpoint is None) == (cfg.predictions is None):
+        raise ValueError(
+            "give exactly one of checkpoint=PATH (evaluate a model) or predictions=FILE (score a results file)"
+        )
+
+
+def checkpoint_run_config(
+    cfg: DictConfig, checkpoint_config: dict, overrides: list[str]
+) -> tuple[DictConfig, DictConfig]:
     """(dataset, model) nodes of a run on a checkpoint.
 
     cfg: the composed evaluate/predict config. checkpoint_config: the checkpoint's resolved train
@@ -73,7 +83,10 @@ def checkpoint_run_config(cfg: DictConfig, checkpoint_config: dict, overrides: l
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     dataset_group_chosen = any(o.key_or_group == "dataset" for o in parsed)
     model = OmegaConf.merge(OmegaConf.structured(ModelConfig), saved.model)
-    dataset = cfg.dataset if dataset_group_chosen else OmegaConf.merge(OmegaConf.structured(DatasetConfig), saved.dataset)
+    if dataset_group_chosen:
+        dataset = cfg.dataset
+    else:
+        dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), saved.dataset)
     for override in parsed:
         key = override.key_or_group
         node_name, _, subkey = key.partition(".")

@@ -44,7 +44,10 @@ def ground_truth_arrays(dataset) -> GroundTruth:
 
 
 def score_predictions(
-    dataset, predictions: list[dict], image_indices: Iterable[int] | None = None, ground_truth: GroundTruth | None = None
+    dataset,
+    predictions: list[dict],
+    image_indices: Iterable[int] | None = None,
+    ground_truth: GroundTruth | None = None,
 ) -> tuple[dict, list[ClassPR]]:
     """metrics.json dict (voc07, voc, coco) and the per-class VOC PR curves of ``predictions``.
 
@@ -52,7 +55,10 @@ def score_predictions(
     image_indices: the evaluated images (default all): objects of other images are not counted
     and predictions on them are an error. ground_truth: ground_truth_arrays(dataset), if cached.
     """
-    indices = np.arange(len(dataset.image_ids)) if image_indices is None else np.asarray(sorted(image_indices), dtype=np.int64)
+    if image_indices is None:
+        indices = np.arange(len(dataset.image_ids))
+    else:
+        indices = np.asarray(sorted(image_indices), dtype=np.int64)
     evaluated_ids = [dataset.image_ids[i] for i in indices]
     dets = detections_from_predictions(predictions, evaluated_ids, dataset.category_ids)
     dets.image_index = indices[dets.image_index]  # positions in evaluated_ids -> dataset indices
@@ -148,7 +154,9 @@ class DetectionEvaluator:
             logger.warning("evaluating %d of %d images", len(self._outputs), len(self.dataset.image_ids))
         if self._ground_truth is None:
             self._ground_truth = ground_truth_arrays(self.dataset)
-        metrics, self.pr_curves = score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth)
+        metrics, self.pr_curves = score_predictions(
+            self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth
+        )
         return metrics
 
 
@@ -187,5 +195,6 @@ def format_metrics_table(metrics: dict) -> str:
     width = max([len("class")] + [len(name) for name in names])
     lines.append(f"{'class':<{width}}  AP(voc07)  AP(voc)")
     for name in names:
-        lines.append(f"{name:<{width}}  {number(metrics['voc07']['AP'][name]):>9}  {number(metrics['voc']['AP'][name]):>7}")
+        ap07, ap = number(metrics["voc07"]["AP"][name]), number(metrics["voc"]["AP"][name])
+        lines.append(f"{name:<{width}}  {ap07:>9}  {ap:>7}")
     return "\n".join(lines)

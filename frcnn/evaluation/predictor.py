@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,8 +34,16 @@ def list_images(path: str | Path) -> list[Path]:
     images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = [p.name for p in candidates if p.suffix.lower() not in IMAGE_SUFFIXES]
     if skipped:
-        logger.info("skipping %d file(s) that are not %s images: %s", len(skipped), "/".join(IMAGE_SUFFIXES), ", ".join(skipped))
+        kinds = "/".join(IMAGE_SUFFIXES)
+        logger.info("skipping %d file(s) that are not %s images: %s", len(skipped), kinds, ", ".join(skipped))
     return images
+
+
+def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
+    """Raise ValueError when ``output_dir`` holds input images: drawn copies would replace them."""
+    output_dir = Path(output_dir).resolve()
+    if any(path.parent.resolve() == output_dir for path in paths):
+        raise ValueError(f"output {output_dir} holds the input images: drawing would overwrite them; use another folder")
 
 
 class Predictor:
@@ -47,8 +54,16 @@ class Predictor:
     id written for label l is ``category_ids[l - 1]``.
     """
 
-    def __init__(self, model: torch.nn.Module, transform: DetectionTransform, size_divisibility: int, device: torch.device,
-                 class_names: list[str], category_ids: list[int], score_threshold: float = 0.5):  # fmt: skip
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        transform: DetectionTransform,
+        size_divisibility: int,
+        device: torch.device,
+        class_names: list[str],
+        category_ids: list[int],
+        score_threshold: float = 0.5,
+    ):
         self.model = model.eval()
         self.transform = transform
         self.size_divisibility = size_divisibility
@@ -74,7 +89,7 @@ class Predictor:
         output_dir.mkdir(parents=True, exist_ok=True)
         predictions = []
         with tqdm(total=len(paths), desc="predict", unit="image", dynamic_ncols=True) as bar:
-            for chunk in itertools.batched(paths, batch_size):
+            for chunk in (paths[start : start + batch_size] for start in range(0, len(paths), batch_size)):
                 images, samples = [], []
                 for path in chunk:
                     try:
@@ -92,7 +107,9 @@ class Predictor:
                 bar.update(len(chunk))
         return predictions
 
-    def _write(self, path: Path, image: torch.Tensor, output: dict, scale: torch.Tensor, output_dir: Path) -> list[dict]:
+    def _write(
+        self, path: Path, image: torch.Tensor, output: dict, scale: torch.Tensor, output_dir: Path
+    ) -> list[dict]:
         keep = output["scores"] >= self.score_threshold
         boxes = boxes_to_original(output["boxes"][keep], scale, image.shape[1], image.shape[2])
         labels, scores = output["labels"][keep].cpu(), output["scores"][keep].float().cpu()

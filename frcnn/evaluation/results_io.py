@@ -85,7 +85,9 @@ def load_predictions(path: str | Path) -> list[dict]:
     for position, prediction in enumerate(predictions):
         missing = [key for key in _PREDICTION_KEYS if not isinstance(prediction, dict) or key not in prediction]
         if missing or len(prediction["bbox"]) != 4:
-            raise ValueError(f"{path}: entry {position} needs {_PREDICTION_KEYS} with a 4-number bbox, got {prediction!r}")
+            raise ValueError(
+                f"{path}: entry {position} needs {_PREDICTION_KEYS} with a 4-number bbox, got {prediction!r}"
+            )
     return predictions
 
 
@@ -108,6 +110,7 @@ def write_voc_devkit_results(
         with open(path, "w") as f:
             for row in rows:
                 xmin, ymin, xmax, ymax = boxes[row]
-                f.write(f"{image_ids[dets.image_index[row]]} {dets.scores[row]:.6f} {xmin:.2f} {ymin:.2f} {xmax:.2f} {ymax:.2f}\n")
+                image_id, score = image_ids[dets.image_index[row]], dets.scores[row]
+                f.write(f"{image_id} {score:.6f} {xmin:.2f} {ymin:.2f} {xmax:.2f} {ymax:.2f}\n")
         paths.append(path)
     return paths

@@ -53,5 +53,8 @@ def add_pr_curves(
     """One TensorBoard PR curve per class (tag ``pr/<class>``), thresholded on detection score."""
     for class_name, curve in zip(class_names, curves):
         writer.add_pr_curve_raw(
-            f"pr/{class_name}", global_step=step, num_thresholds=num_thresholds, **pr_curve_counts(curve, num_thresholds)
+            f"pr/{class_name}",
+            global_step=step,
+            num_thresholds=num_thresholds,
+            **pr_curve_counts(curve, num_thresholds),
         )

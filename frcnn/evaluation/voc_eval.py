@@ -191,8 +191,8 @@ def voc_pr_curves(dets: Detections, gts: GroundTruth, num_classes: int, iou_thre
     bounds = np.searchsorted(labels, np.arange(1, num_classes + 2))
     positives = np.bincount(gts.labels[~gts.ignore], minlength=num_classes + 1)
     return [
-        ClassPR(scores=scores[bounds[k] : bounds[k + 1]], tp=tp[bounds[k] : bounds[k + 1]], num_positives=int(positives[k + 1]))
-        for k in range(num_classes)
+        ClassPR(scores=scores[start:end], tp=tp[start:end], num_positives=int(positives[label]))
+        for label, start, end in zip(range(1, num_classes + 1), bounds[:-1], bounds[1:])
     ]
 
 

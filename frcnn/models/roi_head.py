@@ -187,9 +187,11 @@ class RoIHead(nn.Module):
 
     def pool(self, features: torch.Tensor, rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
         """``rois [R, 4]`` of images ``image_index [R]`` -> ``[R, C, roi_size, roi_size]``."""
-        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).to(features.dtype)
-        if self.pooler == "roi_pool":
-            return roi_pool(features, indexed, self.roi_size, self.spatial_scale)
+        # Box coordinates stay fp32 under autocast: in bf16 a 1000 px coordinate is off by 4 px.
+        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
+        if self.pooler == "roi_pool":  # no autocast kernel: pool in fp32, hand back the features' dtype
+            return roi_pool(features.float(), indexed, self.roi_size, self.spatial_scale).to(features.dtype)
+        # roi_align's autocast kernel runs it in fp32.
         return roi_align(features, indexed, self.roi_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def predict(

@@ -35,7 +35,8 @@ class FakeDataset:
         images, annotations = [], []
         for image_id, ann in zip(self.image_ids, self.annotations):
             images.append({"id": image_id, "height": ann["height"], "width": ann["width"]})
-            for box, label, difficult, crowd in zip(ann["boxes"].tolist(), ann["labels"].tolist(), ann["difficult"].tolist(), ann["iscrowd"].tolist()):
+            columns = (ann["boxes"], ann["labels"], ann["difficult"], ann["iscrowd"])
+            for box, label, difficult, crowd in zip(*(column.tolist() for column in columns)):
                 w, h = box[2] - box[0], box[3] - box[1]
                 annotations.append(
                     {"id": len(annotations) + 1, "image_id": image_id, "category_id": self.category_ids[label - 1],

@@ -47,7 +47,8 @@ def test_process_maps_boxes_to_original_coordinates_and_clips(fake_dataset):
     detections = [{"boxes": boxes, "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 3])}]
     evaluator.process(batch_of(fake_dataset, [1], (2.0, 0.5)), detections)
     predictions = evaluator.predictions()
-    assert predictions[0] == {"image_id": fake_dataset.image_ids[1], "category_id": 3, "bbox": [10.0, 10.0, 20.0, 40.0], "score": pytest.approx(0.9)}
+    expected = {"image_id": fake_dataset.image_ids[1], "category_id": 3, "bbox": [10.0, 10.0, 20.0, 40.0]}
+    assert predictions[0] == dict(expected, score=pytest.approx(0.9))
     assert predictions[1]["bbox"] == [0.0, 0.0, float(width), float(height)]
     assert predictions[1]["category_id"] == 12
 
@@ -72,8 +73,10 @@ def test_coco_metrics_equal_direct_pycocotools_run_on_the_files(fake_dataset, tm
 def test_predictions_file_scores_like_the_run(fake_dataset, tmp_path):
     evaluator, metrics = evaluate_all(fake_dataset, noise=4.0)
     save_predictions(tmp_path / "predictions.json", evaluator.predictions())
-    rescored, _ = score_predictions(fake_dataset, load_predictions(tmp_path / "predictions.json"))
+    predictions = load_predictions(tmp_path / "predictions.json")
+    rescored, _ = score_predictions(fake_dataset, predictions)
     assert rescored == metrics
+    assert predictions == evaluator.predictions()  # scoring leaves the dicts as they were
 
 
 def test_category_id_round_trip_with_non_contiguous_ids(fake_dataset, tmp_path):
@@ -87,7 +90,8 @@ def test_category_id_round_trip_with_non_contiguous_ids(fake_dataset, tmp_path):
     assert [p["category_id"] for p in predictions] == [3, 7, 12, 12]
     assert [p["image_id"] for p in predictions] == [fake_dataset.image_ids[i] for i in (0, 3, 3, 11)]
     save_predictions(tmp_path / "p.json", predictions)
-    back = detections_from_predictions(load_predictions(tmp_path / "p.json"), fake_dataset.image_ids, fake_dataset.category_ids)
+    loaded = load_predictions(tmp_path / "p.json")
+    back = detections_from_predictions(loaded, fake_dataset.image_ids, fake_dataset.category_ids)
     for field in ("image_index", "labels", "scores", "boxes"):
         np.testing.assert_array_equal(getattr(back, field), getattr(dets, field))
 

@@ -22,7 +22,8 @@ def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
     evaluator = DetectionEvaluator(dataset)
     for rank in range(2):
         indices = list(range(rank, len(dataset), 2))
-        evaluator.process(batch_of(dataset, indices, (2.0, 0.5)), gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0))
+        detections = gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0)
+        evaluator.process(batch_of(dataset, indices, (2.0, 0.5)), detections)
     expected = evaluator.evaluate()
     for rank in range(2):
         result = torch.load(f"{tmp_path / 'result'}.{rank}", weights_only=False)
@@ -32,12 +33,14 @@ def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
 
 def test_voc_devkit_result_files(fake_dataset, tmp_path):
     dataset = make_fake_dataset(image_ids=[f"2007_{i:06d}" for i in range(12)])
-    dets = Detections(np.array([0, 5]), np.array([2, 2]), np.array([0.75, 0.5]), np.array([[0.0, 1.0, 10.0, 20.5], [3, 4, 5, 6]]))
+    boxes = np.array([[0.0, 1.0, 10.0, 20.5], [3, 4, 5, 6]])
+    dets = Detections(np.array([0, 5]), np.array([2, 2]), np.array([0.75, 0.5]), boxes)
     paths = write_voc_devkit_results(tmp_path, dets, dataset.image_ids, dataset.class_names, "test")
     assert [p.name for p in paths] == ["comp4_det_test_cat.txt", "comp4_det_test_dog.txt", "comp4_det_test_bird.txt"]
     assert paths[0].read_text() == ""
     # devkit boxes are 1-based inclusive: (x1 + 1, y1 + 1, x2, y2)
-    assert paths[1].read_text().splitlines() == ["2007_000000 0.750000 1.00 2.00 10.00 20.50", "2007_000005 0.500000 4.00 5.00 5.00 6.00"]
+    lines = ["2007_000000 0.750000 1.00 2.00 10.00 20.50", "2007_000005 0.500000 4.00 5.00 5.00 6.00"]
+    assert paths[1].read_text().splitlines() == lines
 
 
 def test_pr_curve_counts_at_score_thresholds():
@@ -68,11 +71,12 @@ def test_tensorboard_scalars_and_pr_curves(fake_dataset, tmp_path):
 def test_draw_detections_draws_only_confident_boxes_in_class_colours():
     image = torch.zeros(3, 64, 96, dtype=torch.uint8)
     boxes = torch.tensor([[10.0, 10.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]])
-    drawn = draw_detections(image, boxes, torch.tensor([2, 1]), torch.tensor([0.9, 0.3]), ["cat", "dog"], score_threshold=0.5)
+    labels = torch.tensor([2, 1])
+    drawn = draw_detections(image, boxes, labels, torch.tensor([0.9, 0.3]), ["cat", "dog"], score_threshold=0.5)
     assert drawn.dtype == torch.uint8 and drawn.shape == (3, 64, 96)
     assert tuple(drawn[:, 30, 10].tolist()) == class_colors(2)[1]  # left edge of the dog box
     assert drawn[:, 20, 90].sum() == 0  # right edge of the 0.3 box: not drawn
-    float_image = draw_detections(torch.full((3, 64, 96), 0.5), boxes, torch.tensor([2, 1]), torch.tensor([0.9, 0.9]), ["cat", "dog"])
+    float_image = draw_detections(torch.full((3, 64, 96), 0.5), boxes, labels, torch.tensor([0.9, 0.9]), ["cat", "dog"])
     assert float_image.dtype == torch.uint8 and float_image[0, 60, 5] == 128
 
 

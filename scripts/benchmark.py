@@ -1,0 +1,324 @@
+"""Benchmark this Faster R-CNN against torchvision's, plus the data and evaluation pipelines.
+
+    python scripts/benchmark.py                                   # CPU-sized defaults, a few minutes
+    python scripts/benchmark.py sections=[model] compare.image_size=[600,800] compare.timed_iters=20
+    python scripts/benchmark.py device=cuda compare.batch_size=4 model.rpn.pre_nms_top_n_train=12000
+
+Section ``model`` times, in one process and interleaved, a training step (forward, backward,
+optimiser step) and inference of this model and of torchvision's ``FasterRCNN`` composed as
+the same R50-C4: the same trunk (conv1..layer3) and layer4 weights, the same 9 anchors, RPN
+head, proposal counts, RoI sampling sizes, 14x14 RoIAlign and predictor weights, on identical
+inputs of one size (so torchvision's transform does not resize). Ours runs with RoIAlign
+(``model.roi_head.pooler``) for the like-for-like ratio and is also timed with RoIPool.
+Sections ``data`` and ``eval`` call ``frcnn.data.benchmark`` and ``frcnn.evaluation.benchmark``.
+Everything is written to ``benchmark.json`` in the run directory; ratios are
+``our median time / torchvision's median time`` (below 1: ours is faster).
+"""
+
+import copy
+import json
+import logging
+import statistics
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import hydra
+import torch
+import torchvision
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+from torch import nn
+from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from frcnn.data.config import DatasetConfig
+from frcnn.models import FasterRCNN, ModelConfig, build_model
+
+log = logging.getLogger("benchmark")
+SECTIONS = ("model", "data", "eval")
+
+
+@dataclass
+class CompareConfig:
+    batch_size: int = 2
+    image_size: list[int] = field(default_factory=lambda: [384, 480])  # (h, w)
+    num_classes: int = 20
+    boxes_per_image: int = 4
+    warmup_iters: int = 2
+    timed_iters: int = 5
+    lr: float = 1e-4
+    profile: bool = False
+
+
+@dataclass
+class DataBenchConfig:
+    batch_size: int = 2
+    num_workers: int = 0
+    num_batches: int = 20
+
+
+@dataclass
+class EvalBenchConfig:
+    num_images: int = 4952
+    dets_per_image: int = 100
+    num_classes: int = 20
+
+
+@dataclass
+class BenchmarkConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sections: list[str] = field(default_factory=lambda: list(SECTIONS))
+    device: str = "auto"
+    seed: int = 0
+    threads: Optional[int] = None
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    data: DataBenchConfig = field(default_factory=DataBenchConfig)
+    eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
+
+
+ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
+
+
+class RPNHeadLists(nn.Module):
+    """Our RPN head's layers behind torchvision's head interface (lists of per-level maps)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: list[torch.Tensor]):
+        hidden = [torch.relu(self.head.conv(f)) for f in features]
+        return [self.head.objectness(h) for h in hidden], [self.head.deltas(h) for h in hidden]
+
+
+class Res5BoxHead(nn.Module):
+    """layer4 + average pooling as torchvision's ``box_head`` (in place of TwoMLPHead)."""
+
+    def __init__(self, layer4: nn.Module):
+        super().__init__()
+        self.layer4 = layer4
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.layer4(pooled)).flatten(1)
+
+
+def torchvision_c4(ours: FasterRCNN, cfg, num_classes: int, image_size: tuple[int, int]) -> TorchvisionFasterRCNN:
+    """torchvision's FasterRCNN composed as ``ours`` (ours' weights copied), for inputs of ``image_size``."""
+    depth = cfg.backbone.depth
+    resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+    trunk = nn.Sequential(OrderedDict((n, getattr(resnet, n)) for n in names))
+    trunk.load_state_dict(ours.backbone.state_dict())
+    for parameter, our_parameter in zip(trunk.parameters(), ours.backbone.parameters()):
+        parameter.requires_grad_(our_parameter.requires_grad)
+    trunk.out_channels = ours.backbone.out_channels
+    resnet.layer4.load_state_dict(ours.roi_head.res5.state_dict())
+    predictor = FastRCNNPredictor(ours.roi_head.score.in_features, num_classes + 1)
+    predictor.cls_score.load_state_dict(ours.roi_head.score.state_dict())
+    predictor.bbox_pred.load_state_dict(ours.roi_head.cls_loc.state_dict())
+    anchors = cfg.anchors
+    rpn, roi = cfg.rpn, cfg.roi_head
+    model = TorchvisionFasterRCNN(
+        trunk,
+        min_size=min(image_size),  # scale factor 1: its transform leaves the images' size alone
+        max_size=max(image_size),
+        image_mean=[0.0, 0.0, 0.0],  # inputs are already normalised, as ours receives them
+        image_std=[1.0, 1.0, 1.0],
+        rpn_anchor_generator=AnchorGenerator(
+            sizes=(tuple(anchors.base_size * s for s in anchors.scales),), aspect_ratios=(tuple(anchors.ratios),)
+        ),
+        rpn_head=RPNHeadLists(copy.deepcopy(ours.rpn.head)),
+        rpn_pre_nms_top_n_train=rpn.pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=rpn.pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=rpn.post_nms_top_n_train,
+        rpn_post_nms_top_n_test=rpn.post_nms_top_n_test,
+        rpn_nms_thresh=rpn.nms_thresh,
+        rpn_fg_iou_thresh=rpn.pos_iou_thresh,
+        rpn_bg_iou_thresh=rpn.neg_iou_thresh,
+        rpn_batch_size_per_image=rpn.batch_size_per_image,
+        rpn_positive_fraction=rpn.positive_fraction,
+        box_roi_pool=MultiScaleRoIAlign(["0"], roi.roi_size, roi.sampling_ratio),
+        box_head=Res5BoxHead(resnet.layer4),
+        box_predictor=predictor,
+        box_score_thresh=roi.score_thresh,
+        box_nms_thresh=roi.nms_thresh,
+        box_detections_per_img=roi.detections_per_image,
+        box_fg_iou_thresh=roi.fg_iou_thresh,
+        box_bg_iou_thresh=roi.bg_iou_thresh_hi,
+        box_batch_size_per_image=roi.batch_size_per_image,
+        box_positive_fraction=roi.positive_fraction,
+        bbox_reg_weights=tuple(1.0 / s for s in roi.bbox_std),
+    )
+    model.rpn.min_size = rpn.min_size
+    return model
+
+
+def synthetic_batch(cfg: CompareConfig, device: torch.device, generator: torch.Generator):
+    """Normalised images ``[B, 3, H, W]`` and targets with random boxes 32..H/2 px and labels."""
+    height, width = cfg.image_size
+    images = torch.randn(cfg.batch_size, 3, height, width, generator=generator)
+    n = cfg.boxes_per_image
+    targets = []
+    for _ in range(cfg.batch_size):
+        size = 32 + torch.rand(n, 2, generator=generator) * (min(height, width) / 2 - 32)
+        corner = torch.rand(n, 2, generator=generator) * (torch.tensor([width, height]) - size)
+        targets.append(
+            {
+                "boxes": torch.cat([corner, corner + size], dim=1).to(device),
+                "labels": torch.randint(1, cfg.num_classes + 1, (n,), generator=generator).to(device),
+            }
+        )
+    return images.to(device), targets
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train_step(name, model, optimizer, images, sizes, targets):
+    if name == "torchvision":
+        losses = model(list(images), targets)
+    else:
+        losses = model(images, sizes, targets)
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    optimizer.step()
+
+
+def _infer(name, model, images, sizes):
+    with torch.inference_mode():
+        return model(list(images)) if name == "torchvision" else model(images, sizes)
+
+
+def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
+    """Interleaved median timings of a training step and of inference; see the module docstring."""
+    compare = cfg.compare
+    torch.manual_seed(cfg.seed)
+    ours = build_model(cfg.model, compare.num_classes).to(device)
+    models = {
+        "ours": ours,
+        "ours_roi_pool": copy.deepcopy(ours),
+        "torchvision": torchvision_c4(ours, cfg.model, compare.num_classes, tuple(compare.image_size)).to(device),
+    }
+    models["ours_roi_pool"].roi_head.pooler = "roi_pool"
+    optimizers = {
+        name: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=compare.lr, momentum=0.9)
+        for name, m in models.items()
+    }
+    images, targets = synthetic_batch(compare, device, torch.Generator().manual_seed(cfg.seed))
+    sizes = [tuple(compare.image_size)] * compare.batch_size
+    times = {phase: {name: [] for name in models} for phase in ("train", "infer")}
+    for iteration in range(compare.warmup_iters + compare.timed_iters):
+        for phase in ("train", "infer"):
+            for name, model in models.items():
+                model.train(phase == "train")
+                _sync(device)
+                start = time.perf_counter()
+                if phase == "train":
+                    _train_step(name, model, optimizers[name], images, sizes, targets)
+                else:
+                    _infer(name, model, images, sizes)
+                _sync(device)
+                if iteration >= compare.warmup_iters:
+                    times[phase][name].append(time.perf_counter() - start)
+        log.info("iteration %d/%d done", iteration + 1, compare.warmup_iters + compare.timed_iters)
+    medians = {phase: {name: statistics.median(t) for name, t in per.items()} for phase, per in times.items()}
+    result = {
+        "settings": OmegaConf.to_container(compare),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "median_seconds": medians,
+        "train_ratio": medians["train"]["ours"] / medians["train"]["torchvision"],
+        "infer_ratio": medians["infer"]["ours"] / medians["infer"]["torchvision"],
+        "train_ratio_roi_pool": medians["train"]["ours_roi_pool"] / medians["train"]["torchvision"],
+        "infer_ratio_roi_pool": medians["infer"]["ours_roi_pool"] / medians["infer"]["torchvision"],
+        "times": times,
+    }
+    if compare.profile:
+        result["profiles"] = _profile(models, optimizers, images, sizes, targets, run_dir)
+    return result
+
+
+def _profile(models, optimizers, images, sizes, targets, run_dir: Path) -> dict:
+    """One training step and one inference of each model under torch.profiler; tables to files."""
+    files = {}
+    for name, model in models.items():
+        for phase in ("train", "infer"):
+            model.train(phase == "train")
+            with torch.profiler.profile() as profiler:
+                if phase == "train":
+                    _train_step(name, model, optimizers[name], images, sizes, targets)
+                else:
+                    _infer(name, model, images, sizes)
+            path = run_dir / f"profile_{name}_{phase}.txt"
+            path.write_text(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+            files[f"{name}_{phase}"] = path.name
+    return files
+
+
+def _require(module: str):
+    """Import a benchmark module of another package; a clear error when it is not there."""
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as error:
+        raise ImportError(f"benchmark section needs {module} ({error}); drop the section with sections=[...]") from error
+
+
+def run_sections(cfg, device: torch.device, run_dir: Path) -> dict:
+    unknown = set(cfg.sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown benchmark sections {sorted(unknown)}; choose from {list(SECTIONS)}")
+    result = {}
+    if "model" in cfg.sections:
+        result.update(compare_with_torchvision(cfg, device, run_dir))
+        log.info(
+            "train step: ours %.3fs (RoIPool %.3fs), torchvision %.3fs -> ratio %.3f",
+            result["median_seconds"]["train"]["ours"],
+            result["median_seconds"]["train"]["ours_roi_pool"],
+            result["median_seconds"]["train"]["torchvision"],
+            result["train_ratio"],
+        )
+        log.info(
+            "inference:  ours %.3fs (RoIPool %.3fs), torchvision %.3fs -> ratio %.3f",
+            result["median_seconds"]["infer"]["ours"],
+            result["median_seconds"]["infer"]["ours_roi_pool"],
+            result["median_seconds"]["infer"]["torchvision"],
+            result["infer_ratio"],
+        )
+    if "data" in cfg.sections:
+        data = _require("frcnn.data.benchmark")
+        result["data"] = data.benchmark_data_pipeline(cfg.dataset, cfg.data.batch_size, cfg.data.num_workers, cfg.data.num_batches)
+        log.info("data pipeline: %s", result["data"])
+    if "eval" in cfg.sections:
+        evaluation = _require("frcnn.evaluation.benchmark")
+        result["eval"] = evaluation.benchmark_eval(cfg.eval.num_images, cfg.eval.dets_per_image, cfg.eval.num_classes, cfg.seed)
+        log.info("evaluation: %s", result["eval"])
+    return result
+
+
+@hydra.main(config_path="../configs", config_name="benchmark", version_base=None)
+def main(cfg) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    result = run_sections(cfg, device, run_dir)
+    (run_dir / "benchmark.json").write_text(json.dumps(result, indent=2))
+    log.info("wrote %s", run_dir / "benchmark.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Detect objects in an image or a folder of images with a trained checkpoint.
+
+    python scripts/predict.py checkpoint=outputs/<run>/checkpoints/last.pt input=photos/ output=detections/
+    python scripts/predict.py checkpoint=... input=cat.jpg output=out/ score_threshold=0.3 device=cuda
+
+Writes every image with its detections drawn (class name and score) under its own file name in
+``output``, and one ``predictions.json`` (COCO results format; ``image_id`` is the file name,
+boxes in original-image pixels, ``category_id`` the training dataset's id).
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from frcnn.data.transforms import build_transform
+from frcnn.engine.checkpoint import load_checkpoint
+from frcnn.engine.trainer import resolve_device
+from frcnn.evaluation import save_predictions
+from frcnn.evaluation.checkpoint_model import model_from_checkpoint
+from frcnn.evaluation.config import checkpoint_run_config
+from frcnn.evaluation.predictor import Predictor, check_output_dir, list_images
+from frcnn.utils.logging import setup_logging
+
+log = logging.getLogger("predict")
+
+
+@hydra.main(config_path="../configs", config_name="predict", version_base=None)
+def main(cfg: DictConfig) -> None:
+    setup_logging()
+    output = Path(cfg.output)
+    paths = list_images(cfg.input)
+    check_output_dir(paths, output)
+
+    checkpoint = load_checkpoint(cfg.checkpoint)
+    dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
+    device = resolve_device(cfg.device.value)
+    predictor = Predictor(
+        model_from_checkpoint(checkpoint, model_cfg).to(device),
+        build_transform(dataset_cfg, train=False),
+        dataset_cfg.size_divisibility,
+        device,
+        class_names=list(checkpoint["class_names"]),
+        category_ids=list(checkpoint["category_ids"]),
+        score_threshold=cfg.score_threshold,
+    )
+    predictions = predictor.predict(paths, cfg.batch_size, output)
+    save_predictions(output / "predictions.json", predictions)
+    log.info("%d detections on %d input image(s) written to %s", len(predictions), len(paths), output)
+
+
+if __name__ == "__main__":
+    main()
