@@ -147,16 +147,22 @@ class DetectionEvaluator:
     def evaluate(self) -> dict:
         """Gather all ranks' detections and return the metrics.json dict (on every rank).
 
-        Only processed images are evaluated (their objects count, others' do not).
+        Only processed images are evaluated (their objects count, others' do not). When
+        distributed, rank 0 computes the metrics and broadcasts them.
         """
         self._outputs = _gather(self._outputs)
         if len(self._outputs) < len(self.dataset.image_ids):
             logger.warning("evaluating %d of %d images", len(self._outputs), len(self.dataset.image_ids))
-        if self._ground_truth is None:
-            self._ground_truth = ground_truth_arrays(self.dataset)
-        metrics, self.pr_curves = score_predictions(
-            self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth
-        )
+        distributed = dist.is_available() and dist.is_initialized()
+        result = [None]
+        if not distributed or dist.get_rank() == 0:
+            # one rank scores (COCOeval is slow, and CPU ranks share cores), then shares the result
+            if self._ground_truth is None:
+                self._ground_truth = ground_truth_arrays(self.dataset)
+            result = [score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth)]
+        if distributed:
+            dist.broadcast_object_list(result, src=0)
+        metrics, self.pr_curves = result[0]
         return metrics
 
 
