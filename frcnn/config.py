@@ -107,9 +107,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
-register_configs()
-
-
 def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str]:
     """A warning when the CPU shapes preset is combined with another dataset, else None.
 
@@ -120,3 +117,19 @@ def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str
                 f"from scratch, tiny images), but dataset={dataset_name}: pick a full-scale "
                 f"experiment (e.g. experiment=voc0712_r50_c4) or ~experiment (no preset: the groups alone)")
     return None
+
+
+def check_train_config(cfg) -> None:
+    """Value checks the types cannot express; raises ValueError naming the key."""
+    positive = ("max_iters", "batch_size", "eval_batch_size", "checkpoint_period", "log_period")
+    for key in positive:
+        if cfg.train[key] <= 0:
+            raise ValueError(f"train.{key} must be positive, got {cfg.train[key]}")
+    for key in ("eval_period", "keep_checkpoints", "vis_images"):
+        if cfg.train[key] < 0:
+            raise ValueError(f"train.{key} must be >= 0, got {cfg.train[key]}")
+    if cfg.optimizer.base_lr <= 0 or cfg.optimizer.reference_batch_size <= 0:
+        raise ValueError("optimizer.base_lr and optimizer.reference_batch_size must be positive")
+
+
+register_configs()

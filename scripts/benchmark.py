@@ -113,6 +113,8 @@ class Res5BoxHead(nn.Module):
 
 def torchvision_c4(ours: FasterRCNN, cfg, num_classes: int, image_size: tuple[int, int]) -> TorchvisionFasterRCNN:
     """torchvision's FasterRCNN composed as ``ours`` (ours' weights copied), for inputs of ``image_size``."""
+    if not isinstance(ours.backbone.bn1, FrozenBatchNorm2d):
+        raise ValueError("the torchvision composition uses FrozenBatchNorm2d: set model.backbone.norm=frozen_bn")
     depth = cfg.backbone.depth
     resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
     names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")

@@ -46,8 +46,16 @@ class TrainingEvents:
         self.smoothed: dict[str, SmoothedValue] = {}
         if not enabled:
             return
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        self.jsonl = open(run_dir / "losses.jsonl", "a", encoding="utf-8")
+        # A resumed run first drops what the interrupted one recorded after its checkpoint, so
+        # that every iteration appears once (TensorBoard: purge_step; losses.jsonl: rewritten).
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"),
+                                    purge_step=start_iter + 1 if start_iter > 0 else None)
+        jsonl_path = run_dir / "losses.jsonl"
+        if start_iter > 0 and jsonl_path.exists():
+            kept = [line for line in jsonl_path.read_text().splitlines()
+                    if json.loads(line)["iteration"] <= start_iter]
+            jsonl_path.write_text("".join(line + "\n" for line in kept))
+        self.jsonl = open(jsonl_path, "a", encoding="utf-8")
         self.bar = tqdm(total=max_iters, initial=start_iter, desc="train", dynamic_ncols=True,
                         smoothing=0.1)
 

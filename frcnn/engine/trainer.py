@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
+from frcnn.config import check_train_config
 from frcnn.data import build_test_loader, build_train_loader
 from frcnn.engine import distributed as du
 from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, load_model_weights, resolve_resume
@@ -128,6 +129,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     evaluation, ``metrics.json`` under ``run_dir`` (rank 0 only). Returns the final metrics,
     or None when a signal stopped the run early or ``train.eval_at_end`` is false.
     """
+    check_train_config(cfg)
     tc = cfg.train
     device = du.init_distributed(resolve_device(_plain(cfg.device)))
     rank, world_size, main = du.get_rank(), du.get_world_size(), du.is_main_process()

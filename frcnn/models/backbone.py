@@ -113,4 +113,6 @@ def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvi
 def build_backbone(cfg) -> tuple[ResNetTrunk, nn.Sequential]:
     """(trunk conv1..layer3, layer4) of the ResNet described by ``cfg`` (a ``BackboneConfig``)."""
     net = build_resnet(cfg.depth, cfg.weights, cfg.norm)
+    if cfg.weights is None and cfg.frozen_stages > 0:
+        logger.warning("backbone.frozen_stages=%d freezes randomly initialised layers (weights=null)", cfg.frozen_stages)
     return ResNetTrunk(net, cfg.frozen_stages), net.layer4

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from frcnn.config import preset_warning
+from frcnn.config import check_train_config, preset_warning
 from conftest import CONFIGS, REPO, compose_train
 
 
@@ -103,3 +103,11 @@ def test_preset_warning():
     assert preset_warning("voc0712_r50_c4", "voc") is None
     message = preset_warning("shapes_cpu", "voc")
     assert "experiment=voc0712_r50_c4" in message and "~experiment" in message
+
+
+@pytest.mark.parametrize("override, key", [("train.checkpoint_period=0", "train.checkpoint_period"),
+                                           ("train.eval_period=-1", "train.eval_period"),
+                                           ("optimizer.base_lr=0", "optimizer.base_lr")])
+def test_value_checks_name_the_key(override, key):
+    with pytest.raises(ValueError, match=key):
+        check_train_config(compose_train(override))

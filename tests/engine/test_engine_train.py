@@ -62,6 +62,13 @@ def test_same_seed_same_losses_and_resume_reproduces_them(tiny_cfg, tmp_path):
     train(tiny_cfg(*short, "train.resume=auto"), halves)
     assert read_losses(halves) == read_losses(straight)  # iterations 1-2, then 3-4 after resuming
 
+    # Resuming from an earlier checkpoint of the same run replaces what came after it.
+    redo = tmp_path / "redo"
+    train(tiny_cfg(*short, "train.checkpoint_period=2"), redo)
+    train(tiny_cfg(*short, f"train.resume={redo / 'checkpoints' / 'model_0000002.pt'}"), redo)
+    assert read_losses(redo) == read_losses(straight)
+    assert [json.loads(line)["iteration"] for line in (redo / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
     # A different seed gives a different run (so the comparisons above can fail).
     train(tiny_cfg(*short, "seed=1", "train.max_iters=1"), tmp_path / "other")
     assert read_losses(tmp_path / "other")[1] != read_losses(straight)[1]

@@ -6,7 +6,7 @@ import torch
 from frcnn.models import ModelConfig
 
 
-def tiny_model_config(**roi_head) -> ModelConfig:
+def _tiny_model_config(**roi_head) -> ModelConfig:
     """ResNet-18 C4 from scratch with anchors, proposal counts and RoI sizes for 128 px images."""
     cfg = ModelConfig()
     cfg.backbone.depth = 18
@@ -28,8 +28,9 @@ def tiny_model_config(**roi_head) -> ModelConfig:
 
 
 @pytest.fixture
-def tiny_cfg() -> ModelConfig:
-    return tiny_model_config()
+def tiny_model_config():
+    """``tiny_model_config(**roi_head_overrides) -> ModelConfig``: a fresh config per call."""
+    return _tiny_model_config
 
 
 @pytest.fixture

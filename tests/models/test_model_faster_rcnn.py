@@ -14,7 +14,6 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from frcnn.models import FasterRCNN, ModelConfig, build_model
 from frcnn.models.backbone import build_resnet
 
-from conftest import tiny_model_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
@@ -42,7 +41,7 @@ def test_model_config_files_compose_against_the_schema(name):
         assert model.roi_head.score.in_features == (512 if depth == 18 else 2048)
 
 
-def test_training_losses_are_finite_and_reach_exactly_the_trainable_parameters(two_images):
+def test_training_losses_are_finite_and_reach_exactly_the_trainable_parameters(two_images, tiny_model_config):
     torch.manual_seed(0)
     cfg = tiny_model_config()
     cfg.backbone.frozen_stages = 2  # conv1 + layer1
@@ -67,7 +66,7 @@ def test_training_losses_are_finite_and_reach_exactly_the_trainable_parameters(t
     assert not frozen_bn.training and torch.equal(frozen_bn.running_mean, running_mean)
 
 
-def test_images_without_objects_give_zero_box_losses(two_images):
+def test_images_without_objects_give_zero_box_losses(two_images, tiny_model_config):
     torch.manual_seed(0)
     model = build_model(tiny_model_config(), num_classes=2).train()
     images, sizes, _ = two_images
@@ -80,14 +79,14 @@ def test_images_without_objects_give_zero_box_losses(two_images):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_train_mode_requires_targets(two_images):
+def test_train_mode_requires_targets(two_images, tiny_model_config):
     model = build_model(tiny_model_config(), num_classes=2).train()
     images, sizes, _ = two_images
     with pytest.raises(ValueError, match="targets"):
         model(images, sizes)
 
 
-def test_eval_detections_shapes_order_and_bounds(two_images):
+def test_eval_detections_shapes_order_and_bounds(two_images, tiny_model_config):
     torch.manual_seed(0)
     cfg = tiny_model_config()
     cfg.roi_head.score_thresh = 0.0  # an untrained model: keep everything to check the format
@@ -108,7 +107,7 @@ def test_eval_detections_shapes_order_and_bounds(two_images):
         assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
 
 
-def test_a_few_optimisation_steps_drive_the_loss_down(two_images):
+def test_a_few_optimisation_steps_drive_the_loss_down(two_images, tiny_model_config):
     torch.manual_seed(0)
     cfg = tiny_model_config(pooler="roi_align")
     cfg.backbone.frozen_stages = 4  # the whole trunk: keeps the test fast on a CPU (gradients are tested above)
@@ -125,7 +124,7 @@ def test_a_few_optimisation_steps_drive_the_loss_down(two_images):
     assert sum(totals[-2:]) / 2 < 0.75 * totals[0], totals
 
 
-def test_channels_last_gives_the_same_losses(two_images):
+def test_channels_last_gives_the_same_losses(two_images, tiny_model_config):
     images, sizes, targets = two_images
     results = []
     for channels_last in (False, True):
@@ -139,7 +138,7 @@ def test_channels_last_gives_the_same_losses(two_images):
         torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-5)
 
 
-def test_backbone_loads_a_local_state_dict(tmp_path):
+def test_backbone_loads_a_local_state_dict(tmp_path, tiny_model_config):
     reference = torchvision.models.resnet18()
     with torch.no_grad():
         reference.layer3[0].conv1.weight.normal_()
@@ -190,7 +189,7 @@ def test_group_norm_refuses_batch_norm_weights():
         build_resnet(18, "imagenet", "gn")
 
 
-def test_model_is_a_faster_rcnn_and_deep_copies():
+def test_model_is_a_faster_rcnn_and_deep_copies(tiny_model_config):
     model = build_model(tiny_model_config(), num_classes=2)
     assert isinstance(model, FasterRCNN)
     twin = copy.deepcopy(model)

@@ -1,13 +1,10 @@
 import pytest
 import torch
-from torchvision.ops import box_iou
 
 from frcnn.models.box_coder import BoxCoder
 from frcnn.models.faster_rcnn import build_model
 from frcnn.models.roi_head import postprocess_detections
 from frcnn.models.rpn import RPNHead, propose
-
-from conftest import tiny_model_config
 
 
 def test_rpn_head_shapes_and_init():
@@ -79,7 +76,7 @@ def test_postprocess_score_threshold_classwise_nms_and_ordering():
 
 
 @pytest.mark.parametrize("pooler", ["roi_pool", "roi_align"])
-def test_roi_poolers(pooler):
+def test_roi_poolers(pooler, tiny_model_config):
     torch.manual_seed(0)
     model = build_model(tiny_model_config(pooler=pooler, roi_size=6), num_classes=2)
     head = model.roi_head
@@ -97,6 +94,22 @@ def test_roi_poolers(pooler):
     assert logits.shape == (2, 3) and deltas.shape == (2, 3, 4)
 
 
-def test_unknown_pooler_is_rejected():
+def test_unknown_pooler_is_rejected(tiny_model_config):
     with pytest.raises(ValueError, match="roi_head.pooler"):
         build_model(tiny_model_config(pooler="roi_magic"), num_classes=2)
+
+
+@pytest.mark.parametrize("pooler", ["roi_pool", "roi_align"])
+def test_bf16_autocast_training_keeps_boxes_and_losses_fp32(pooler, two_images, tiny_model_config):
+    torch.manual_seed(0)
+    model = build_model(tiny_model_config(pooler=pooler), num_classes=2).train()
+    images, sizes, targets = two_images
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(images, sizes, targets)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    features = torch.randn(1, 256, 8, 8).bfloat16()
+    rois = torch.tensor([[1001.3, 3.7, 1023.9, 17.2]])  # bf16 would round 1001.3 to 1000
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = model.roi_head.pool(features, rois, torch.tensor([0]))
+    expected = model.roi_head.pool(features.float(), rois, torch.tensor([0]))
+    torch.testing.assert_close(pooled.float(), expected, atol=1e-2, rtol=1e-2)
