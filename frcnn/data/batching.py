@@ -1,0 +1,196 @@
+"""Batches and loaders: padded collate, aspect-ratio grouped sampling, DataLoaders.
+
+The training sampler is an infinite stream of epochs. Epoch ``e`` shuffles all indices
+with ``numpy.random.default_rng([seed, e])``, draws one sample seed per index from the same
+stream, keeps this rank's shard ``perm[rank::world_size]`` and groups it into batches of
+images with the same orientation (landscape: w >= h, or portrait), emitted in the order
+they fill; a group's last partial batch is completed with the first members of that group
+in the epoch. So every index appears at least once per epoch, no batch mixes groups, and
+the stream depends only on ``(seed, rank, world_size)``: starting at ``start_iter`` yields
+exactly the batches an uninterrupted run yields from that iteration on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, Sampler
+
+from frcnn.data.build import build_dataset
+
+
+@dataclass
+class Batch:
+    """A collated batch.
+
+    Attributes:
+        images: float32 Tensor[B, 3, H, W], normalised, zero-padded at the bottom/right to a
+            multiple of ``size_divisibility``.
+        image_sizes: B resized, unpadded (h, w).
+        targets: B dicts with ``boxes`` float32 [N, 4] (x1, y1, x2, y2, resized coordinates),
+            ``labels`` int64 [N] in 1..K, ``difficult`` bool [N], ``iscrowd`` bool [N].
+        image_ids: B dataset image ids (int for COCO, str for VOC).
+        indices: B dataset indices.
+        orig_sizes: B original (h, w).
+        scales: float32 Tensor[B, 2] of (sx, sy): resized = original * scale.
+    """
+
+    images: torch.Tensor
+    image_sizes: list[tuple[int, int]]
+    targets: list[dict[str, torch.Tensor]]
+    image_ids: list
+    indices: list[int]
+    orig_sizes: list[tuple[int, int]]
+    scales: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _map(self, fn) -> Batch:
+        targets = [{k: fn(v) for k, v in t.items()} for t in self.targets]
+        return dataclasses.replace(self, images=fn(self.images), targets=targets, scales=fn(self.scales))
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Called by DataLoader(pin_memory=True) in its pinning thread."""
+        return self._map(lambda t: t.pin_memory())
+
+
+TARGET_KEYS = ("boxes", "labels", "difficult", "iscrowd")
+
+
+def collate(samples: Sequence[tuple[torch.Tensor, dict[str, Any]]], size_divisibility: int = 32) -> Batch:
+    """Pad the images of ``samples`` (from ``DetectionDataset.__getitem__``) into one tensor."""
+    images = [image for image, _ in samples]
+    max_h = max(image.shape[1] for image in images)
+    max_w = max(image.shape[2] for image in images)
+    if size_divisibility > 1:
+        max_h = -(-max_h // size_divisibility) * size_divisibility
+        max_w = -(-max_w // size_divisibility) * size_divisibility
+    padded = images[0].new_zeros(len(images), 3, max_h, max_w)
+    for k, image in enumerate(images):
+        padded[k, :, : image.shape[1], : image.shape[2]].copy_(image)
+    targets = [t for _, t in samples]
+    return Batch(
+        images=padded,
+        image_sizes=[tuple(image.shape[1:]) for image in images],
+        targets=[{key: t[key] for key in TARGET_KEYS} for t in targets],
+        image_ids=[t["image_id"] for t in targets],
+        indices=[t["index"] for t in targets],
+        orig_sizes=[tuple(t["orig_size"]) for t in targets],
+        scales=torch.tensor([t["scale"] for t in targets], dtype=torch.float32).reshape(-1, 2),
+    )
+
+
+def aspect_groups(aspect_ratios: np.ndarray) -> np.ndarray:
+    """int64 [N]: 0 for landscape (w / h >= 1), 1 for portrait images."""
+    return (np.asarray(aspect_ratios) < 1).astype(np.int64)
+
+
+def dist_rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Infinite, resumable, aspect-ratio grouped batch sampler (see the module docstring).
+
+    Yields lists of ``batch_size`` pairs ``(dataset index, sample seed)``.
+
+    Args:
+        group_ids: int [N], the group of each dataset index.
+        batch_size: images per batch (per rank).
+        seed: shuffling seed, shared by all ranks.
+        start_iter: number of batches to skip (the iteration to resume at).
+        rank, world_size: this process's shard.
+    """
+
+    def __init__(self, group_ids: Sequence[int], batch_size: int, seed: int = 0, start_iter: int = 0,
+                 rank: int = 0, world_size: int = 1):  # fmt: skip
+        if len(group_ids) < max(world_size, 1):
+            raise ValueError(f"a training set of {len(group_ids)} images cannot feed {world_size} ranks")
+        if batch_size < 1 or start_iter < 0:
+            raise ValueError(f"need batch_size >= 1 and start_iter >= 0, got {batch_size}, {start_iter}")
+        self.group_ids = np.asarray(group_ids, dtype=np.int64)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_iter = start_iter
+        self.rank = rank
+        self.world_size = world_size
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        """The batches of one epoch of this rank's shard."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.group_ids))[self.rank :: self.world_size]
+        seeds = rng.integers(0, 2**31 - 1, size=len(self.group_ids))[self.rank :: self.world_size]
+        samples = list(zip(order.tolist(), seeds.tolist()))
+        groups = self.group_ids[order].tolist()
+        batches, pending = [], {}
+        for sample, group in zip(samples, groups):
+            bucket = pending.setdefault(group, [])
+            bucket.append(sample)
+            if len(bucket) == self.batch_size:
+                batches.append(bucket)
+                pending[group] = []
+        for group, bucket in pending.items():
+            if bucket:
+                members = [s for s, g in zip(samples, groups) if g == group]
+                bucket += itertools.islice(itertools.cycle(members), self.batch_size - len(bucket))
+                batches.append(bucket)
+        return batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        skip = self.start_iter
+        for epoch in itertools.count():
+            batches = self.epoch_batches(epoch)
+            if skip >= len(batches):
+                skip -= len(batches)
+                continue
+            yield from batches[skip:]
+            skip = 0
+
+
+def _loader(dataset, batch_sampler, cfg, num_workers: int | None) -> DataLoader:
+    workers = cfg.num_workers if num_workers is None else num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=functools.partial(collate, size_divisibility=cfg.size_divisibility),
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )
+
+
+def build_train_loader(
+    cfg, batch_size: int, seed: int, start_iter: int = 0, num_workers: int | None = None
+) -> DataLoader:
+    """Infinite DataLoader of training :class:`Batch` es (``batch_size`` per rank).
+
+    Deterministic given ``(seed, rank, world_size)``; resumes at ``start_iter``. The dataset
+    is ``loader.dataset``. ``num_workers`` defaults to ``cfg.num_workers``.
+    """
+    dataset = build_dataset(cfg, "train")
+    rank, world_size = dist_rank_world()
+    sampler = GroupedBatchSampler(aspect_groups(dataset.aspect_ratios), batch_size, seed, start_iter, rank, world_size)
+    return _loader(dataset, sampler, cfg, num_workers)
+
+
+def build_test_loader(cfg, batch_size: int, num_workers: int | None = None) -> DataLoader:
+    """Finite DataLoader of test :class:`Batch` es in dataset order; when distributed, rank r
+    gets indices ``r::world_size`` (no padding, no duplicates)."""
+    dataset = build_dataset(cfg, "test")
+    rank, world_size = dist_rank_world()
+    sampler = BatchSampler(range(rank, len(dataset), world_size), batch_size, drop_last=False)
+    return _loader(dataset, sampler, cfg, num_workers)

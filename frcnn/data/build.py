@@ -1,0 +1,64 @@
+"""``build_dataset``: the dataset of a ``dataset`` config node and split."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from frcnn.data.coco import COCODetection
+from frcnn.data.config import DatasetFormat
+from frcnn.data.dataset import DetectionDataset
+from frcnn.data.shapes import generate_shapes
+from frcnn.data.transforms import build_transform
+from frcnn.data.voc import VOCDetection
+
+SPLITS = ("train", "test")
+
+
+def resolve_path(path: str, base: str | None = None) -> str:
+    """Absolute ``path``: relative ones are taken from ``base``, or else from the directory
+    the command was started in (Hydra's original working directory)."""
+    if os.path.isabs(path):
+        return path
+    return os.path.join(base, path) if base is not None else to_absolute_path(path)
+
+
+def prepare_root(cfg) -> str:
+    """The absolute dataset root; the shapes dataset is generated there first if needed."""
+    root = resolve_path(cfg.root)
+    if cfg.name == "shapes":
+        shapes = cfg.shapes
+        params = OmegaConf.to_container(shapes) if isinstance(shapes, DictConfig) else dataclasses.asdict(shapes)
+        generate_shapes(root, seed=cfg.seed, **params)
+    return root
+
+
+def build_dataset(cfg, split: str) -> DetectionDataset:
+    """The ``split`` ("train" | "test") dataset of a ``dataset`` config (DictConfig or
+    :class:`~frcnn.data.config.DatasetConfig`).
+
+    The shapes dataset is generated into ``cfg.root`` on first use. Annotations are parsed
+    and validated here (bad data raises DatasetError before any training starts); images are
+    decoded lazily in ``ds[i]``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    train = split == "train"
+    root = prepare_root(cfg)
+    common = dict(
+        class_names=list(cfg.classes) if cfg.classes is not None else None,
+        invalid_boxes=cfg.invalid_boxes,
+        transform=build_transform(cfg, train),
+        train=train,
+        use_difficult=cfg.use_difficult,
+        name=f"{cfg.name} {split}",  # for log messages
+    )
+    if DatasetFormat(cfg.format) is DatasetFormat.voc:
+        return VOCDetection(root, list(cfg.train_sets if train else cfg.test_sets), **common)
+    files = cfg.train if train else cfg.test
+    if files.images is None or files.annotations is None:
+        raise ValueError(f"dataset.{split}.images and dataset.{split}.annotations must be set for COCO-format data")
+    return COCODetection(resolve_path(files.annotations, root), resolve_path(files.images, root), **common)

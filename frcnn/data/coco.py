@@ -1,0 +1,180 @@
+"""COCO format: an images folder and an ``instances_*.json`` file.
+
+The JSON is read once into compact arrays (see :mod:`frcnn.data.annotation_index`);
+pycocotools loads the same file for evaluation (:meth:`COCODetection.coco_gt`). Category
+ids, possibly non-contiguous, map to labels 1..K in the order of ``class_names`` (default:
+categories sorted by id), and back through ``category_ids``. ``bbox`` ``[x, y, w, h]``
+becomes ``[x, y, x + w, y + h]`` (COCO boxes are already continuous 0-based coordinates).
+Crowd boxes stay in the index (flag ``iscrowd``) and are left out of training targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from frcnn.data.annotation_index import AnnotationIndex
+from frcnn.data.config import InvalidBoxPolicy
+from frcnn.data.dataset import DetectionDataset
+from frcnn.data.index_cache import cached_parse
+from frcnn.data.validation import DatasetError, Problem, apply_invalid_box_policy, raise_if_any
+
+
+def load_coco_json(path: str) -> dict:
+    """The JSON object of a COCO instances file; DatasetError when missing or not COCO."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(Problem(path, None, "annotation file not found")) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(Problem(path, None, f"not valid JSON ({exc})")) from None
+    if not isinstance(data, dict):
+        raise DatasetError(Problem(path, None, "not a COCO instances file: top level is not an object"))
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(Problem(path, None, f"not a COCO instances file: no {key!r} list"))
+    return data
+
+
+def _records(path: str, kind: str, records: list, fields: dict[str, tuple[type, ...]]) -> list[Problem]:
+    """Problems of records (images, annotations, categories) lacking a field of the right type."""
+    problems = []
+    for n, record in enumerate(records):
+        if not isinstance(record, dict):
+            problems.append(Problem(path, f"{kind} #{n}", "not a JSON object"))
+            continue
+        for key, types in fields.items():
+            value = record.get(key)
+            ok = isinstance(value, types) and not isinstance(value, bool)
+            if ok and key == "bbox":
+                ok = len(value) == 4 and all(isinstance(v, (int, float)) for v in value)
+            if not ok:
+                name = f"{kind} id {record['id']}" if isinstance(record.get("id"), int) else f"{kind} #{n}"
+                problems.append(Problem(path, name, f"missing or invalid {key!r}: {value!r}"))
+    return problems
+
+
+IMAGE_FIELDS = {"id": (int,), "file_name": (str,), "width": (int, float), "height": (int, float)}
+ANNOTATION_FIELDS = {"id": (int,), "image_id": (int,), "category_id": (int,), "bbox": (list,)}
+CATEGORY_FIELDS = {"id": (int,), "name": (str,)}
+
+
+def parse_coco(
+    path: str, images_dir: str, class_names: Sequence[str] | None = None
+) -> tuple[AnnotationIndex, list[str], list[int], list[Problem]]:
+    """Index a COCO instances file: (index, class_names, category_ids, problems).
+
+    ``class_names`` (optional) selects and orders the categories by name; annotations of
+    other categories are problems ("unknown class name"). Images without annotations are
+    kept. Annotations referring to unknown images or categories are left out and reported.
+    """
+    data = load_coco_json(path)
+    images, anns, cats = data["images"], data["annotations"], data["categories"]
+    problems = _records(path, "category", cats, CATEGORY_FIELDS)
+    raise_if_any(problems)
+    try:  # fast path: every image record well-formed (else list the malformed ones)
+        image_ids = np.array([im["id"] for im in images], dtype=np.int64)
+        file_names = [im["file_name"] for im in images]
+        heights = np.array([im["height"] for im in images], dtype=np.float64).astype(np.int32)
+        widths = np.array([im["width"] for im in images], dtype=np.float64).astype(np.int32)
+        if not all(isinstance(f, str) for f in file_names):
+            raise TypeError("file_name")
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(_records(path, "image", images, IMAGE_FIELDS)) from None
+
+    cats = sorted(cats, key=lambda c: c["id"])
+    name_of = {c["id"]: c["name"] for c in cats}
+    if class_names is None:
+        class_names = [c["name"] for c in cats]
+    id_of_name = {c["name"]: c["id"] for c in cats}
+    missing = [n for n in class_names if n not in id_of_name]
+    if missing:
+        raise DatasetError(Problem(path, None, f"classes {missing} have no category in the file"))
+    category_ids = [id_of_name[n] for n in class_names]
+
+    order = np.argsort(image_ids, kind="stable")
+    sorted_ids = image_ids[order]
+    duplicated = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+    problems += [Problem(path, f"image id {i}", "image id listed twice") for i in np.unique(duplicated)]
+
+    try:  # fast path: every annotation well-formed (else list the malformed ones)
+        ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
+        ann_images = np.array([a["image_id"] for a in anns], dtype=np.int64)
+        ann_cats = np.array([a["category_id"] for a in anns], dtype=np.int64)
+        bbox = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(len(anns), 4)
+        crowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=bool)
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(problems + _records(path, "annotation", anns, ANNOTATION_FIELDS)) from None
+
+    row = np.minimum(np.searchsorted(sorted_ids, ann_images), max(len(sorted_ids) - 1, 0))
+    known_image = sorted_ids[row] == ann_images if len(sorted_ids) else np.zeros(len(anns), dtype=bool)
+    # label lookup table over category ids: 0 = not a selected class
+    lut = np.zeros(max(name_of, default=0) + 1, dtype=np.int64)
+    lut[category_ids] = np.arange(1, len(category_ids) + 1)
+    in_range = (ann_cats >= 0) & (ann_cats < len(lut))
+    labels = np.where(in_range, lut[np.where(in_range, ann_cats, 0)], 0)
+    for k in np.flatnonzero(~known_image):
+        problems.append(Problem(path, f"annotation id {ann_ids[k]}", f"unknown image id {ann_images[k]}"))
+    for k in np.flatnonzero(known_image & (labels == 0)):
+        cid = int(ann_cats[k])
+        reason = f"unknown class name {name_of[cid]!r}" if cid in name_of else f"unknown category id {cid}"
+        problems.append(Problem(path, f"annotation id {ann_ids[k]}", reason))
+
+    valid = known_image & (labels > 0)
+    image_row = order[row[valid]]  # the annotation's position in the images list
+    by_image = np.argsort(image_row, kind="stable")
+    boxes = bbox[valid][by_image]
+    boxes[:, 2:] += boxes[:, :2]
+    index = AnnotationIndex.build(
+        image_ids=image_ids,
+        image_dirs=[images_dir],
+        dir_index=np.zeros(len(images), dtype=np.int16),
+        file_names=file_names,
+        heights=heights,
+        widths=widths,
+        boxes_per_image=np.bincount(image_row, minlength=len(images)),
+        boxes=boxes,
+        labels=labels[valid][by_image],
+        difficult=np.zeros(len(boxes), dtype=bool),
+        iscrowd=crowd[valid][by_image],
+        object_ids=ann_ids[valid][by_image],
+    )
+    return index, list(class_names), category_ids, problems
+
+
+class COCODetection(DetectionDataset):
+    """COCO-format dataset; ``image_ids`` and ``category_ids`` are the file's own ids.
+
+    Any problem found while parsing raises DatasetError listing them all; invalid boxes
+    follow ``invalid_boxes``. Other keyword arguments go to :class:`DetectionDataset`.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str,
+        images_dir: str,
+        class_names: Sequence[str] | None = None,
+        invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
+        **kwargs,
+    ):
+        self.annotation_file = annotation_file
+        parse = functools.partial(parse_coco, annotation_file, images_dir, class_names)
+        index, class_names, category_ids, problems = cached_parse(annotation_file, class_names, parse)
+        raise_if_any(problems)
+        name = kwargs.get("name", os.path.basename(annotation_file))
+        describe = lambda k: (annotation_file, f"annotation id {int(index.object_ids[k])}")  # noqa: E731
+        index = apply_invalid_box_policy(index, invalid_boxes, describe, name)
+        super().__init__(index=index, class_names=class_names, category_ids=category_ids, **kwargs)
+
+    def _build_coco_gt(self) -> COCO:
+        """The annotation file itself, loaded by pycocotools."""
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            return COCO(self.annotation_file)

@@ -1,0 +1,156 @@
+"""The detection dataset shared by the VOC and COCO formats.
+
+A dataset is an :class:`AnnotationIndex` (all annotations, compact arrays), the class list
+and a transform. ``ds[i]`` decodes one image; everything else (sizes, boxes, aspect ratios,
+ground truth for evaluation) comes from the index without decoding images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+
+from frcnn.data.annotation_index import AnnotationIndex
+from frcnn.data.image_io import read_image_checked
+from frcnn.data.transforms import DetectionTransform
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Images with box annotations; subclasses parse a format into the index.
+
+    Args:
+        index: the annotations (boxes in original-image coordinates, labels 1..K).
+        class_names: K names; ``class_names[label - 1]`` is the class of ``label``.
+        category_ids: K ids written to predictions for labels 1..K.
+        transform: applied in ``__getitem__``.
+        train: training targets exclude crowd boxes, and difficult ones unless ``use_difficult``.
+        use_difficult: keep difficult objects in training targets.
+        name: used in log messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        index: AnnotationIndex,
+        class_names: list[str],
+        category_ids: list[int],
+        transform: DetectionTransform,
+        train: bool,
+        use_difficult: bool = True,
+        name: str = "dataset",
+    ):
+        self.index = index
+        self.class_names = list(class_names)
+        self.category_ids = list(category_ids)
+        self.transform = transform
+        self.train = train
+        self.use_difficult = use_difficult
+        self.name = name
+
+    def __len__(self) -> int:
+        return self.index.num_images
+
+    @functools.cached_property
+    def image_ids(self) -> list:
+        """COCO: int image ids; VOC: file stems (str). Built on first use (main process)."""
+        return self.index.image_ids.tolist()
+
+    @property
+    def aspect_ratios(self) -> np.ndarray:
+        """ndarray[N] float: width / height of each image, from the annotations."""
+        return self.index.widths / self.index.heights
+
+    def image_path(self, i: int) -> str:
+        return self.index.image_path(i)
+
+    def get_annotation(self, i: int) -> dict[str, Any]:
+        """Ground truth of image ``i`` without decoding it: all objects, crowd and difficult
+        included. Boxes Tensor[N, 4] float32 in original-image coordinates, labels Tensor[N]
+        int64 in 1..K, difficult and iscrowd Tensor[N] bool."""
+        ix = self.index
+        s = ix.box_slice(i)
+        return {
+            "image_id": ix.image_ids[i].item(),
+            "height": int(ix.heights[i]),
+            "width": int(ix.widths[i]),
+            "boxes": torch.from_numpy(ix.boxes[s].copy()),
+            "labels": torch.from_numpy(ix.labels[s].copy()),
+            "difficult": torch.from_numpy(ix.difficult[s].copy()),
+            "iscrowd": torch.from_numpy(ix.iscrowd[s].copy()),
+        }
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``item`` is an index or ``(index, sample_seed)`` from the training batch sampler.
+
+        Returns the transformed image (float32 Tensor[3, h, w], normalised) and a target with
+        ``boxes`` Tensor[N, 4] float32 (resized coordinates), ``labels`` [N] int64,
+        ``difficult`` [N] bool, ``iscrowd`` [N] bool, ``image_id``, ``index``, ``orig_size``
+        (H, W), ``image_size`` (h, w) and ``scale`` (sx, sy) with resized = original * scale.
+        """
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        i = int(i)
+        ann = self.get_annotation(i)
+        keep = torch.ones(len(ann["labels"]), dtype=torch.bool)
+        if self.train:
+            keep &= ~ann["iscrowd"]
+            if not self.use_difficult:
+                keep &= ~ann["difficult"]
+        image = read_image_checked(self.image_path(i), ann["height"], ann["width"])
+        generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        image, boxes, scale = self.transform(image, ann["boxes"][keep], generator)
+        target = {
+            "boxes": boxes,
+            "labels": ann["labels"][keep],
+            "difficult": ann["difficult"][keep],
+            "iscrowd": ann["iscrowd"][keep],
+            "image_id": ann["image_id"],
+            "index": i,
+            "orig_size": (ann["height"], ann["width"]),
+            "image_size": tuple(image.shape[-2:]),
+            "scale": scale,
+        }
+        return image, target
+
+    def coco_gt(self) -> COCO:
+        """pycocotools COCO ground truth of this split (ids match image_ids/category_ids)."""
+        if not hasattr(self, "_coco_gt"):
+            self._coco_gt = self._build_coco_gt()
+        return self._coco_gt
+
+    def _build_coco_gt(self) -> COCO:
+        """Ground truth converted from the index (VOC and other non-COCO sources).
+
+        Difficult objects are written as ``iscrowd: 0, ignore: 1``; boxes as ``[x, y, w, h]``.
+        """
+        ix = self.index
+        images = [
+            {"id": image_id, "height": int(h), "width": int(w), "file_name": ix.image_path(i)}
+            for i, (image_id, h, w) in enumerate(zip(self.image_ids, ix.heights, ix.widths))
+        ]
+        image_of_box = ix.box_image_index
+        xywh = ix.boxes.astype(np.float64).copy()
+        xywh[:, 2:] -= xywh[:, :2]
+        annotations = [
+            {
+                "id": k + 1,
+                "image_id": self.image_ids[int(image_of_box[k])],
+                "category_id": self.category_ids[int(ix.labels[k]) - 1],
+                "bbox": xywh[k].tolist(),
+                "area": float(xywh[k, 2] * xywh[k, 3]),
+                "iscrowd": int(ix.iscrowd[k]),
+                "ignore": int(ix.difficult[k]),
+            }
+            for k in range(ix.num_boxes)
+        ]
+        categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            coco.createIndex()
+        return coco

@@ -1,0 +1,148 @@
+"""Bad-data checks: every problem names the file, the object and the reason.
+
+Structural problems (missing or malformed annotation files, unknown class names, JSON that
+is not COCO, missing or undecodable images) are always errors. Degenerate
+(``x2 <= x1`` or ``y2 <= y1``) and out-of-image boxes follow ``dataset.invalid_boxes``:
+``error`` refuses the dataset, ``clip`` clips them to the image (dropping those still
+degenerate), ``drop`` drops them; either way one summary line counts what was changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from frcnn.data.annotation_index import AnnotationIndex
+from frcnn.data.config import InvalidBoxPolicy
+
+logger = logging.getLogger(__name__)
+
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One piece of bad data: ``file`` (path), ``obj`` (which object, or None) and ``reason``."""
+
+    file: str
+    obj: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.obj}" if self.obj else self.file
+        return f"{where}: {self.reason}"
+
+
+class DatasetError(ValueError):
+    """Raised for bad data; the message lists the problems (the first few when many)."""
+
+    def __init__(self, problems: list[Problem] | Problem):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        lines = [str(p) for p in self.problems[:MAX_LISTED_PROBLEMS]]
+        if len(self.problems) > MAX_LISTED_PROBLEMS:
+            lines.append(f"... and {len(self.problems) - MAX_LISTED_PROBLEMS} more problems")
+        count = len(self.problems)
+        head = "invalid dataset: " if count == 1 else f"invalid dataset, {count} problems:\n  "
+        super().__init__(head + "\n  ".join(lines))
+
+
+def raise_if_any(problems: list[Problem]) -> None:
+    if problems:
+        raise DatasetError(problems)
+
+
+@dataclass(frozen=True)
+class InvalidBoxes:
+    """Masks (bool[M]) of the invalid boxes of an index."""
+
+    nonfinite: np.ndarray
+    degenerate: np.ndarray  # x2 <= x1 or y2 <= y1
+    outside: np.ndarray  # some coordinate outside [0, width] x [0, height]
+
+    @property
+    def any(self) -> np.ndarray:
+        return self.nonfinite | self.degenerate | self.outside
+
+    def reason(self, k: int) -> str:
+        if self.nonfinite[k]:
+            return "box has a non-finite coordinate"
+        if self.degenerate[k]:
+            return "degenerate box (x2 <= x1 or y2 <= y1)"
+        return "box extends outside the image"
+
+
+def find_invalid_boxes(index: AnnotationIndex) -> InvalidBoxes:
+    """Vectorised check of every box of ``index`` against its image size."""
+    boxes = index.boxes
+    image = index.box_image_index
+    width = index.widths[image].astype(np.float32)
+    height = index.heights[image].astype(np.float32)
+    nonfinite = ~np.isfinite(boxes).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        degenerate = ~nonfinite & ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
+        outside = ~nonfinite & (
+            (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+        )
+    return InvalidBoxes(nonfinite, degenerate, outside)
+
+
+def box_problems(
+    index: AnnotationIndex, invalid: InvalidBoxes, describe: Callable[[int], tuple[str, str]]
+) -> list[Problem]:
+    """One Problem per invalid box; ``describe(k)`` gives (file, object) of box ``k``."""
+    problems = []
+    image_of_box = index.box_image_index
+    for k in np.flatnonzero(invalid.any):
+        file, obj = describe(int(k))
+        x1, y1, x2, y2 = index.boxes[k].tolist()
+        i = int(image_of_box[k])
+        size = f"image {int(index.widths[i])}x{int(index.heights[i])}"
+        reason = f"{invalid.reason(int(k))}: [{x1:g}, {y1:g}, {x2:g}, {y2:g}] in {size}"
+        problems.append(Problem(file, obj, reason))
+    return problems
+
+
+def apply_invalid_box_policy(
+    index: AnnotationIndex,
+    policy: InvalidBoxPolicy | str,
+    describe: Callable[[int], tuple[str, str]],
+    name: str,
+) -> AnnotationIndex:
+    """Enforce ``policy`` on the degenerate and out-of-image boxes of ``index``.
+
+    Raises DatasetError (every invalid box named) under ``error``; otherwise returns an index
+    with the boxes clipped and/or dropped and logs one summary line counting them.
+    """
+    policy = InvalidBoxPolicy(policy)
+    invalid = find_invalid_boxes(index)
+    bad = invalid.any
+    if not bad.any():
+        return index
+    if policy is InvalidBoxPolicy.error:
+        raise DatasetError(box_problems(index, invalid, describe))
+    boxes = index.boxes.copy()
+    keep = ~bad
+    clipped = 0
+    if policy is InvalidBoxPolicy.clip:
+        image = index.box_image_index
+        fixable = invalid.outside & ~invalid.degenerate & ~invalid.nonfinite
+        w = index.widths[image][fixable].astype(np.float32)
+        h = index.heights[image][fixable].astype(np.float32)
+        b = boxes[fixable]
+        b[:, 0::2] = np.clip(b[:, 0::2], 0, w[:, None])
+        b[:, 1::2] = np.clip(b[:, 1::2], 0, h[:, None])
+        boxes[fixable] = b
+        valid_after = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+        fixed = np.flatnonzero(fixable)[valid_after]
+        keep[fixed] = True
+        clipped = len(fixed)
+    dropped = int(bad.sum()) - clipped
+    logger.warning(
+        "%s: %d of %d boxes invalid (degenerate or outside the image); invalid_boxes=%s: "
+        "%d clipped, %d dropped",
+        name, int(bad.sum()), index.num_boxes, policy.value, clipped, dropped,
+    )  # fmt: skip
+    return index.with_boxes(keep, boxes)

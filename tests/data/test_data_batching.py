@@ -1,0 +1,100 @@
+"""Collate padding, the grouped batch sampler, and the train/test loaders."""
+
+import itertools
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from frcnn.data import Batch, GroupedBatchSampler, build_test_loader, build_train_loader, collate
+
+
+def _sample(height, width, n_boxes, index):
+    target = {
+        "boxes": torch.ones(n_boxes, 4), "labels": torch.ones(n_boxes, dtype=torch.int64),
+        "difficult": torch.zeros(n_boxes, dtype=torch.bool), "iscrowd": torch.zeros(n_boxes, dtype=torch.bool),
+        "image_id": f"img{index}", "index": index, "orig_size": (2 * height, 2 * width), "scale": (0.5, 0.5),
+    }  # fmt: skip
+    return torch.full((3, height, width), 1.0 + index), target
+
+
+def test_collate_pads_to_size_divisibility():
+    batch = collate([_sample(50, 70, 2, 0), _sample(64, 40, 0, 1)], size_divisibility=32)
+    assert isinstance(batch, Batch) and len(batch) == 2
+    assert batch.images.shape == (2, 3, 64, 96)
+    assert batch.image_sizes == [(50, 70), (64, 40)]
+    assert (batch.images[0, :, :50, :70] == 1).all() and (batch.images[0, :, 50:] == 0).all()
+    assert (batch.images[0, :, :, 70:] == 0).all() and (batch.images[1, :, :, 40:] == 0).all()
+    assert (batch.images[1, :, :64, :40] == 2).all()
+    assert batch.image_ids == ["img0", "img1"] and batch.indices == [0, 1]
+    assert batch.orig_sizes == [(100, 140), (128, 80)]
+    assert batch.scales.shape == (2, 2) and batch.scales.dtype == torch.float32
+    assert [len(t["boxes"]) for t in batch.targets] == [2, 0]
+    assert set(batch.targets[0]) == {"boxes", "labels", "difficult", "iscrowd"}
+    moved = batch.to("cpu")
+    assert torch.equal(moved.images, batch.images) and moved.image_ids == batch.image_ids
+    assert collate([_sample(50, 70, 1, 0)], size_divisibility=1).images.shape == (1, 3, 50, 70)
+
+
+GROUPS = np.random.default_rng(0).integers(0, 2, size=37)
+
+
+def test_grouped_sampler_never_mixes_groups_and_covers_every_index_each_epoch():
+    sampler = GroupedBatchSampler(GROUPS, batch_size=4, seed=1)
+    for epoch in range(3):
+        batches = sampler.epoch_batches(epoch)
+        assert all(len(b) == 4 for b in batches)
+        assert all(len({GROUPS[i] for i, _ in b}) == 1 for b in batches)
+        counts = Counter(i for b in batches for i, _ in b)
+        assert set(counts) == set(range(37))
+        sizes = np.bincount(GROUPS)
+        assert len(batches) == sum(-(-n // 4) for n in sizes)  # only each group's last batch is padded
+    assert sampler.epoch_batches(0) != sampler.epoch_batches(1)
+
+
+def test_grouped_sampler_is_deterministic_and_resumable():
+    full = list(itertools.islice(GroupedBatchSampler(GROUPS, 4, seed=5), 40))  # > 3 epochs
+    assert full == list(itertools.islice(GroupedBatchSampler(GROUPS, 4, seed=5), 40))
+    assert full != list(itertools.islice(GroupedBatchSampler(GROUPS, 4, seed=6), 40))
+    for start in (1, 10, 11, 25):
+        resumed = list(itertools.islice(GroupedBatchSampler(GROUPS, 4, seed=5, start_iter=start), 40 - start))
+        assert resumed == full[start:]
+    seeds = [s for b in full[:10] for _, s in b]
+    assert len(set(seeds)) > 30  # per-sample seeds differ
+
+
+def test_grouped_sampler_rank_shards_partition_each_epoch():
+    shards = [GroupedBatchSampler(GROUPS, 2, seed=0, rank=r, world_size=3).epoch_batches(0) for r in range(3)]
+    seen = [{i for b in batches for i, _ in b} for batches in shards]
+    assert set().union(*seen) == set(range(37))
+    assert all(not (seen[a] & seen[b]) for a, b in [(0, 1), (0, 2), (1, 2)])
+
+
+def test_train_loader_batches_resume_and_do_not_depend_on_workers(tiny_shapes_cfg):
+    cfg = tiny_shapes_cfg(min_size=[48, 64], flip_prob=0.5)
+    loader = build_train_loader(cfg, batch_size=2, seed=0, num_workers=0)
+    first = list(itertools.islice(loader, 8))
+    batch = first[0]
+    assert batch.images.shape[0] == 2 and batch.images.shape[2] % 32 == 0 and batch.images.shape[3] % 32 == 0
+    assert all(h <= batch.images.shape[2] and w <= batch.images.shape[3] for h, w in batch.image_sizes)
+    for b in first:  # aspect-ratio grouped
+        ratios = [loader.dataset.aspect_ratios[i] >= 1 for i in b.indices]
+        assert len(set(ratios)) == 1
+    resumed = next(iter(build_train_loader(cfg, batch_size=2, seed=0, start_iter=5, num_workers=0)))
+    assert resumed.indices == first[5].indices and torch.equal(resumed.images, first[5].images)
+    workers = list(itertools.islice(build_train_loader(cfg, batch_size=2, seed=0, num_workers=2), 8))
+    for a, b in zip(first, workers):
+        assert torch.equal(a.images, b.images)
+        assert all(torch.equal(ta["boxes"], tb["boxes"]) for ta, tb in zip(a.targets, b.targets))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_test_loader_dataset_order_and_rank_split(tiny_shapes_cfg, monkeypatch, rank):
+    cfg = tiny_shapes_cfg()
+    single = [i for b in build_test_loader(cfg, batch_size=4, num_workers=0) for i in b.indices]
+    assert single == list(range(6))
+    monkeypatch.setattr("frcnn.data.batching.dist_rank_world", lambda: (rank, 2))
+    batches = list(build_test_loader(cfg, batch_size=2, num_workers=0))
+    assert [i for b in batches for i in b.indices] == list(range(rank, 6, 2))
+    assert batches[0].image_ids[0] == f"test_{rank:06d}"
