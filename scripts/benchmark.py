@@ -59,9 +59,9 @@ class CompareConfig:
 
 @dataclass
 class DataBenchConfig:
-    batch_size: int = 2
-    num_workers: int = 0
-    num_batches: int = 20
+    batch_size: int = 8  # the shapes_cpu training batch
+    num_workers: Optional[int] = None  # null: the dataset's own default (dataset.num_workers)
+    num_batches: int = 30
 
 
 @dataclass
