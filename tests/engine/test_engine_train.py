@@ -51,7 +51,9 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
 
 @pytest.mark.slow
 def test_same_seed_same_losses_and_resume_reproduces_them(tiny_cfg, tmp_path):
-    short = ("train.eval_at_end=false", "train.max_iters=4")
+    # The "interrupted" half runs with max_iters=2: a multi-step schedule keeps its LR independent
+    # of max_iters (a cosine one would decay to 0 at iteration 2 and differ from the straight run).
+    short = ("train.eval_at_end=false", "train.max_iters=4", "schedule=multistep")
     straight, again, halves = tmp_path / "straight", tmp_path / "again", tmp_path / "halves"
     train(tiny_cfg(*short), straight)
     train(tiny_cfg(*short), again)
