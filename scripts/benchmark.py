@@ -39,6 +39,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from frcnn.data.config import DatasetConfig
+from frcnn.engine.trainer import resolve_device
 from frcnn.models import FasterRCNN, ModelConfig, build_model
 
 log = logging.getLogger("benchmark")
@@ -313,11 +314,7 @@ def main(cfg) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    if cfg.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
-    result = run_sections(cfg, device, run_dir)
+    result = run_sections(cfg, resolve_device(cfg.device), run_dir)
     (run_dir / "benchmark.json").write_text(json.dumps(result, indent=2))
     log.info("wrote %s", run_dir / "benchmark.json")
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -15,6 +16,8 @@ from frcnn.data.image_io import read_image
 from frcnn.data.transforms import DetectionTransform
 from frcnn.data.validation import DatasetError
 from frcnn.evaluation.evaluator import boxes_to_original
+from frcnn.evaluation.results_io import predictions_from_detections
+from frcnn.evaluation.voc_eval import Detections
 from frcnn.utils.visualize import draw_detections
 
 logger = logging.getLogger(__name__)
@@ -115,8 +118,5 @@ class Predictor:
         labels, scores = output["labels"][keep].cpu(), output["scores"][keep].float().cpu()
         drawn = draw_detections(image, boxes, labels, scores, self.class_names)
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output_dir / path.name)
-        return [
-            {"image_id": path.name, "category_id": self.category_ids[label - 1],
-             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}  # fmt: skip
-            for (x1, y1, x2, y2), label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist())
-        ]
+        detections = Detections(np.zeros(len(boxes), dtype=np.int64), labels.numpy(), scores.numpy(), boxes.numpy())
+        return predictions_from_detections(detections, [path.name], self.category_ids)
