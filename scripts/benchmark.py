@@ -20,27 +20,20 @@ import json
 import logging
 import statistics
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import hydra
 import torch
-import torchvision
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
-from torch import nn
-from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from frcnn.data.config import DatasetConfig
 from frcnn.engine.trainer import resolve_device
-from frcnn.models import FasterRCNN, ModelConfig, build_model
+from frcnn.models import ModelConfig, build_model
+from frcnn.models.reference import torchvision_c4
 
 log = logging.getLogger("benchmark")
 SECTIONS = ("model", "data", "eval")
@@ -86,83 +79,6 @@ class BenchmarkConfig:
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
-
-
-class RPNHeadLists(nn.Module):
-    """Our RPN head's layers behind torchvision's head interface (lists of per-level maps)."""
-
-    def __init__(self, head: nn.Module):
-        super().__init__()
-        self.head = head
-
-    def forward(self, features: list[torch.Tensor]):
-        hidden = [torch.relu(self.head.conv(f)) for f in features]
-        return [self.head.objectness(h) for h in hidden], [self.head.deltas(h) for h in hidden]
-
-
-class Res5BoxHead(nn.Module):
-    """layer4 + average pooling as torchvision's ``box_head`` (in place of TwoMLPHead)."""
-
-    def __init__(self, layer4: nn.Module):
-        super().__init__()
-        self.layer4 = layer4
-        self.pool = nn.AdaptiveAvgPool2d(1)
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.layer4(pooled)).flatten(1)
-
-
-def torchvision_c4(ours: FasterRCNN, cfg, num_classes: int, image_size: tuple[int, int]) -> TorchvisionFasterRCNN:
-    """torchvision's FasterRCNN composed as ``ours`` (ours' weights copied), for inputs of ``image_size``."""
-    if not isinstance(ours.backbone.bn1, FrozenBatchNorm2d):
-        raise ValueError("the torchvision composition uses FrozenBatchNorm2d: set model.backbone.norm=frozen_bn")
-    depth = cfg.backbone.depth
-    resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=FrozenBatchNorm2d)
-    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
-    trunk = nn.Sequential(OrderedDict((n, getattr(resnet, n)) for n in names))
-    trunk.load_state_dict(ours.backbone.state_dict())
-    for parameter, our_parameter in zip(trunk.parameters(), ours.backbone.parameters()):
-        parameter.requires_grad_(our_parameter.requires_grad)
-    trunk.out_channels = ours.backbone.out_channels
-    resnet.layer4.load_state_dict(ours.roi_head.res5.state_dict())
-    predictor = FastRCNNPredictor(ours.roi_head.score.in_features, num_classes + 1)
-    predictor.cls_score.load_state_dict(ours.roi_head.score.state_dict())
-    predictor.bbox_pred.load_state_dict(ours.roi_head.cls_loc.state_dict())
-    anchors = cfg.anchors
-    rpn, roi = cfg.rpn, cfg.roi_head
-    model = TorchvisionFasterRCNN(
-        trunk,
-        min_size=min(image_size),  # scale factor 1: its transform leaves the images' size alone
-        max_size=max(image_size),
-        image_mean=[0.0, 0.0, 0.0],  # inputs are already normalised, as ours receives them
-        image_std=[1.0, 1.0, 1.0],
-        rpn_anchor_generator=AnchorGenerator(
-            sizes=(tuple(anchors.base_size * s for s in anchors.scales),), aspect_ratios=(tuple(anchors.ratios),)
-        ),
-        rpn_head=RPNHeadLists(copy.deepcopy(ours.rpn.head)),
-        rpn_pre_nms_top_n_train=rpn.pre_nms_top_n_train,
-        rpn_pre_nms_top_n_test=rpn.pre_nms_top_n_test,
-        rpn_post_nms_top_n_train=rpn.post_nms_top_n_train,
-        rpn_post_nms_top_n_test=rpn.post_nms_top_n_test,
-        rpn_nms_thresh=rpn.nms_thresh,
-        rpn_fg_iou_thresh=rpn.pos_iou_thresh,
-        rpn_bg_iou_thresh=rpn.neg_iou_thresh,
-        rpn_batch_size_per_image=rpn.batch_size_per_image,
-        rpn_positive_fraction=rpn.positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign(["0"], roi.roi_size, roi.sampling_ratio),
-        box_head=Res5BoxHead(resnet.layer4),
-        box_predictor=predictor,
-        box_score_thresh=roi.score_thresh,
-        box_nms_thresh=roi.nms_thresh,
-        box_detections_per_img=roi.detections_per_image,
-        box_fg_iou_thresh=roi.fg_iou_thresh,
-        box_bg_iou_thresh=roi.bg_iou_thresh_hi,
-        box_batch_size_per_image=roi.batch_size_per_image,
-        box_positive_fraction=roi.positive_fraction,
-        bbox_reg_weights=tuple(1.0 / s for s in roi.bbox_std),
-    )
-    model.rpn.min_size = rpn.min_size
-    return model
 
 
 def synthetic_batch(cfg: CompareConfig, device: torch.device, generator: torch.Generator):
@@ -211,7 +127,7 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
     models = {
         "ours": ours,
         "ours_roi_pool": copy.deepcopy(ours),
-        "torchvision": torchvision_c4(ours, cfg.model, compare.num_classes, tuple(compare.image_size)).to(device),
+        "torchvision": torchvision_c4(ours, cfg.model),
     }
     models["ours_roi_pool"].roi_head.pooler = "roi_pool"
     optimizers = {

@@ -1,30 +1,17 @@
-import importlib.util
-from pathlib import Path
-
-import pytest
 import torch
 from omegaconf import OmegaConf
 
 from frcnn.models import build_model
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
-
-
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("frcnn_benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from frcnn.models.reference import torchvision_c4
 
 
 def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_images):
-    benchmark = _benchmark_module()
     torch.manual_seed(0)
     cfg = OmegaConf.structured(tiny_model_config(pooler="roi_align"))
     cfg.backbone.frozen_stages = 2
     cfg.backbone.norm = "frozen_bn"
     ours = build_model(cfg, num_classes=2)
-    reference = benchmark.torchvision_c4(ours, cfg, num_classes=2, image_size=(128, 128))
+    reference = torchvision_c4(ours, cfg)
 
     def trainable(model):
         return sorted(p.numel() for p in model.parameters() if p.requires_grad)
@@ -42,10 +29,3 @@ def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_im
     # Its transform must not resize the inputs: equal image sizes in, no rescaling out.
     transformed, _ = reference.transform(list(images))
     assert transformed.image_sizes == [(128, 128), (128, 128)]
-
-
-def test_torchvision_composition_refuses_trainable_norm(tiny_model_config):
-    benchmark = _benchmark_module()
-    cfg = OmegaConf.structured(tiny_model_config())
-    with pytest.raises(ValueError, match="frozen_bn"):
-        benchmark.torchvision_c4(build_model(cfg, num_classes=2), cfg, num_classes=2, image_size=(128, 128))
