@@ -103,10 +103,6 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
     anchors, rpn, roi = cfg.anchors, cfg.rpn, cfg.roi_head
     num_classes = model.roi_head.score.out_features  # background included
     trunk = copy.deepcopy(model.backbone)
-    if roi.pooler == "roi_align" and not roi.aligned:
-        pooler = MultiScaleRoIAlign(["0"], roi.roi_size, roi.sampling_ratio)
-    else:
-        pooler = SingleLevelPooler(roi.pooler, roi.roi_size, 1.0 / anchors.stride, roi.sampling_ratio, roi.aligned)
     predictor = FastRCNNPredictor(model.roi_head.score.in_features, num_classes)
     predictor.cls_score.load_state_dict(model.roi_head.score.state_dict())
     predictor.bbox_pred.load_state_dict(model.roi_head.cls_loc.state_dict())
@@ -125,7 +121,7 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_bg_iou_thresh=rpn.neg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
-        box_roi_pool=pooler,
+        box_roi_pool=MultiScaleRoIAlign(["0"], roi.roi_size, roi.sampling_ratio),
         box_head=Res5BoxHead(copy.deepcopy(model.roi_head.res5)),
         box_predictor=predictor,
         box_score_thresh=roi.score_thresh,
@@ -137,6 +133,10 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         box_positive_fraction=roi.positive_fraction,
         bbox_reg_weights=tuple(1.0 / s for s in roi.bbox_std),
     )
+    if roi.pooler != "roi_align" or roi.aligned:  # FasterRCNN's constructor accepts MultiScaleRoIAlign only
+        reference.roi_heads.box_roi_pool = SingleLevelPooler(
+            roi.pooler, roi.roi_size, 1.0 / anchors.stride, roi.sampling_ratio, roi.aligned
+        )
     reference.transform = NoResizeTransform()
     reference.rpn.box_coder = det_utils.BoxCoder(tuple(1.0 / s for s in rpn.bbox_std))
     reference.rpn.min_size = rpn.min_size

@@ -18,6 +18,7 @@ from frcnn.models.matching import GroundTruth, pairwise_iou, rank_within_image, 
 from frcnn.models.rpn import Proposals
 
 POOLERS = ("roi_pool", "roi_align")
+MIN_BOX_SIZE = 1e-2  # pixels; torchvision's threshold for degenerate detections
 
 
 @dataclass
@@ -107,6 +108,9 @@ def postprocess_detections(
 ) -> list[dict[str, torch.Tensor]]:
     """Softmax, per-class decode, clip, score threshold, per-class NMS, top-N per image.
 
+    Boxes narrower or shorter than ``MIN_BOX_SIZE`` after clipping (wholly outside the image)
+    are dropped, as torchvision does: they cannot match anything.
+
     ``pred_logits [R, K+1]``, ``pred_deltas [R, K+1, 4]``, ``rois [R, 4]`` of image
     ``image_index [R]``. Returns per image ``boxes [D, 4]``, ``scores [D]`` (decreasing),
     ``labels [D]`` in 1..K.
@@ -117,7 +121,8 @@ def postprocess_detections(
     boxes = clip_boxes(boxes, image_sizes[image_index])
     labels = torch.arange(1, num_classes + 1, device=scores.device).expand(num_rois, -1)
     image_index = image_index[:, None].expand(-1, num_classes)
-    keep = scores > score_thresh
+    sides = boxes[..., 2:] - boxes[..., :2]
+    keep = (scores > score_thresh) & (sides >= MIN_BOX_SIZE).all(dim=-1)
     boxes, scores, labels, image_index = boxes[keep], scores[keep], labels[keep], image_index[keep]
     keep = batched_nms(boxes, scores, image_index * (num_classes + 1) + labels, nms_thresh)
     order, rank = rank_within_image(image_index[keep], len(image_sizes))

@@ -59,10 +59,13 @@ def anchor_targets(
     neg_iou_thresh: float,
     num_samples: int,
     positive_fraction: float,
+    boundary_thresh: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label and sample anchors ``[N, 4]`` against the padded ground truth.
 
-    Anchors crossing an image's border are ignored. Among the others, an anchor is positive
+    With ``boundary_thresh >= 0``, anchors reaching more than ``boundary_thresh`` pixels beyond
+    an image's border are ignored (the seed's rule, with 0); with -1 every anchor takes part
+    (torchvision's and detectron2's default). Among the kept anchors, an anchor is positive
     when its best IoU is >= ``pos_iou_thresh`` or it is (one of) the best anchor(s) of some gt
     box (IoU > 0); negative when its best IoU is < ``neg_iou_thresh`` and it is not positive.
     ``num_samples`` are then drawn per image, at most ``positive_fraction`` of them positive.
@@ -71,12 +74,16 @@ def anchor_targets(
     ``gt_boxes [B, N, 4]``, the box each anchor is matched with (meaningful for positives).
     """
     heights, widths = image_sizes[:, 0:1], image_sizes[:, 1:2]
-    inside = (
-        (anchors[None, :, 0] >= 0)
-        & (anchors[None, :, 1] >= 0)
-        & (anchors[None, :, 2] <= widths)
-        & (anchors[None, :, 3] <= heights)
-    )  # (B, N)
+    if boundary_thresh >= 0:
+        t = boundary_thresh
+        inside = (
+            (anchors[None, :, 0] >= -t)
+            & (anchors[None, :, 1] >= -t)
+            & (anchors[None, :, 2] <= widths + t)
+            & (anchors[None, :, 3] <= heights + t)
+        )  # (B, N)
+    else:
+        inside = torch.ones(len(image_sizes), len(anchors), dtype=torch.bool, device=anchors.device)
     iou = pairwise_iou(anchors[None], gt.boxes)  # (1, N, 4) x (B, G, 4) -> (B, N, G)
     iou = iou.masked_fill(~gt.valid[:, None, :], -1.0).masked_fill(~inside[:, :, None], -1.0)
     max_iou, matched = iou.max(dim=2)  # (B, N)
@@ -125,16 +132,26 @@ def propose(
     post_nms_top_n: int,
     nms_thresh: float,
     min_size: float,
+    min_size_after_top_n: bool = False,
 ) -> Proposals:
     """Proposal layer: decode every anchor, clip to the image, drop boxes smaller than
-    ``min_size``, keep the ``pre_nms_top_n`` best per image, NMS, keep ``post_nms_top_n``."""
+    ``min_size``, keep the ``pre_nms_top_n`` best per image, NMS, keep ``post_nms_top_n``.
+
+    ``min_size_after_top_n`` takes the top-k by objectness first and drops small boxes among
+    them (torchvision's order), so fewer than ``pre_nms_top_n`` boxes may enter NMS.
+    """
     batch, num_anchors = pred_logits.shape
     boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N, 4)
-    too_small = ((boxes[..., 2:] - boxes[..., :2]) < min_size).any(dim=2)
-    scores = pred_logits.float().masked_fill(too_small, float("-inf"))
+    scores = pred_logits.float()
     k = min(pre_nms_top_n, num_anchors)
-    scores, top = scores.topk(k, dim=1)  # (B, k)
-    boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
+    if min_size_after_top_n:
+        scores, top = scores.topk(k, dim=1)  # (B, k)
+        boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
+    too_small = ((boxes[..., 2:] - boxes[..., :2]) < min_size).any(dim=2)
+    scores = scores.masked_fill(too_small, float("-inf"))
+    if not min_size_after_top_n:
+        scores, top = scores.topk(k, dim=1)  # (B, k)
+        boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
     boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
     # Dropped (-inf) boxes sort last, so they can never suppress a kept box; they are marked
@@ -170,6 +187,8 @@ class RegionProposalNetwork(nn.Module):
         pos_iou_thresh: float,
         neg_iou_thresh: float,
         loc_sigma: float,
+        boundary_thresh: float = 0.0,
+        min_size_after_top_n: bool = False,
     ):
         super().__init__()
         self.head = head
@@ -184,6 +203,8 @@ class RegionProposalNetwork(nn.Module):
         self.pos_iou_thresh = pos_iou_thresh
         self.neg_iou_thresh = neg_iou_thresh
         self.loc_sigma = loc_sigma
+        self.boundary_thresh = boundary_thresh
+        self.min_size_after_top_n = min_size_after_top_n
 
     def forward(
         self, features: torch.Tensor, image_sizes: torch.Tensor, gt: GroundTruth | None = None
@@ -202,6 +223,7 @@ class RegionProposalNetwork(nn.Module):
             post_nms_top_n=self.post_nms_top_n[mode],
             nms_thresh=self.nms_thresh,
             min_size=self.min_size,
+            min_size_after_top_n=self.min_size_after_top_n,
         )
         if gt is None:
             return proposals, {}
@@ -213,6 +235,7 @@ class RegionProposalNetwork(nn.Module):
             neg_iou_thresh=self.neg_iou_thresh,
             num_samples=self.batch_size_per_image,
             positive_fraction=self.positive_fraction,
+            boundary_thresh=self.boundary_thresh,
         )
         with torch.no_grad():
             # Encoding a padded (zero) gt box gives inf; only positives' deltas are used.
@@ -229,6 +252,8 @@ def build_rpn(cfg, anchors_cfg, in_channels: int) -> RegionProposalNetwork:
         scales=list(anchors_cfg.scales),
         ratios=list(anchors_cfg.ratios),
         stride=anchors_cfg.stride,
+        offset=anchors_cfg.offset,
+        round_to_pixels=anchors_cfg.round,
     )
     return RegionProposalNetwork(
         head=RPNHead(in_channels, cfg.conv_channels, anchor_generator.num_anchors),
@@ -243,4 +268,6 @@ def build_rpn(cfg, anchors_cfg, in_channels: int) -> RegionProposalNetwork:
         pos_iou_thresh=cfg.pos_iou_thresh,
         neg_iou_thresh=cfg.neg_iou_thresh,
         loc_sigma=cfg.loc_sigma,
+        boundary_thresh=cfg.boundary_thresh,
+        min_size_after_top_n=cfg.min_size_after_top_n,
     )

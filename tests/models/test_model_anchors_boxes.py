@@ -8,17 +8,26 @@ from frcnn.models.box_coder import BoxCoder, clip_boxes
 from frcnn.models.matching import pad_targets, pairwise_iou
 
 
-def test_cell_anchors_match_the_seed_values():
+def test_cell_anchors_are_centred_on_zero_with_the_seed_sizes():
     anchors = cell_anchors(16, [8, 16, 32], [0.5, 1.0, 2.0])
     assert anchors.shape == (9, 4)
-    # Ratio-major order; every anchor is centred on (8, 8) and has area (16 * scale)^2.
+    # Ratio-major order; every anchor is centred on (0, 0) and has area (16 * scale)^2.
     centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-    torch.testing.assert_close(centres, torch.full((9, 2), 8.0))
+    torch.testing.assert_close(centres, torch.zeros(9, 2))
     widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     torch.testing.assert_close(widths * heights, torch.tensor([128.0, 256, 512] * 3) ** 2)
     torch.testing.assert_close(heights / widths, torch.tensor([0.5] * 3 + [1.0] * 3 + [2.0] * 3))
-    torch.testing.assert_close(anchors[3], torch.tensor([-56.0, -56.0, 72.0, 72.0]))
-    torch.testing.assert_close(anchors[0], torch.tensor([8 - 64 * math.sqrt(2), 8 - 32 * math.sqrt(2), 8 + 64 * math.sqrt(2), 8 + 32 * math.sqrt(2)]))
+    torch.testing.assert_close(anchors[3], torch.tensor([-64.0, -64.0, 64.0, 64.0]))
+    torch.testing.assert_close(anchors[0], torch.tensor([-64 * math.sqrt(2), -32 * math.sqrt(2), 64 * math.sqrt(2), 32 * math.sqrt(2)]))
+
+
+def test_rounded_cell_anchors_equal_torchvisions():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchors
+
+    ours = cell_anchors(16, [1.5, 3.0, 6.0], [0.5, 1.0, 2.0], round_to_pixels=True)
+    theirs = TorchvisionAnchors().generate_anchors([24, 48, 96], [0.5, 1.0, 2.0])
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert not torch.equal(cell_anchors(16, [1.5, 3.0, 6.0], [0.5, 1.0, 2.0]), ours)  # 24 * sqrt(2) is not whole
 
 
 def test_anchor_grid_layout_is_cell_major_then_anchor():
@@ -26,9 +35,17 @@ def test_anchor_grid_layout_is_cell_major_then_anchor():
     anchors = generator((2, 3))
     assert generator.num_anchors == 2
     assert anchors.shape == (2 * 3 * 2, 4)
-    # Row (i * W + j) * A + a is anchor a of cell (i, j), shifted by (16 j, 16 i).
+    # Row (i * W + j) * A + a is anchor a of cell (i, j), centred on (16 j, 16 i).
     torch.testing.assert_close(anchors[(1 * 3 + 2) * 2 + 1], generator.cell_anchors[1] + torch.tensor([32.0, 16, 32, 16]))
+    torch.testing.assert_close(anchors[0], torch.tensor([-8.0, -8.0, 8.0, 8.0]))
+
+
+def test_anchor_offset_half_a_stride_is_the_seed_grid():
+    # The seed centred cell (i, j)'s anchors on (8 + 16 j, 8 + 16 i): offset 0.5 of the stride.
+    generator = AnchorGenerator(base_size=16, scales=[1.0], ratios=[1.0], stride=16, offset=0.5)
+    anchors = generator((2, 3))
     torch.testing.assert_close(anchors[0], torch.tensor([0.0, 0.0, 16.0, 16.0]))
+    torch.testing.assert_close(anchors[5], torch.tensor([32.0, 16.0, 48.0, 32.0]))
 
 
 def test_encode_decode_round_trip():

@@ -131,3 +131,24 @@ def test_proposal_targets_shape_is_fixed(num_samples):
     targets = _proposal_targets(proposals, gt, num_samples, BoxCoder())
     assert targets.rois.shape == (1, min(num_samples, 6), 4)
     assert targets.valid.sum() == min(num_samples, 5)
+
+
+def test_anchor_targets_boundary_thresh_minus_one_keeps_border_anchors():
+    gt = _targets([[[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 52.0, 52.0]]], [[1, 2]])
+    labels, _ = anchor_targets(
+        ANCHORS, gt, torch.tensor([[100, 100]]), pos_iou_thresh=0.7, neg_iou_thresh=0.3,
+        num_samples=100, positive_fraction=0.5, boundary_thresh=-1.0,
+    )
+    # Anchor 4 (IoU 1/3 with gt 0) is now between the thresholds; anchor 5 (IoU 0.19 with gt 1)
+    # beats anchor 3 as gt 1's best anchor, so anchor 3 (IoU 0.017) becomes a negative.
+    assert labels[0].tolist() == [1, 1, -1, 0, -1, 1, 0]
+
+
+def test_anchor_targets_boundary_thresh_allows_a_margin():
+    gt = _targets([[[0.0, 0.0, 10.0, 10.0]]], [[1]])
+    common = dict(pos_iou_thresh=0.7, neg_iou_thresh=0.3, num_samples=100, positive_fraction=0.5)
+    strict, _ = anchor_targets(ANCHORS, gt, torch.tensor([[100, 100]]), boundary_thresh=0.0, **common)
+    margin, _ = anchor_targets(ANCHORS, gt, torch.tensor([[100, 100]]), boundary_thresh=5.0, **common)
+    assert strict[0, 4] == -1 and strict[0, 5] == -1
+    assert margin[0, 4] == -1  # inside the 5 px margin now, but IoU 1/3 is between the thresholds
+    assert margin[0, 5] == 0  # 4 px past the bottom: kept, and IoU 0 with the only gt -> negative
