@@ -3,6 +3,9 @@
     python scripts/benchmark.py                                   # CPU-sized defaults, a few minutes
     python scripts/benchmark.py sections=[model] compare.image_size=[600,800] compare.timed_iters=20
     python scripts/benchmark.py device=cuda compare.batch_size=4 model.rpn.pre_nms_top_n_train=12000
+    python scripts/benchmark.py sections=[accuracy]               # training parity, ~1 h per seed pair on a CPU
+    python scripts/benchmark.py sections=[accuracy] accuracy.seeds=[0,1] \
+        'accuracy.variants={ours:[],offset_half:[model.anchors.offset=0.5]}'   # an ablation
 
 Section ``model`` times, in one process and interleaved, a training step (forward, backward,
 optimiser step) and inference of this model and of torchvision's ``FasterRCNN`` composed as
@@ -11,6 +14,10 @@ head, proposal counts, RoI sampling sizes, 14x14 RoIAlign and predictor weights,
 inputs of one size (so torchvision's transform does not resize). Ours runs with RoIAlign
 (``model.roi_head.pooler``) for the like-for-like ratio and is also timed with RoIPool.
 Sections ``data`` and ``eval`` call ``frcnn.data.benchmark`` and ``frcnn.evaluation.benchmark``.
+Section ``accuracy`` (not in the default list: it trains) trains frcnn and the torchvision
+composition with identical data, initial weights, optimiser and schedule for each seed
+(``frcnn.engine.benchmark``) and reports their mAP; ``map_ratio`` = ours / torchvision's.
+Running the same command with ``hydra.run.dir=`` of an interrupted run reuses finished runs.
 Everything is written to ``benchmark.json`` in the run directory; ratios are
 ``our median time / torchvision's median time`` (below 1: ours is faster).
 """
@@ -20,6 +27,7 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -28,15 +36,16 @@ import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from frcnn.data.config import DatasetConfig
+from frcnn.engine.benchmark import benchmark_training_parity
 from frcnn.engine.trainer import resolve_device
 from frcnn.models import ModelConfig, build_model
 from frcnn.models.reference import torchvision_c4
 
 log = logging.getLogger("benchmark")
-SECTIONS = ("model", "data", "eval")
+SECTIONS = ("model", "data", "eval", "accuracy")
 
 
 @dataclass
@@ -66,6 +75,17 @@ class EvalBenchConfig:
 
 
 @dataclass
+class AccuracyBenchConfig:
+    experiment: str = "shapes_cpu"  # the training preset both detectors are trained with
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    overrides: list[str] = field(default_factory=list)  # training overrides for every run
+    # frcnn runs: name -> extra overrides (ablations); "ours" is the one map_ratio compares.
+    variants: dict[str, list[str]] = field(default_factory=lambda: {"ours": []})
+    reference: bool = True  # also train torchvision's detector composed as the same model
+    device: str = "cpu"
+
+
+@dataclass
 class BenchmarkConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -76,6 +96,7 @@ class BenchmarkConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     data: DataBenchConfig = field(default_factory=DataBenchConfig)
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
+    accuracy: AccuracyBenchConfig = field(default_factory=AccuracyBenchConfig)
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
@@ -193,7 +214,13 @@ def _require(module: str):
         raise ImportError(f"benchmark section needs {module} ({error}); drop the section with sections=[...]") from error
 
 
-def run_sections(cfg, device: torch.device, run_dir: Path) -> dict:
+def compose_training_config(accuracy) -> Callable[[list[str]], DictConfig]:
+    """``overrides -> cfg``: configs/train.yaml with the accuracy section's preset and overrides."""
+    base = [f"experiment={accuracy.experiment}", f"device={accuracy.device}", *accuracy.overrides]
+    return lambda overrides: hydra.compose(config_name="train", overrides=base + list(overrides))
+
+
+def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict], None]) -> dict:
     unknown = set(cfg.sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown benchmark sections {sorted(unknown)}; choose from {list(SECTIONS)}")
@@ -222,6 +249,23 @@ def run_sections(cfg, device: torch.device, run_dir: Path) -> dict:
         evaluation = _require("frcnn.evaluation.benchmark")
         result["eval"] = evaluation.benchmark_eval(cfg.eval.num_images, cfg.eval.dets_per_image, cfg.eval.num_classes, cfg.seed)
         log.info("evaluation: %s", result["eval"])
+    if "accuracy" in cfg.sections:
+        accuracy = cfg.accuracy
+
+        def progress(partial: dict) -> None:
+            result["accuracy"] = partial
+            write(result)
+
+        result["accuracy"] = benchmark_training_parity(
+            compose_training_config(accuracy),
+            list(accuracy.seeds),
+            {name: list(overrides) for name, overrides in accuracy.variants.items()},
+            accuracy.reference,
+            run_dir / "accuracy",
+            progress,
+        )
+        result["accuracy"]["experiment"] = accuracy.experiment
+        log.info("accuracy: %s", json.dumps({k: result["accuracy"].get(k) for k in ("ours", "torchvision", "map_ratio")}))
     return result
 
 
@@ -230,9 +274,13 @@ def main(cfg) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    result = run_sections(cfg, resolve_device(cfg.device), run_dir)
-    (run_dir / "benchmark.json").write_text(json.dumps(result, indent=2))
-    log.info("wrote %s", run_dir / "benchmark.json")
+    path = run_dir / "benchmark.json"
+
+    def write(result: dict) -> None:
+        path.write_text(json.dumps(result, indent=2))
+
+    write(run_sections(cfg, resolve_device(cfg.device), run_dir, write))
+    log.info("wrote %s", path)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -122,8 +122,11 @@ def _restore_rng(rng_states: list[dict], seed: int, iteration: int) -> None:
         seed_everything(seed + rank + iteration)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
+def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] = build_model) -> Optional[dict]:
     """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
+
+    ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
+    contract may be trained by the same loop, e.g. the torchvision reference).
 
     Writes ``checkpoints/``, ``tensorboard/``, ``losses.jsonl`` and, after the final
     evaluation, ``metrics.json`` under ``run_dir`` (rank 0 only). Returns the final metrics,
@@ -141,7 +144,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     test_loader = build_test_loader(cfg.dataset, tc.eval_batch_size)
     test_set = test_loader.dataset
     evaluator = DetectionEvaluator(test_set)
-    model = build_model(cfg.model, num_classes=len(test_set.class_names)).to(device)
+    model = build(cfg.model, num_classes=len(test_set.class_names)).to(device)
     if cfg.model.weights:
         load_model_weights(model, cfg.model.weights)
     optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * world_size)

@@ -24,7 +24,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from frcnn.models.faster_rcnn import FasterRCNN
+from frcnn.models.faster_rcnn import FasterRCNN, build_model
 
 # frcnn model-config values under which frcnn follows torchvision's conventions; with them,
 # the same weights and input give the same proposals, detections and losses (parity tests).
@@ -141,3 +141,37 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
     reference.rpn.box_coder = det_utils.BoxCoder(tuple(1.0 / s for s in rpn.bbox_std))
     reference.rpn.min_size = rpn.min_size
     return reference.to(next(model.parameters()).device)
+
+
+# frcnn's loss names -> torchvision's.
+LOSS_NAMES = {
+    "rpn_cls": "loss_objectness",
+    "rpn_loc": "loss_rpn_box_reg",
+    "roi_cls": "loss_classifier",
+    "roi_loc": "loss_box_reg",
+}
+
+
+class ReferenceDetector(nn.Module):
+    """The reference behind frcnn's ``FasterRCNN`` call contract, so that the same training
+    loop, loader and evaluator drive both: ``forward(images [B, 3, H, W] padded, image_sizes,
+    targets)`` returns frcnn's loss names in training and per-image detections in eval."""
+
+    def __init__(self, reference: TorchvisionFasterRCNN):
+        super().__init__()
+        self.reference = reference
+
+    def forward(self, images: torch.Tensor, image_sizes, targets: list[dict] | None = None):
+        unpadded = [image[:, : int(h), : int(w)] for image, (h, w) in zip(images, image_sizes)]
+        if not self.training:
+            return self.reference(unpadded)
+        if targets is None:
+            raise ValueError("ReferenceDetector in train mode needs targets")
+        losses = self.reference(unpadded, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+        return {ours: losses[theirs] for ours, theirs in LOSS_NAMES.items()}
+
+
+def build_reference_model(cfg, num_classes: int) -> ReferenceDetector:
+    """The reference for the ``model`` config ``cfg``, initialised exactly as
+    ``build_model(cfg, num_classes)`` would be from the same RNG state."""
+    return ReferenceDetector(torchvision_c4(build_model(cfg, num_classes), cfg))
