@@ -4,8 +4,8 @@
     python scripts/benchmark.py sections=[model] compare.image_size=[600,800] compare.timed_iters=20
     python scripts/benchmark.py device=cuda compare.batch_size=4 model.rpn.pre_nms_top_n_train=12000
     python scripts/benchmark.py sections=[accuracy]               # training parity, ~1 h per seed pair on a CPU
-    python scripts/benchmark.py sections=[accuracy] accuracy.seeds=[0,1] \
-        'accuracy.variants={ours:[],offset_half:[model.anchors.offset=0.5]}'   # an ablation
+    python scripts/benchmark.py sections=[accuracy] accuracy.seeds=[0,1] accuracy.reference=false \
+        '+accuracy.variants.offset_half=["model.anchors.offset=0.5"]'       # an ablation beside "ours"
 
 Section ``model`` times, in one process and interleaved, a training step (forward, backward,
 optimiser step) and inference of this model and of torchvision's ``FasterRCNN`` composed as
