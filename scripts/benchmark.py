@@ -150,7 +150,7 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
         "ours_roi_pool": copy.deepcopy(ours),
         "torchvision": torchvision_c4(ours, cfg.model),
     }
-    models["ours_roi_pool"].roi_head.pooler = "roi_pool"
+    models["ours_roi_pool"].roi_head.box_pooler.kind = "roi_pool"
     optimizers = {
         name: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=compare.lr, momentum=0.9)
         for name, m in models.items()

@@ -19,6 +19,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from frcnn.models.weights import load_weights
+
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
@@ -119,34 +121,5 @@ def resolve_resume(resume: Optional[str], run_dir: str | os.PathLike) -> Optiona
 
 
 def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
-    """Load only the weights of a checkpoint (or a bare state dict) into ``model``, for fine-tuning.
-
-    Tensors whose shape differs from the model's (e.g. the class-dependent predictor layers
-    when the class count changes) keep the model's fresh initialisation. The mismatches,
-    and keys present on one side only, are logged and returned as
-    ``{"mismatched": [...], "missing": [...], "unexpected": [...]}``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.weights={path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"cannot read weights {path}: {e}") from e
-    weights = state["model"] if isinstance(state, dict) and "model" in state else state
-    own = model.state_dict()
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                  for k, v in weights.items() if k in own and v.shape != own[k].shape]
-    compatible = {k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}
-    result = model.load_state_dict(compatible, strict=False)
-    report = {"mismatched": mismatched,
-              "missing": [k for k in result.missing_keys if k not in weights],
-              "unexpected": [k for k in weights if k not in own]}
-    log.info("loaded %d/%d tensors from %s", len(compatible), len(own), path)
-    reasons = {"mismatched": "shape differs, left at initialisation",
-               "missing": "not in the file, left at initialisation",
-               "unexpected": "not in the model, ignored"}
-    for kind, keys in report.items():
-        if keys:
-            log.warning("%d tensors %s:\n  %s", len(keys), reasons[kind], "\n  ".join(keys))
-    return report
+    """``model.weights=``: weights only, for fine-tuning; see :func:`frcnn.models.load_weights`."""
+    return load_weights(model, path)

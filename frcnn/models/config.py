@@ -71,10 +71,15 @@ class RoIHeadConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
+    mlp_dim: int = 1024  # fpn only: width of the two fully connected box-head layers
 
 
 @dataclass
 class ModelConfig:
+    # c4: trunk to layer3, layer4 per RoI (the seed design); fpn: ResNet-FPN (torchvision's
+    # fasterrcnn_resnet50_fpn; anchors.base_size/stride are P2's, doubled per level up to P6).
+    architecture: str = "c4"
+    fpn_channels: int = 256  # fpn only: channels of every pyramid level
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)

@@ -1,12 +1,16 @@
-"""Faster R-CNN, ResNet "C4" variant: shared trunk -> RPN -> RoI head (layer4 per RoI)."""
+"""Faster R-CNN: backbone -> RPN -> RoI head, in the ResNet "C4" design (trunk to layer3,
+layer4 per RoI) or the ResNet-FPN design (a feature pyramid, multi-level RoIAlign, MLP head)."""
 
 import torch
 from torch import nn
 
-from frcnn.models.backbone import ResNetTrunk, block_out_channels, build_backbone
+from frcnn.models.backbone import block_out_channels, build_backbone
+from frcnn.models.fpn import FPN_STRIDES, MultiLevelRoIAlign, TwoMLPHead, build_fpn_backbone
 from frcnn.models.matching import pad_targets
-from frcnn.models.roi_head import RoIHead, build_roi_head
+from frcnn.models.roi_head import RoIHead, build_c4_box_parts, build_roi_head
 from frcnn.models.rpn import RegionProposalNetwork, build_rpn
+
+ARCHITECTURES = ("c4", "fpn")
 
 
 class FasterRCNN(nn.Module):
@@ -25,7 +29,7 @@ class FasterRCNN(nn.Module):
     def __init__(
         self,
         *,
-        backbone: ResNetTrunk,
+        backbone: nn.Module,
         rpn: RegionProposalNetwork,
         roi_head: RoIHead,
         channels_last: bool = False,
@@ -43,6 +47,8 @@ class FasterRCNN(nn.Module):
             raise ValueError("FasterRCNN in train mode needs targets; call model.eval() for detections")
         image_sizes = torch.as_tensor(image_sizes, dtype=torch.int64).to(images.device, non_blocking=True)
         features = self.backbone(images.contiguous(memory_format=self.memory_format))
+        if isinstance(features, torch.Tensor):  # C4: one map
+            features = [features]
         gt = pad_targets(targets, images.device) if self.training else None
         proposals, rpn_losses = self.rpn(features, image_sizes, gt)
         output = self.roi_head(features, proposals, image_sizes, gt)
@@ -54,10 +60,23 @@ class FasterRCNN(nn.Module):
 def build_model(cfg, num_classes: int) -> FasterRCNN:
     """Faster R-CNN from the ``model`` config node (DictConfig or ``ModelConfig``) for
     ``num_classes`` object classes (background is added inside)."""
-    trunk, res5 = build_backbone(cfg.backbone)
+    architecture = getattr(cfg.architecture, "value", cfg.architecture)
+    if architecture == "c4":
+        backbone, layer4 = build_backbone(cfg.backbone)
+        box_pooler, box_head = build_c4_box_parts(cfg.roi_head, layer4, block_out_channels(layer4), cfg.anchors.stride)
+        rpn = build_rpn(cfg.rpn, cfg.anchors, backbone.out_channels)
+    elif architecture == "fpn":
+        if cfg.anchors.stride != FPN_STRIDES[0]:
+            raise ValueError(f"model.anchors.stride must be {FPN_STRIDES[0]} (P2's stride) for fpn, got {cfg.anchors.stride}")
+        backbone = build_fpn_backbone(cfg.backbone, cfg.fpn_channels)
+        box_pooler = MultiLevelRoIAlign(cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio)
+        box_head = TwoMLPHead(cfg.fpn_channels * cfg.roi_head.roi_size**2, cfg.roi_head.mlp_dim)
+        rpn = build_rpn(cfg.rpn, cfg.anchors, cfg.fpn_channels, num_levels=len(FPN_STRIDES))
+    else:
+        raise ValueError(f"model.architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return FasterRCNN(
-        backbone=trunk,
-        rpn=build_rpn(cfg.rpn, cfg.anchors, trunk.out_channels),
-        roi_head=build_roi_head(cfg.roi_head, res5, block_out_channels(res5), num_classes, cfg.anchors.stride),
+        backbone=backbone,
+        rpn=rpn,
+        roi_head=build_roi_head(cfg.roi_head, box_pooler, box_head, num_classes),
         channels_last=cfg.backbone.channels_last,
     )

@@ -122,7 +122,7 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
         box_roi_pool=MultiScaleRoIAlign(["0"], roi.roi_size, roi.sampling_ratio),
-        box_head=Res5BoxHead(copy.deepcopy(model.roi_head.res5)),
+        box_head=Res5BoxHead(copy.deepcopy(model.roi_head.box_head.layer4)),
         box_predictor=predictor,
         box_score_thresh=roi.score_thresh,
         box_nms_thresh=roi.nms_thresh,

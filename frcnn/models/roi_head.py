@@ -134,22 +134,55 @@ def postprocess_detections(
     ]
 
 
+class RoIPooler(nn.Module):
+    """RoIPool or RoIAlign on one feature map of the given stride (the C4 design).
+
+    ``forward(features, rois [R, 4], image_index [R])`` -> ``[R, C, S, S]``; ``features`` is a
+    list whose first map is pooled.
+    """
+
+    def __init__(self, kind: str, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool):
+        super().__init__()
+        if kind not in POOLERS:
+            raise ValueError(f"roi_head.pooler must be one of {POOLERS}, got {kind!r}")
+        self.kind, self.output_size, self.spatial_scale = kind, output_size, spatial_scale
+        self.sampling_ratio, self.aligned = sampling_ratio, aligned
+
+    def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        feature = features[0]
+        # Box coordinates stay fp32 under autocast: in bf16 a 1000 px coordinate is off by 4 px.
+        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
+        if self.kind == "roi_pool":  # no autocast kernel: pool in fp32, hand back the features' dtype
+            return roi_pool(feature.float(), indexed, self.output_size, self.spatial_scale).to(feature.dtype)
+        # roi_align's autocast kernel runs it in fp32.
+        return roi_align(feature, indexed, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+
+class Res5BoxHead(nn.Module):
+    """The C4 box head: ResNet layer4 (stride 2) + average pooling, ``[R, C4, S, S]`` -> ``[R, C5]``."""
+
+    def __init__(self, layer4: nn.Module, out_channels: int):
+        super().__init__()
+        self.layer4 = layer4
+        self.out_channels = out_channels
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.layer4(pooled).mean(dim=(2, 3))
+
+
 class RoIHead(nn.Module):
-    """Pools RoIs from the trunk's features, runs layer4 + avgpool, predicts class scores and
-    class-specific deltas; losses in training, detections in eval."""
+    """Pools RoIs from the backbone's features (``box_pooler``), turns them into one vector
+    each (``box_head``), predicts class scores and class-specific deltas; losses in training,
+    detections in eval. C4: :class:`RoIPooler` + :class:`Res5BoxHead`; FPN: multi-level
+    RoIAlign + two fully connected layers (:mod:`frcnn.models.fpn`)."""
 
     def __init__(
         self,
         *,
-        res5: nn.Module,
-        res5_channels: int,
+        box_pooler: nn.Module,
+        box_head: nn.Module,
         num_classes: int,
         box_coder: BoxCoder,
-        pooler: str,
-        roi_size: int,
-        spatial_scale: float,
-        sampling_ratio: int,
-        aligned: bool,
         batch_size_per_image: int,
         positive_fraction: float,
         fg_iou_thresh: float,
@@ -161,21 +194,15 @@ class RoIHead(nn.Module):
         detections_per_image: int,
     ):
         super().__init__()
-        if pooler not in POOLERS:
-            raise ValueError(f"roi_head.pooler must be one of {POOLERS}, got {pooler!r}")
-        self.res5 = res5
-        self.score = nn.Linear(res5_channels, num_classes + 1)
-        self.cls_loc = nn.Linear(res5_channels, (num_classes + 1) * 4)
+        self.box_pooler = box_pooler
+        self.box_head = box_head
+        self.score = nn.Linear(box_head.out_channels, num_classes + 1)
+        self.cls_loc = nn.Linear(box_head.out_channels, (num_classes + 1) * 4)
         nn.init.normal_(self.score.weight, std=0.01)
         nn.init.normal_(self.cls_loc.weight, std=0.001)
         nn.init.zeros_(self.score.bias)
         nn.init.zeros_(self.cls_loc.bias)
         self.box_coder = box_coder
-        self.pooler = pooler
-        self.roi_size = roi_size
-        self.spatial_scale = spatial_scale
-        self.sampling_ratio = sampling_ratio
-        self.aligned = aligned
         self.sampling = {
             "num_samples": batch_size_per_image,
             "positive_fraction": positive_fraction,
@@ -190,36 +217,26 @@ class RoIHead(nn.Module):
             "detections_per_image": detections_per_image,
         }
 
-    def pool(self, features: torch.Tensor, rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-        """``rois [R, 4]`` of images ``image_index [R]`` -> ``[R, C, roi_size, roi_size]``."""
-        # Box coordinates stay fp32 under autocast: in bf16 a 1000 px coordinate is off by 4 px.
-        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
-        if self.pooler == "roi_pool":  # no autocast kernel: pool in fp32, hand back the features' dtype
-            return roi_pool(features.float(), indexed, self.roi_size, self.spatial_scale).to(features.dtype)
-        # roi_align's autocast kernel runs it in fp32.
-        return roi_align(features, indexed, self.roi_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-
     def predict(
-        self, features: torch.Tensor, rois: torch.Tensor, image_index: torch.Tensor
+        self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``pred_logits [R, K+1]`` and ``pred_deltas [R, K+1, 4]`` for ``rois [R, 4]``."""
-        hidden = self.res5(self.pool(features, rois, image_index))  # (R, C5, S/2, S/2)
-        hidden = hidden.mean(dim=(2, 3))  # average pooling -> (R, C5)
+        hidden = self.box_head(self.box_pooler(features, rois, image_index))  # (R, D)
         return self.score(hidden), self.cls_loc(hidden).reshape(len(rois), -1, 4)
 
     def forward(
         self,
-        features: torch.Tensor,
+        features: list[torch.Tensor],
         proposals: Proposals,
         image_sizes: torch.Tensor,
         gt: GroundTruth | None = None,
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         """Training (``gt`` given): ``{"roi_cls", "roi_loc"}``. Eval: per-image detections."""
-        batch = features.shape[0]
+        batch = features[0].shape[0]
         if gt is not None:
             targets = proposal_targets(proposals, gt, self.box_coder, **self.sampling)
             samples = targets.rois.shape[1]
-            image_index = torch.arange(batch, device=features.device).repeat_interleave(samples)
+            image_index = torch.arange(batch, device=features[0].device).repeat_interleave(samples)
             pred_logits, pred_deltas = self.predict(features, targets.rois.reshape(-1, 4), image_index)
             return roi_losses(
                 pred_logits,
@@ -238,18 +255,13 @@ class RoIHead(nn.Module):
         )
 
 
-def build_roi_head(cfg, res5: nn.Module, res5_channels: int, num_classes: int, stride: int) -> RoIHead:
+def build_roi_head(cfg, box_pooler: nn.Module, box_head: nn.Module, num_classes: int) -> RoIHead:
     """RoI head from the ``model.roi_head`` config node; ``num_classes`` excludes background."""
     return RoIHead(
-        res5=res5,
-        res5_channels=res5_channels,
+        box_pooler=box_pooler,
+        box_head=box_head,
         num_classes=num_classes,
         box_coder=BoxCoder(cfg.bbox_std),
-        pooler=cfg.pooler,
-        roi_size=cfg.roi_size,
-        spatial_scale=1.0 / stride,
-        sampling_ratio=cfg.sampling_ratio,
-        aligned=cfg.aligned,
         batch_size_per_image=cfg.batch_size_per_image,
         positive_fraction=cfg.positive_fraction,
         fg_iou_thresh=cfg.fg_iou_thresh,
@@ -260,3 +272,9 @@ def build_roi_head(cfg, res5: nn.Module, res5_channels: int, num_classes: int, s
         nms_thresh=cfg.nms_thresh,
         detections_per_image=cfg.detections_per_image,
     )
+
+
+def build_c4_box_parts(cfg, layer4: nn.Module, layer4_channels: int, stride: int) -> tuple[RoIPooler, Res5BoxHead]:
+    """The C4 design's pooler (``roi_head.pooler``, ``roi_size``, ...) and layer4 box head."""
+    pooler = RoIPooler(cfg.pooler, cfg.roi_size, 1.0 / stride, cfg.sampling_ratio, cfg.aligned)
+    return pooler, Res5BoxHead(layer4, layer4_channels)

@@ -27,7 +27,8 @@ class Proposals:
 
 
 class RPNHead(nn.Module):
-    """3x3 conv + ReLU, then 1x1 convs to A objectness logits and 4A deltas per cell."""
+    """3x3 conv + ReLU, then 1x1 convs to A objectness logits and 4A deltas per cell; one head
+    shared by every pyramid level."""
 
     def __init__(self, in_channels: int, conv_channels: int, num_anchors: int):
         super().__init__()
@@ -120,6 +121,18 @@ def rpn_losses(
     }
 
 
+def top_k_per_level(scores: torch.Tensor, num_anchors_per_level: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``[B, sum_l min(k, N_l)]`` of the ``k`` best scores of each level (``scores [B, N]``
+    holds the levels one after another) and the level of each kept index ``[sum_l min(k, N_l)]``."""
+    indices, levels, start = [], [], 0
+    for level, count in enumerate(num_anchors_per_level):
+        top = scores[:, start : start + count].topk(min(k, count), dim=1).indices + start
+        indices.append(top)
+        levels.append(torch.full((top.shape[1],), level, dtype=torch.int64, device=scores.device))
+        start += count
+    return torch.cat(indices, dim=1), torch.cat(levels)
+
+
 @torch.no_grad()
 def propose(
     anchors: torch.Tensor,
@@ -133,30 +146,37 @@ def propose(
     nms_thresh: float,
     min_size: float,
     min_size_after_top_n: bool = False,
+    num_anchors_per_level: list[int] | None = None,
 ) -> Proposals:
     """Proposal layer: decode every anchor, clip to the image, drop boxes smaller than
-    ``min_size``, keep the ``pre_nms_top_n`` best per image, NMS, keep ``post_nms_top_n``.
+    ``min_size``, keep the ``pre_nms_top_n`` best of each level per image, NMS within each
+    level, keep the ``post_nms_top_n`` best of all levels.
 
     ``min_size_after_top_n`` takes the top-k by objectness first and drops small boxes among
     them (torchvision's order), so fewer than ``pre_nms_top_n`` boxes may enter NMS.
+    ``num_anchors_per_level`` splits the ``N`` anchors into pyramid levels (default: one).
     """
     batch, num_anchors = pred_logits.shape
+    levels = num_anchors_per_level or [num_anchors]
     boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N, 4)
     scores = pred_logits.float()
-    k = min(pre_nms_top_n, num_anchors)
     if min_size_after_top_n:
-        scores, top = scores.topk(k, dim=1)  # (B, k)
+        top, level = top_k_per_level(scores, levels, pre_nms_top_n)  # (B, k)
+        scores = torch.gather(scores, 1, top)
         boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
     too_small = ((boxes[..., 2:] - boxes[..., :2]) < min_size).any(dim=2)
     scores = scores.masked_fill(too_small, float("-inf"))
     if not min_size_after_top_n:
-        scores, top = scores.topk(k, dim=1)  # (B, k)
+        top, level = top_k_per_level(scores, levels, pre_nms_top_n)  # (B, k)
+        scores = torch.gather(scores, 1, top)
         boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
+    k = scores.shape[1]
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
+    group = image_index * len(levels) + level.repeat(batch)  # NMS within each image and level
     boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
     # Dropped (-inf) boxes sort last, so they can never suppress a kept box; they are marked
     # invalid below instead of being removed, which would need a device sync.
-    keep = batched_nms(boxes, scores, image_index, nms_thresh)  # by decreasing score
+    keep = batched_nms(boxes, scores, group, nms_thresh)  # by decreasing score
     order, rank = rank_within_image(image_index[keep], batch)
     keep = keep[order]
     num_out = min(post_nms_top_n, k)
@@ -170,13 +190,14 @@ def propose(
 
 
 class RegionProposalNetwork(nn.Module):
-    """RPN over one feature map: proposals always, losses in training."""
+    """RPN over one feature map (C4) or a pyramid (FPN, one anchor generator per level, the
+    head shared): proposals always, losses in training."""
 
     def __init__(
         self,
         *,
         head: RPNHead,
-        anchor_generator: AnchorGenerator,
+        anchor_generators: list[AnchorGenerator],
         box_coder: BoxCoder,
         pre_nms_top_n: dict[str, int],
         post_nms_top_n: dict[str, int],
@@ -192,7 +213,7 @@ class RegionProposalNetwork(nn.Module):
     ):
         super().__init__()
         self.head = head
-        self.anchor_generator = anchor_generator
+        self.anchor_generators = nn.ModuleList(anchor_generators)
         self.box_coder = box_coder
         self.pre_nms_top_n = pre_nms_top_n  # {"train": n, "test": n}
         self.post_nms_top_n = post_nms_top_n
@@ -207,11 +228,16 @@ class RegionProposalNetwork(nn.Module):
         self.min_size_after_top_n = min_size_after_top_n
 
     def forward(
-        self, features: torch.Tensor, image_sizes: torch.Tensor, gt: GroundTruth | None = None
+        self, features: list[torch.Tensor], image_sizes: torch.Tensor, gt: GroundTruth | None = None
     ) -> tuple[Proposals, dict[str, torch.Tensor]]:
-        """``features [B, C, H, W]`` -> proposals, and ``{"rpn_cls", "rpn_loc"}`` when ``gt`` is given."""
-        anchors = self.anchor_generator(features.shape[-2:])  # (N, 4)
-        pred_logits, pred_deltas = self.head(features)
+        """``features``: one ``[B, C, H_l, W_l]`` map per level -> proposals, and
+        ``{"rpn_cls", "rpn_loc"}`` when ``gt`` is given."""
+        anchors = [generator(f.shape[-2:]) for generator, f in zip(self.anchor_generators, features)]
+        num_anchors_per_level = [len(a) for a in anchors]
+        anchors = torch.cat(anchors)  # (N, 4), the levels one after another
+        predictions = [self.head(f) for f in features]
+        pred_logits = torch.cat([logits for logits, _ in predictions], dim=1)  # (B, N)
+        pred_deltas = torch.cat([deltas for _, deltas in predictions], dim=1)  # (B, N, 4)
         mode = "train" if self.training else "test"
         proposals = propose(
             anchors,
@@ -224,6 +250,7 @@ class RegionProposalNetwork(nn.Module):
             nms_thresh=self.nms_thresh,
             min_size=self.min_size,
             min_size_after_top_n=self.min_size_after_top_n,
+            num_anchors_per_level=num_anchors_per_level,
         )
         if gt is None:
             return proposals, {}
@@ -245,19 +272,23 @@ class RegionProposalNetwork(nn.Module):
         return proposals, rpn_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, self.loc_sigma)
 
 
-def build_rpn(cfg, anchors_cfg, in_channels: int) -> RegionProposalNetwork:
-    """RPN from the ``model.rpn`` and ``model.anchors`` config nodes."""
-    anchor_generator = AnchorGenerator(
-        base_size=anchors_cfg.base_size,
-        scales=list(anchors_cfg.scales),
-        ratios=list(anchors_cfg.ratios),
-        stride=anchors_cfg.stride,
-        offset=anchors_cfg.offset,
-        round_to_pixels=anchors_cfg.round,
-    )
+def build_rpn(cfg, anchors_cfg, in_channels: int, num_levels: int = 1) -> RegionProposalNetwork:
+    """RPN from the ``model.rpn`` and ``model.anchors`` config nodes. Level ``l`` of
+    ``num_levels`` has stride ``anchors.stride * 2^l`` and anchors ``2^l`` times the base size."""
+    anchor_generators = [
+        AnchorGenerator(
+            base_size=anchors_cfg.base_size * 2**level,
+            scales=list(anchors_cfg.scales),
+            ratios=list(anchors_cfg.ratios),
+            stride=anchors_cfg.stride * 2**level,
+            offset=anchors_cfg.offset,
+            round_to_pixels=anchors_cfg.round,
+        )
+        for level in range(num_levels)
+    ]
     return RegionProposalNetwork(
-        head=RPNHead(in_channels, cfg.conv_channels, anchor_generator.num_anchors),
-        anchor_generator=anchor_generator,
+        head=RPNHead(in_channels, cfg.conv_channels, anchor_generators[0].num_anchors),
+        anchor_generators=anchor_generators,
         box_coder=BoxCoder(cfg.bbox_std),
         pre_nms_top_n={"train": cfg.pre_nms_top_n_train, "test": cfg.pre_nms_top_n_test},
         post_nms_top_n={"train": cfg.post_nms_top_n_train, "test": cfg.post_nms_top_n_test},

@@ -70,7 +70,7 @@ def test_load_model_weights_reports_shape_mismatch(tmp_path, caplog):
         report = load_model_weights(target, tmp_path / "src.pt")
     assert torch.equal(target[0].weight, source[0].weight)  # shared layers loaded
     assert torch.equal(target[1].weight, fresh_head)  # predictor keeps its initialisation
-    assert report["mismatched"] == ["1.weight: checkpoint (3, 8) vs model (5, 8)",
-                                    "1.bias: checkpoint (3,) vs model (5,)"]
+    assert report["mismatched"] == ["1.weight: weights (3, 8) vs model (5, 8)",
+                                    "1.bias: weights (3,) vs model (5,)"]
     assert report["missing"] == [] and report["unexpected"] == []
-    assert "1.weight: checkpoint (3, 8) vs model (5, 8)" in caplog.text
+    assert "1.weight: weights (3, 8) vs model (5, 8)" in caplog.text

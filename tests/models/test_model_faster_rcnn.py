@@ -62,7 +62,7 @@ def test_training_losses_are_finite_and_reach_exactly_the_trainable_parameters(t
             assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
     for head in (model.rpn.head, model.roi_head.score, model.roi_head.cls_loc):
         assert all(p.grad.abs().sum() > 0 for p in head.parameters())
-    assert model.roi_head.res5[-1].bn2.weight.grad.abs().sum() > 0
+    assert model.roi_head.box_head.layer4[-1].bn2.weight.grad.abs().sum() > 0
     assert not frozen_bn.training and torch.equal(frozen_bn.running_mean, running_mean)
 
 
@@ -149,7 +149,7 @@ def test_backbone_loads_a_local_state_dict(tmp_path, tiny_model_config):
     cfg.backbone.weights = str(path)
     model = build_model(cfg, num_classes=2)
     assert torch.equal(model.backbone.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
-    assert torch.equal(model.roi_head.res5[1].conv2.weight, reference.layer4[1].conv2.weight)
+    assert torch.equal(model.roi_head.box_head.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
     # With weights the norm layers default to frozen BatchNorm holding the file's statistics.
     assert isinstance(model.backbone.bn1, FrozenBatchNorm2d)
     assert torch.equal(model.backbone.bn1.running_var, reference.bn1.running_var)

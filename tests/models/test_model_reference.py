@@ -20,7 +20,7 @@ def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_im
     assert trainable(reference) == trainable(ours)
     torch.testing.assert_close(reference.roi_heads.box_predictor.bbox_pred.weight, ours.roi_head.cls_loc.weight)
     torch.testing.assert_close(reference.backbone.layer3[0].conv1.weight, ours.backbone.layer3[0].conv1.weight)
-    assert reference.rpn.anchor_generator.num_anchors_per_location() == [ours.rpn.anchor_generator.num_anchors]
+    assert reference.rpn.anchor_generator.num_anchors_per_location() == [ours.rpn.anchor_generators[0].num_anchors]
     images, _, targets = two_images
     losses = reference.train()(list(images), targets)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
@@ -73,7 +73,7 @@ def test_same_proposals_and_detections_as_torchvision(tiny_model_config, two_ima
     ours.eval(), reference.eval()
     with torch.inference_mode():
         features = ours.backbone(images)
-        proposals, _ = ours.rpn(features, torch.tensor(sizes))
+        proposals, _ = ours.rpn([features], torch.tensor(sizes))
         image_list, _ = reference.transform(_unpadded(images, sizes))
         torch.testing.assert_close(image_list.tensors, images, rtol=0, atol=0)
         their_proposals, _ = reference.rpn(image_list, {"0": features})

@@ -82,7 +82,7 @@ def test_roi_poolers(pooler, tiny_model_config):
     head = model.roi_head
     features = torch.arange(2 * 256 * 8 * 8, dtype=torch.float32).reshape(2, 256, 8, 8)
     rois = torch.tensor([[0.0, 0.0, 127.0, 127.0], [16.0, 16.0, 48.0, 112.0]])
-    pooled = head.pool(features, rois, torch.tensor([0, 1]))
+    pooled = head.box_pooler([features], rois, torch.tensor([0, 1]))
     assert pooled.shape == (2, 256, 6, 6)
     if pooler == "roi_pool":  # max pooling: the whole-image RoI's last bin holds the map's last cell
         assert pooled[0, 0, -1, -1] == features[0, 0, -1, -1]
@@ -90,7 +90,7 @@ def test_roi_poolers(pooler, tiny_model_config):
         assert features[1].min() < pooled[1].min() and pooled[1].max() < features[1].max()
     # Features of image 1 are larger than image 0's everywhere: the RoI's image index is used.
     assert pooled[1].min() > features[0].max()
-    logits, deltas = head.predict(features, rois, torch.tensor([0, 1]))
+    logits, deltas = head.predict([features], rois, torch.tensor([0, 1]))
     assert logits.shape == (2, 3) and deltas.shape == (2, 3, 4)
 
 
@@ -110,6 +110,6 @@ def test_bf16_autocast_training_keeps_boxes_and_losses_fp32(pooler, two_images, 
     features = torch.randn(1, 256, 8, 8).bfloat16()
     rois = torch.tensor([[1001.3, 3.7, 1023.9, 17.2]])  # bf16 would round 1001.3 to 1000
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        pooled = model.roi_head.pool(features, rois, torch.tensor([0]))
-    expected = model.roi_head.pool(features.float(), rois, torch.tensor([0]))
+        pooled = model.roi_head.box_pooler([features], rois, torch.tensor([0]))
+    expected = model.roi_head.box_pooler([features.float()], rois, torch.tensor([0]))
     torch.testing.assert_close(pooled.float(), expected, atol=1e-2, rtol=1e-2)
