@@ -42,7 +42,7 @@ from frcnn.data.config import DatasetConfig
 from frcnn.engine.benchmark import benchmark_training_parity
 from frcnn.engine.trainer import resolve_device
 from frcnn.models import ModelConfig, build_model
-from frcnn.models.reference import torchvision_c4
+from frcnn.models.reference import torchvision_detector
 
 log = logging.getLogger("benchmark")
 SECTIONS = ("model", "data", "eval", "accuracy")
@@ -148,7 +148,7 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
     models = {
         "ours": ours,
         "ours_roi_pool": copy.deepcopy(ours),
-        "torchvision": torchvision_c4(ours, cfg.model),
+        "torchvision": torchvision_detector(ours, cfg.model),
     }
     models["ours_roi_pool"].roi_head.box_pooler.kind = "roi_pool"
     optimizers = {

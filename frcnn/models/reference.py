@@ -1,11 +1,12 @@
-"""The reference detector: torchvision's ``FasterRCNN`` composed as an frcnn C4 model.
+"""The reference detector: torchvision's ``FasterRCNN`` composed as an frcnn model.
 
-:func:`torchvision_c4` builds ``torchvision.models.detection.FasterRCNN`` with the same parts
-and settings as a given frcnn :class:`~frcnn.models.FasterRCNN` and a copy of its weights:
-the trunk (conv1..layer3) and layer4 modules, the RPN head, anchor sizes and ratios, proposal
-counts, NMS and IoU thresholds, sampling sizes, RoI pooling, box-coder weights and predictor.
-Only torchvision's own conventions differ (see :data:`TORCHVISION_CONVENTIONS`). It is the
-yardstick of the parity tests (``tests/models/test_model_reference_parity.py``) and of
+:func:`torchvision_detector` builds ``torchvision.models.detection.FasterRCNN`` with the same
+parts and settings as a given frcnn :class:`~frcnn.models.FasterRCNN` and a copy of its
+weights: the backbone (C4: conv1..layer3; FPN: ResNet + pyramid) and box head modules, the RPN
+head, anchor sizes and ratios, proposal counts, NMS and IoU thresholds, sampling sizes, RoI
+pooling, box-coder weights and predictor. Only torchvision's own conventions differ (see
+:data:`TORCHVISION_CONVENTIONS`). It is the yardstick of the parity tests
+(``tests/models/test_model_reference.py``, ``test_model_fpn.py``) and of
 ``scripts/benchmark.py`` (speed: section ``model``; training: section ``accuracy``).
 
 The reference takes already resized and normalised images: its transform neither resizes nor
@@ -14,6 +15,7 @@ normalises, and pads with zeros to a multiple of 32 as frcnn's collate does. So
 """
 
 import copy
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -52,16 +54,16 @@ class RPNHeadLists(nn.Module):
         return [self.head.objectness(h) for h in hidden], [self.head.deltas(h) for h in hidden]
 
 
-class Res5BoxHead(nn.Module):
-    """layer4 + average pooling as torchvision's ``box_head`` (in place of TwoMLPHead):
-    ``[R, C4, S, S]`` -> ``[R, C5]``."""
+class PyramidAsDict(nn.Module):
+    """frcnn's FPN backbone (a list P2..P6) behind torchvision's interface (a dict of maps)."""
 
-    def __init__(self, layer4: nn.Module):
+    def __init__(self, backbone: nn.Module):
         super().__init__()
-        self.layer4 = layer4
+        self.backbone = backbone
+        self.out_channels = backbone.out_channels
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.layer4(pooled).mean(dim=(2, 3))
+    def forward(self, images: torch.Tensor) -> OrderedDict:
+        return OrderedDict((str(level), feature) for level, feature in enumerate(self.backbone(images)))
 
 
 class SingleLevelPooler(nn.Module):
@@ -93,24 +95,30 @@ class NoResizeTransform(GeneralizedRCNNTransform):
         return image, target
 
 
-def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
-    """torchvision's FasterRCNN composed as ``model`` (built from the ``model`` config ``cfg``).
+def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
+    """torchvision's FasterRCNN composed as ``model`` (built from the ``model`` config ``cfg``,
+    C4 or FPN).
 
     The reference gets deep copies of ``model``'s modules (so the weights are equal and shared
-    with nothing), with the same frozen stages and normalisation layers. Feed it the unpadded
-    images of a batch: ``reference([images[i, :, :h_i, :w_i] ...], targets)``.
+    with nothing), with the same frozen stages and normalisation layers: the backbone, the RPN
+    head, the box head (C4: layer4 + average pooling; FPN: the two fully connected layers) and
+    the predictor's weights; everything else is torchvision's. Feed it the unpadded images of
+    a batch: ``reference([images[i, :, :h_i, :w_i] ...], targets)``.
     """
     anchors, rpn, roi = cfg.anchors, cfg.rpn, cfg.roi_head
     num_classes = model.roi_head.score.out_features  # background included
-    trunk = copy.deepcopy(model.backbone)
+    levels = len(model.rpn.anchor_generators)
+    if levels == 1:  # C4: one feature map
+        backbone = copy.deepcopy(model.backbone)
+    else:
+        backbone = PyramidAsDict(copy.deepcopy(model.backbone))
+    sizes = tuple(tuple(anchors.base_size * 2**level * s for s in anchors.scales) for level in range(levels))
     predictor = FastRCNNPredictor(model.roi_head.score.in_features, num_classes)
     predictor.cls_score.load_state_dict(model.roi_head.score.state_dict())
     predictor.bbox_pred.load_state_dict(model.roi_head.cls_loc.state_dict())
     reference = TorchvisionFasterRCNN(
-        trunk,
-        rpn_anchor_generator=AnchorGenerator(
-            sizes=(tuple(anchors.base_size * s for s in anchors.scales),), aspect_ratios=(tuple(anchors.ratios),)
-        ),
+        backbone,
+        rpn_anchor_generator=AnchorGenerator(sizes=sizes, aspect_ratios=(tuple(anchors.ratios),) * levels),
         rpn_head=RPNHeadLists(copy.deepcopy(model.rpn.head)),
         rpn_pre_nms_top_n_train=rpn.pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn.pre_nms_top_n_test,
@@ -121,8 +129,8 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_bg_iou_thresh=rpn.neg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign(["0"], roi.roi_size, roi.sampling_ratio),
-        box_head=Res5BoxHead(copy.deepcopy(model.roi_head.box_head.layer4)),
+        box_roi_pool=MultiScaleRoIAlign([str(level) for level in range(min(levels, 4))], roi.roi_size, roi.sampling_ratio),
+        box_head=copy.deepcopy(model.roi_head.box_head),
         box_predictor=predictor,
         box_score_thresh=roi.score_thresh,
         box_nms_thresh=roi.nms_thresh,
@@ -133,7 +141,7 @@ def torchvision_c4(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         box_positive_fraction=roi.positive_fraction,
         bbox_reg_weights=tuple(1.0 / s for s in roi.bbox_std),
     )
-    if roi.pooler != "roi_align" or roi.aligned:  # FasterRCNN's constructor accepts MultiScaleRoIAlign only
+    if levels == 1 and (roi.pooler != "roi_align" or roi.aligned):  # FasterRCNN's constructor accepts MultiScaleRoIAlign only
         reference.roi_heads.box_roi_pool = SingleLevelPooler(
             roi.pooler, roi.roi_size, 1.0 / anchors.stride, roi.sampling_ratio, roi.aligned
         )
@@ -174,4 +182,4 @@ class ReferenceDetector(nn.Module):
 def build_reference_model(cfg, num_classes: int) -> ReferenceDetector:
     """The reference for the ``model`` config ``cfg``, initialised exactly as
     ``build_model(cfg, num_classes)`` would be from the same RNG state."""
-    return ReferenceDetector(torchvision_c4(build_model(cfg, num_classes), cfg))
+    return ReferenceDetector(torchvision_detector(build_model(cfg, num_classes), cfg))

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from frcnn.models import ModelConfig, build_model, load_weights
-from frcnn.models.reference import LOSS_NAMES, NoResizeTransform
+from frcnn.models.reference import LOSS_NAMES, NoResizeTransform, torchvision_detector
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
 
@@ -122,3 +122,18 @@ def test_torchvision_weights_offline_name_the_url_and_the_local_file_option(monk
     assert FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url in message and "model.weights=" in message
     with pytest.raises(ValueError, match="no model"):
         load_weights(model, "torchvision:not_a_detector")
+
+
+def test_reference_composition_of_an_fpn_model_detects_alike(two_images):
+    """torchvision_detector(model) works for FPN too (the training-parity benchmark's reference)."""
+    torch.manual_seed(0)
+    cfg = _fpn_config(**{"backbone.depth": 18})
+    ours = build_model(cfg, num_classes=2).eval()
+    reference = torchvision_detector(ours, cfg).eval()
+    images, sizes, _ = two_images
+    with torch.inference_mode():
+        detections, theirs = ours(images, sizes), reference(_unpadded(images, sizes))
+    for mine, their in zip(detections, theirs):
+        assert len(mine["boxes"]) > 0
+        rows = [torch.cat([d["boxes"], 100 * d["scores"][:, None], 1000 * d["labels"][:, None].float()], dim=1) for d in (mine, their)]
+        _assert_same_sets(rows[0], rows[1], 1e-3, "detections")

@@ -3,7 +3,7 @@ import torch
 from omegaconf import OmegaConf
 
 from frcnn.models import build_model
-from frcnn.models.reference import TORCHVISION_CONVENTIONS, torchvision_c4
+from frcnn.models.reference import TORCHVISION_CONVENTIONS, torchvision_detector
 
 
 def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_images):
@@ -12,7 +12,7 @@ def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_im
     cfg.backbone.frozen_stages = 2
     cfg.backbone.norm = "frozen_bn"
     ours = build_model(cfg, num_classes=2)
-    reference = torchvision_c4(ours, cfg)
+    reference = torchvision_detector(ours, cfg)
 
     def trainable(model):
         return sorted(p.numel() for p in model.parameters() if p.requires_grad)
@@ -48,7 +48,7 @@ def _parity_pair(tiny_model_config, pooler: str, **overrides):
     torch.nn.init.normal_(ours.roi_head.score.weight, std=0.1)
     torch.nn.init.normal_(ours.roi_head.cls_loc.weight, std=0.01)
     torch.nn.init.normal_(ours.rpn.head.deltas.weight, std=0.05)
-    return cfg, ours, torchvision_c4(ours, cfg)
+    return cfg, ours, torchvision_detector(ours, cfg)
 
 
 def _unpadded(images, sizes):
