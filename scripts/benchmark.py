@@ -58,6 +58,7 @@ class CompareConfig:
     timed_iters: int = 5
     lr: float = 1e-4
     profile: bool = False
+    fpn: bool = True  # also time the ResNet-FPN pair (fpn_train_ratio, fpn_infer_ratio)
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _train_step(name, model, optimizer, images, sizes, targets):
-    if name == "torchvision":
+    if name.endswith("torchvision"):
         losses = model(list(images), targets)
     else:
         losses = model(images, sizes, targets)
@@ -137,11 +138,12 @@ def _train_step(name, model, optimizer, images, sizes, targets):
 
 def _infer(name, model, images, sizes):
     with torch.inference_mode():
-        return model(list(images)) if name == "torchvision" else model(images, sizes)
+        return model(list(images)) if name.endswith("torchvision") else model(images, sizes)
 
 
-def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
-    """Interleaved median timings of a training step and of inference; see the module docstring."""
+def compare_with_torchvision(cfg, device: torch.device, run_dir: Path, fpn_model_cfg=None) -> dict:
+    """Interleaved median timings of a training step and of inference; see the module docstring.
+    With ``fpn_model_cfg`` (a ResNet-FPN ``model`` node) the FPN pair is timed in the same loop."""
     compare = cfg.compare
     torch.manual_seed(cfg.seed)
     ours = build_model(cfg.model, compare.num_classes).to(device)
@@ -151,6 +153,9 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
         "torchvision": torchvision_detector(ours, cfg.model),
     }
     models["ours_roi_pool"].roi_head.box_pooler.kind = "roi_pool"
+    if fpn_model_cfg is not None:
+        models["fpn"] = build_model(fpn_model_cfg, compare.num_classes).to(device)
+        models["fpn_torchvision"] = torchvision_detector(models["fpn"], fpn_model_cfg)
     optimizers = {
         name: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=compare.lr, momentum=0.9)
         for name, m in models.items()
@@ -184,6 +189,9 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path) -> dict:
         "infer_ratio_roi_pool": medians["infer"]["ours_roi_pool"] / medians["infer"]["torchvision"],
         "times": times,
     }
+    if fpn_model_cfg is not None:
+        result["fpn_train_ratio"] = medians["train"]["fpn"] / medians["train"]["fpn_torchvision"]
+        result["fpn_infer_ratio"] = medians["infer"]["fpn"] / medians["infer"]["fpn_torchvision"]
     if compare.profile:
         result["profiles"] = _profile(models, optimizers, images, sizes, targets, run_dir)
     return result
@@ -226,7 +234,11 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
         raise ValueError(f"unknown benchmark sections {sorted(unknown)}; choose from {list(SECTIONS)}")
     result = {}
     if "model" in cfg.sections:
-        result.update(compare_with_torchvision(cfg, device, run_dir))
+        fpn_model_cfg = None
+        if cfg.compare.fpn:  # the same benchmark config with model=resnet50_fpn
+            task = [o for o in HydraConfig.get().overrides.task if not o.startswith("model=")]
+            fpn_model_cfg = hydra.compose(config_name="benchmark", overrides=[*task, "model=resnet50_fpn"]).model
+        result.update(compare_with_torchvision(cfg, device, run_dir, fpn_model_cfg))
         log.info(
             "train step: ours %.3fs (RoIPool %.3fs), torchvision %.3fs -> ratio %.3f",
             result["median_seconds"]["train"]["ours"],
@@ -234,6 +246,8 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
             result["median_seconds"]["train"]["torchvision"],
             result["train_ratio"],
         )
+        if "fpn_train_ratio" in result:
+            log.info("FPN: train ratio %.3f, inference ratio %.3f", result["fpn_train_ratio"], result["fpn_infer_ratio"])
         log.info(
             "inference:  ours %.3fs (RoIPool %.3fs), torchvision %.3fs -> ratio %.3f",
             result["median_seconds"]["infer"]["ours"],

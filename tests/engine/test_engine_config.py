@@ -111,3 +111,14 @@ def test_preset_warning():
 def test_value_checks_name_the_key(override, key):
     with pytest.raises(ValueError, match=key):
         check_train_config(compose_train(override))
+
+
+@pytest.mark.parametrize("experiment", ["coco_r50_fpn", "voc0712_r50_fpn", "finetune_r50_fpn"])
+def test_fpn_experiments(experiment):
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.model.architecture == "fpn" and cfg.model.backbone.depth == 50
+    assert cfg.model.anchors.stride == 4 and cfg.model.roi_head.roi_size == 7
+    if experiment == "finetune_r50_fpn":  # starts from COCO: no ImageNet download
+        assert cfg.model.weights == "torchvision:fasterrcnn_resnet50_fpn" and cfg.model.backbone.weights is None
+    else:
+        assert cfg.model.backbone.weights == "imagenet" and cfg.optimizer.base_lr == 0.02
