@@ -10,7 +10,9 @@ the same R50-C4: the same trunk (conv1..layer3) and layer4 weights, the same 9 a
 head, proposal counts, RoI sampling sizes, 14x14 RoIAlign and predictor weights, on identical
 inputs of one size (so torchvision's transform does not resize). Ours runs with RoIAlign
 (``model.roi_head.pooler``) for the like-for-like ratio and is also timed with RoIPool.
-Sections ``data`` and ``eval`` call ``frcnn.data.benchmark`` and ``frcnn.evaluation.benchmark``.
+Sections ``data``, ``eval`` and ``export`` (CPU latency of the ONNX export; writes
+``onnx_infer_ratio``) call ``frcnn.data.benchmark``, ``frcnn.evaluation.benchmark`` and
+``frcnn.export.benchmark``.
 Everything is written to ``benchmark.json`` in the run directory; ratios are
 ``our median time / torchvision's median time`` (below 1: ours is faster).
 """
@@ -36,7 +38,7 @@ from frcnn.models import ModelConfig, build_model
 from frcnn.models.reference import torchvision_c4
 
 log = logging.getLogger("benchmark")
-SECTIONS = ("model", "data", "eval")
+SECTIONS = ("model", "data", "eval", "export")
 
 
 @dataclass
@@ -66,6 +68,17 @@ class EvalBenchConfig:
 
 
 @dataclass
+class ExportBenchConfig:
+    image_size: Optional[list[int]] = None  # (h, w); null: a 4:3 image at the dataset's test size
+    batch_size: int = 4
+    num_classes: int = 20
+    threads: Optional[int] = None  # ONNX Runtime intra-op threads; null: PyTorch's thread count
+    optimization: str = "all"  # ONNX Runtime graph optimisation level of the headline ratio
+    warmup_iters: int = 2
+    timed_iters: int = 10
+
+
+@dataclass
 class BenchmarkConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -76,6 +89,7 @@ class BenchmarkConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     data: DataBenchConfig = field(default_factory=DataBenchConfig)
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
+    export: ExportBenchConfig = field(default_factory=ExportBenchConfig)
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
@@ -222,6 +236,12 @@ def run_sections(cfg, device: torch.device, run_dir: Path) -> dict:
         evaluation = _require("frcnn.evaluation.benchmark")
         result["eval"] = evaluation.benchmark_eval(cfg.eval.num_images, cfg.eval.dets_per_image, cfg.eval.num_classes, cfg.seed)
         log.info("evaluation: %s", result["eval"])
+    if "export" in cfg.sections:
+        export = _require("frcnn.export.benchmark")
+        size = cfg.export.image_size or export.padded_test_size(cfg.dataset.test_min_size, cfg.dataset.max_size, cfg.dataset.size_divisibility)
+        options = {k: v for k, v in OmegaConf.to_container(cfg.export).items() if k != "image_size"}
+        result["export"] = export.benchmark_export(cfg.model, tuple(size), seed=cfg.seed, **options)
+        result["onnx_infer_ratio"] = result["export"]["onnx_infer_ratio"]
     return result
 
 

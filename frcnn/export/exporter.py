@@ -72,6 +72,7 @@ def write_onnx(graph: DetectorGraph, inputs: tuple[torch.Tensor, torch.Tensor], 
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated.*")
         warnings.filterwarnings("ignore", message=".*advanced indexing.*")
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
         torch.onnx.export(
             graph.eval(),
             inputs,
