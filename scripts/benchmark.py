@@ -13,11 +13,13 @@ the same R50-C4: the same trunk (conv1..layer3) and layer4 weights, the same 9 a
 head, proposal counts, RoI sampling sizes, 14x14 RoIAlign and predictor weights, on identical
 inputs of one size (so torchvision's transform does not resize). Ours runs with RoIAlign
 (``model.roi_head.pooler``) for the like-for-like ratio and is also timed with RoIPool.
-Sections ``data`` and ``eval`` call ``frcnn.data.benchmark`` and ``frcnn.evaluation.benchmark``.
-Section ``accuracy`` (not in the default list: it trains) trains frcnn and the torchvision
-composition with identical data, initial weights, optimiser and schedule for each seed
-(``frcnn.engine.benchmark``) and reports their mAP; ``map_ratio`` = ours / torchvision's.
-Running the same command with ``hydra.run.dir=`` of an interrupted run reuses finished runs.
+Sections ``data``, ``eval`` and ``export`` (CPU latency of the ONNX export; writes
+``onnx_infer_ratio``) call ``frcnn.data.benchmark``, ``frcnn.evaluation.benchmark`` and
+``frcnn.export.benchmark``. Section ``accuracy`` (not in the default list: it trains) trains
+frcnn and the torchvision composition with identical data, initial weights, optimiser and
+schedule for each seed (``frcnn.engine.benchmark``) and reports their mAP; ``map_ratio`` =
+ours / torchvision's. Running the same command with ``hydra.run.dir=`` of an interrupted run
+reuses finished runs.
 Everything is written to ``benchmark.json`` in the run directory; ratios are
 ``our median time / torchvision's median time`` (below 1: ours is faster).
 """
@@ -45,7 +47,7 @@ from frcnn.models import ModelConfig, build_model
 from frcnn.models.reference import torchvision_detector
 
 log = logging.getLogger("benchmark")
-SECTIONS = ("model", "data", "eval", "accuracy")
+SECTIONS = ("model", "data", "eval", "export", "accuracy")
 
 
 @dataclass
@@ -87,10 +89,21 @@ class AccuracyBenchConfig:
 
 
 @dataclass
+class ExportBenchConfig:
+    image_size: Optional[list[int]] = None  # (h, w); null: a 4:3 image at the dataset's test size
+    batch_size: int = 4
+    num_classes: int = 20
+    threads: Optional[int] = None  # ONNX Runtime intra-op threads; null: PyTorch's thread count
+    optimization: str = "all"  # ONNX Runtime graph optimisation level of the headline ratio
+    warmup_iters: int = 2
+    timed_iters: int = 10
+
+
+@dataclass
 class BenchmarkConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    sections: list[str] = field(default_factory=lambda: list(SECTIONS))
+    sections: list[str] = field(default_factory=lambda: [s for s in SECTIONS if s != "accuracy"])
     device: str = "auto"
     seed: int = 0
     threads: Optional[int] = None
@@ -98,6 +111,7 @@ class BenchmarkConfig:
     data: DataBenchConfig = field(default_factory=DataBenchConfig)
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
     accuracy: AccuracyBenchConfig = field(default_factory=AccuracyBenchConfig)
+    export: ExportBenchConfig = field(default_factory=ExportBenchConfig)
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
@@ -280,6 +294,12 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
         )
         result["accuracy"]["experiment"] = accuracy.experiment
         log.info("accuracy: %s", json.dumps({k: result["accuracy"].get(k) for k in ("ours", "torchvision", "map_ratio")}))
+    if "export" in cfg.sections:
+        export = _require("frcnn.export.benchmark")
+        size = cfg.export.image_size or export.padded_test_size(cfg.dataset.test_min_size, cfg.dataset.max_size, cfg.dataset.size_divisibility)
+        options = {k: v for k, v in OmegaConf.to_container(cfg.export).items() if k != "image_size"}
+        result["export"] = export.benchmark_export(cfg.model, tuple(size), seed=cfg.seed, **options)
+        result["onnx_infer_ratio"] = result["export"]["onnx_infer_ratio"]
     return result
 
 

@@ -3,6 +3,7 @@
     python scripts/evaluate.py checkpoint=outputs/<run>/checkpoints/last.pt
     python scripts/evaluate.py checkpoint=... dataset.test_sets=[2007-test] model.roi_head.score_thresh=0.01
     python scripts/evaluate.py predictions=outputs/<run>/predictions.json
+    python scripts/evaluate.py runtime=onnxruntime model=exported/model.onnx   # an exported model
 
 Writes metrics.json (voc07, voc, coco) and predictions.json in the run directory and logs the
 summary with the per-class AP table.
@@ -10,6 +11,7 @@ summary with the per-class AP table.
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,6 +37,7 @@ from frcnn.evaluation import (
 from frcnn.evaluation.checkpoint_model import check_classes, model_from_checkpoint
 from frcnn.evaluation.config import check_evaluate_source, checkpoint_run_config
 from frcnn.evaluation.results_io import detections_from_predictions
+from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("evaluate")
@@ -64,6 +67,18 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, step)
 
 
+def evaluate_exported(cfg: DictConfig) -> Evaluation:
+    """The exported model (ONNX Runtime) on the test split of its checkpoint's dataset."""
+    model, dataset_cfg = exported_detector(cfg, HydraConfig.get().overrides.task)
+    loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
+    check_classes({"class_names": model.class_names}, loader.dataset.class_names)
+    log.info("evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset), dataset_cfg.name)
+    evaluator = DetectionEvaluator(loader.dataset)
+    metrics = run_inference(model, loader, evaluator, "cpu")
+    step = model.metadata.checkpoint.get("iteration") or 0
+    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, step)
+
+
 def score_file(cfg: DictConfig) -> Evaluation:
     """A results file scored against the test split of cfg.dataset."""
     dataset = build_dataset(cfg.dataset, "test")
@@ -79,7 +94,11 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_logging(run_dir / "evaluate.log")
     check_evaluate_source(cfg)
-    run = evaluate_checkpoint(cfg) if cfg.checkpoint else score_file(cfg)
+    check_runtime(cfg, HydraConfig.get().overrides.task)
+    if cfg.exported_model is not None:
+        run = evaluate_exported(cfg)
+    else:
+        run = evaluate_checkpoint(cfg) if cfg.checkpoint else score_file(cfg)
 
     save_predictions(run_dir / "predictions.json", run.predictions)
     (run_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
@@ -101,4 +120,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = route_model_argument(sys.argv)
     main()

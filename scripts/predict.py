@@ -2,6 +2,7 @@
 
     python scripts/predict.py checkpoint=outputs/<run>/checkpoints/last.pt input=photos/ output=detections/
     python scripts/predict.py checkpoint=... input=cat.jpg output=out/ score_threshold=0.3 device=cuda
+    python scripts/predict.py runtime=onnxruntime model=exported/model.onnx input=photos/ output=detections/
 
 Writes every image with its detections drawn (class name and score) under its own file name in
 ``output``, and one ``predictions.json`` (COCO results format; ``image_id`` is the file name,
@@ -9,6 +10,7 @@ boxes in original-image pixels, ``category_id`` the training dataset's id).
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -22,6 +24,7 @@ from frcnn.evaluation import save_predictions
 from frcnn.evaluation.checkpoint_model import model_from_checkpoint
 from frcnn.evaluation.config import checkpoint_run_config
 from frcnn.evaluation.predictor import Predictor, check_output_dir, list_images
+from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("predict")
@@ -33,17 +36,27 @@ def main(cfg: DictConfig) -> None:
     output = Path(cfg.output)
     paths = list_images(cfg.input)
     check_output_dir(paths, output)
+    overrides = HydraConfig.get().overrides.task
+    check_runtime(cfg, overrides)
 
-    checkpoint = load_checkpoint(cfg.checkpoint)
-    dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
-    device = resolve_device(cfg.device.value)
+    if cfg.runtime == "onnxruntime":
+        model, dataset_cfg = exported_detector(cfg, overrides)
+        device, class_names, category_ids = "cpu", model.class_names, model.category_ids
+    else:
+        if cfg.checkpoint is None:
+            raise ValueError("give checkpoint=PATH, or runtime=onnxruntime model=DIR/model.onnx")
+        checkpoint = load_checkpoint(cfg.checkpoint)
+        dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], overrides)
+        device = resolve_device(cfg.device.value)
+        model = model_from_checkpoint(checkpoint, model_cfg).to(device)
+        class_names, category_ids = list(checkpoint["class_names"]), list(checkpoint["category_ids"])
     predictor = Predictor(
-        model_from_checkpoint(checkpoint, model_cfg).to(device),
+        model,
         build_transform(dataset_cfg, train=False),
         dataset_cfg.size_divisibility,
         device,
-        class_names=list(checkpoint["class_names"]),
-        category_ids=list(checkpoint["category_ids"]),
+        class_names=class_names,
+        category_ids=category_ids,
         score_threshold=cfg.score_threshold,
     )
     predictions = predictor.predict(paths, cfg.batch_size, output)
@@ -52,4 +65,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = route_model_argument(sys.argv)
     main()

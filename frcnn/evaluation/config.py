@@ -23,10 +23,13 @@ from frcnn.models.config import ModelConfig
 
 @dataclass
 class EvaluateConfig:
-    """Root of configs/evaluate.yaml: exactly one of ``checkpoint`` and ``predictions``."""
+    """Root of configs/evaluate.yaml: exactly one of ``checkpoint``, ``predictions`` and
+    ``exported_model`` (with ``runtime=onnxruntime``)."""
 
     checkpoint: Optional[str] = None  # evaluate this trained model (builds it from its own config)
     predictions: Optional[str] = None  # or score this COCO-results file, no model
+    runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
+    exported_model: Optional[str] = None  # DIR/model.onnx of scripts/export.py; `model=PATH` on the command line
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # used as is with predictions=
     model: ModelConfig = field(default_factory=ModelConfig)  # only its overridden keys are read
     device: Device = Device.auto
@@ -41,7 +44,9 @@ class EvaluateConfig:
 class PredictConfig:
     """Root of configs/predict.yaml."""
 
-    checkpoint: str = "???"
+    checkpoint: Optional[str] = None  # the trained model (runtime=torch)
+    runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
+    exported_model: Optional[str] = None  # DIR/model.onnx of scripts/export.py; `model=PATH` on the command line
     input: str = "???"  # an image file or a folder of images (jpg, jpeg, png, bmp, webp)
     output: str = "???"  # folder for the drawn images and predictions.json
     score_threshold: float = 0.5  # detections below are neither drawn nor written
@@ -62,10 +67,13 @@ register_configs()
 
 
 def check_evaluate_source(cfg: DictConfig) -> None:
-    """Raise ValueError unless exactly one of ``checkpoint`` and ``predictions`` is given."""
-    if (cfg.checkpoint is None) == (cfg.predictions is None):
+    """Raise ValueError unless exactly one of ``checkpoint``, ``predictions`` and (with
+    ``runtime=onnxruntime``) ``exported_model`` is given."""
+    sources = [cfg.checkpoint, cfg.predictions, cfg.exported_model]
+    if sum(source is not None for source in sources) != 1:
         raise ValueError(
-            "give exactly one of checkpoint=PATH (evaluate a model) or predictions=FILE (score a results file)"
+            "give exactly one of checkpoint=PATH (evaluate a model), predictions=FILE (score a results file) "
+            "or runtime=onnxruntime model=DIR/model.onnx (evaluate an exported model)"
         )
 
 

@@ -1,0 +1,156 @@
+"""The pieces of the export: batch-norm folding, the NMS op against ONNX Runtime's, model.json,
+the export's errors and the runtime options of the command line."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torchvision
+from export_fixtures import REPO
+from hydra import compose, initialize_config_dir
+from onnx import TensorProto, helper
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+import frcnn.evaluation.config  # noqa: F401  (registers predict_schema)
+from frcnn.export import OnnxDetector, export_checkpoint, read_metadata
+from frcnn.export.cli import check_runtime, route_model_argument
+from frcnn.export.fold import fold_batch_norms
+from frcnn.export.metadata import ExportMetadata
+from frcnn.export.nms import LOWEST_SCORE, _reference_nms
+
+
+@pytest.mark.parametrize("norm", [torch.nn.BatchNorm2d, FrozenBatchNorm2d])
+def test_folded_resnet_equals_the_original(norm):
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, norm_layer=norm).eval()
+    for module in net.modules():
+        if isinstance(module, norm):  # non-trivial statistics and affine parameters
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    images = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        expected = net(images)
+        assert fold_batch_norms(net) == 20  # stem + 2 per block x 8 + 3 downsamples
+        assert not any(isinstance(m, norm) for m in net.modules())
+        assert torch.allclose(net(images), expected, atol=1e-4, rtol=1e-4)
+
+
+def onnx_nms(boxes: np.ndarray, scores: np.ndarray, max_output: int, iou: float, score_thresh: float) -> np.ndarray:
+    """Run one ONNX NonMaxSuppression node in ONNX Runtime."""
+    node = helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_output", "iou", "score"], ["selected"])
+    graph = helper.make_graph(
+        [node], "nms",
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("selected", TensorProto.INT64, None)],
+        [helper.make_tensor("max_output", TensorProto.INT64, [1], [max_output]),
+         helper.make_tensor("iou", TensorProto.FLOAT, [1], [iou]),
+         helper.make_tensor("score", TensorProto.FLOAT, [1], [score_thresh])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"boxes": boxes, "scores": scores})[0]
+
+
+@pytest.mark.parametrize("score_thresh", [0.25, LOWEST_SCORE])
+def test_nms_op_has_onnxruntime_semantics(score_thresh):
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(3, 40, 2, generator=generator) * 50
+    boxes = torch.cat([corners, corners + 5 + torch.rand(3, 40, 2, generator=generator) * 20], dim=2)
+    scores = torch.rand(3, 2, 40, generator=generator).round(decimals=1)  # ties, and scores equal to 0.25 * k
+    scores[0, 0, :5] = 0.25  # exactly at the threshold: not selected
+    scores[1, 1, 5:12] = float("-inf")  # dropped boxes
+    expected = onnx_nms(boxes.numpy(), scores.numpy(), 6, 0.4, score_thresh)
+    got = _reference_nms(boxes, scores, 6, 0.4, score_thresh)
+    assert got.tolist() == expected.tolist()
+    assert len(got) > 10
+
+
+def test_model_json_round_trip(exported, tmp_path):
+    checkpoint, cfg, directory = exported("roi_align")
+    metadata = read_metadata(directory)
+    assert read_metadata(directory / "model.onnx") == metadata == read_metadata(directory / "model.json")
+    assert metadata.class_names == ["circle", "square", "triangle"] and metadata.category_ids == [1, 2, 3]
+    assert (metadata.preprocessing.min_size, metadata.preprocessing.max_size) == (cfg.dataset.test_min_size, cfg.dataset.max_size)
+    assert metadata.preprocessing.size_divisibility == cfg.dataset.size_divisibility
+    assert metadata.postprocessing["score_thresh"] == cfg.model.roi_head.score_thresh
+    assert metadata.config["model"]["roi_head"]["pooler"] == metadata.pooler == "roi_align"
+    assert metadata.checkpoint["iteration"] == 12 and metadata.checkpoint["path"] == str(checkpoint.resolve())
+    assert list(metadata.outputs) == ["boxes", "scores", "labels", "num_detections"]
+    graph = onnx.load(str(directory / "model.onnx"), load_external_data=False).graph
+    assert [i.name for i in graph.input] == list(metadata.inputs) and [o.name for o in graph.output] == list(metadata.outputs)
+    assert metadata.write(tmp_path).name == "model.json"
+    assert read_metadata(tmp_path) == metadata
+
+    data = json.loads((directory / "model.json").read_text())
+    del data["preprocessing"]["mean"]
+    (tmp_path / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"model.json lacks the key\(s\) preprocessing.mean"):
+        read_metadata(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="not an frcnn export description"):
+        read_metadata(tmp_path)
+    with pytest.raises(FileNotFoundError, match="elsewhere/model.json not found"):
+        read_metadata(tmp_path / "elsewhere" / "model.onnx")
+    assert isinstance(metadata, ExportMetadata)
+
+
+def test_export_errors_name_the_bad_checkpoint_or_output(exported, tmp_path):
+    checkpoint, _, _ = exported("roi_align")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
+        export_checkpoint(tmp_path / "missing.pt", tmp_path / "out")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(RuntimeError, match="cannot read checkpoint .*text.pt"):
+        export_checkpoint(tmp_path / "text.pt", tmp_path / "out")
+    torch.save({"model": {}}, tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="weights.pt lacks config, class_names, category_ids"):
+        export_checkpoint(tmp_path / "weights.pt", tmp_path / "out")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="output .*file is a file, not a folder"):
+        export_checkpoint(checkpoint, tmp_path / "file")
+    with pytest.raises(OSError, match="cannot create the output folder .*file/sub"):
+        export_checkpoint(checkpoint, tmp_path / "file" / "sub")
+    assert not (tmp_path / "out").exists()
+
+
+def test_runtime_errors_name_the_bad_file(exported, tmp_path):
+    _, _, directory = exported("roi_align")
+    with pytest.raises(FileNotFoundError, match="exported model .*missing.onnx not found"):
+        OnnxDetector(tmp_path / "missing.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(FileNotFoundError, match="model.json not found"):
+        OnnxDetector(tmp_path / "model.onnx")
+    (tmp_path / "model.json").write_text((directory / "model.json").read_text())
+    with pytest.raises(ValueError, match="ONNX Runtime cannot load .*model.onnx"):
+        OnnxDetector(tmp_path / "model.onnx")
+    with pytest.raises(ValueError, match="optimization must be one of"):
+        OnnxDetector(directory / "model.onnx", optimization="max")
+
+
+def compose_predict(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return compose("predict", overrides=list(overrides))
+
+
+def test_model_argument_and_runtime_checks():
+    argv = ["predict.py", "runtime=onnxruntime", "model=out/model.onnx", "model.rpn.nms_thresh=0.5", "input=a"]
+    assert route_model_argument(argv) == ["predict.py", "runtime=onnxruntime", "exported_model=out/model.onnx",
+                                          "model.rpn.nms_thresh=0.5", "input=a"]  # fmt: skip
+    exported_args = ["runtime=onnxruntime", "exported_model=m.onnx", "input=a", "output=b"]
+    check_runtime(compose_predict(*exported_args), exported_args)
+    check_runtime(compose_predict("checkpoint=c.pt", "input=a", "output=b"), [])
+    cases = [
+        (["exported_model=m.onnx", "input=a", "output=b"], "add runtime=onnxruntime"),
+        (["runtime=onnxruntime", "input=a", "output=b"], "needs model=DIR/model.onnx"),
+        ([*exported_args, "checkpoint=c.pt"], "drop checkpoint="),
+        ([*exported_args, "model.roi_head.score_thresh=0.2"], "score_thresh=0.2: an exported model's settings are fixed"),
+        (["runtime=tensorrt", "input=a", "output=b"], "runtime must be one of"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ValueError, match=message):
+            check_runtime(compose_predict(*overrides), overrides)
