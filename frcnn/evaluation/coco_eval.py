@@ -3,7 +3,8 @@
 Two interchangeable backends (``evaluation.coco_backend``) compute the same 12 numbers:
 ``faster_coco_eval`` (the default: the per-image matching and the accumulation in C++) and
 ``pycocotools`` (the reference COCOeval). Ground truth is always held as a pycocotools
-``COCO`` object (the DATA API's ``coco_gt()``); the faster backend indexes its annotation dict.
+``COCO`` object (the DATA API's ``coco_gt()``); the faster backend indexes a copy of its
+annotation dict with the images numbered.
 """
 
 from __future__ import annotations
@@ -60,13 +61,28 @@ def _pycocotools_stats(coco_gt: COCO, predictions: list[dict], image_ids: list |
 
 
 def _faster_coco_eval_stats(coco_gt: COCO, predictions: list[dict], image_ids: list | None) -> list[float]:
-    # Its own index of the same annotation dict (lists are copied, annotation dicts shared:
-    # both backends set the same "ignore" flag on them from "iscrowd").
-    gt = faster_coco_eval.COCO(dict(coco_gt.dataset), print_function=logger.debug)
+    # faster-coco-eval takes int image ids only (VOC's are file stems): number the images in the
+    # sorted order of their ids, the order COCOeval walks them in (it decides how score ties
+    # between images are broken), on copies of the dicts.
+    source = coco_gt.dataset
+    number = {image["id"]: n for n, image in enumerate(sorted(source["images"], key=lambda image: image["id"]))}
+    unknown = {p["image_id"] for p in predictions} - number.keys()
+    if unknown:
+        raise ValueError(f"predictions for image ids not in the ground truth: {sorted(unknown, key=str)[:5]}")
+    gt = faster_coco_eval.COCO(
+        {
+            "images": [dict(image, id=number[image["id"]]) for image in source["images"]],
+            "annotations": [dict(a, image_id=number[a["image_id"]]) for a in source["annotations"]],
+            "categories": [dict(c) for c in source["categories"]],
+        },
+        print_function=logger.debug,
+    )
+    for p in predictions:
+        p["image_id"] = number[p["image_id"]]
     coco_dt = gt.loadRes(predictions)  # an empty list gives an empty, scorable result set
     evaluator = faster_coco_eval.COCOeval_faster(gt, coco_dt, iouType="bbox", print_function=logger.debug)
     if image_ids is not None:
-        evaluator.params.imgIds = list(image_ids)
+        evaluator.params.imgIds = [number[i] for i in image_ids]
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
