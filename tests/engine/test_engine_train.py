@@ -88,6 +88,22 @@ def test_same_seed_same_losses_and_resume_reproduces_them(tiny_cfg, tmp_path):
     assert read_losses(tmp_path / "other")[1] != read_losses(straight)[1]
 
 
+@pytest.mark.slow
+def test_best_checkpoint_follows_the_chosen_metric_and_is_not_resumable(tiny_cfg, tmp_path):
+    metrics = train(tiny_cfg("train.eval_period=2", "train.best_metric=val_loss/total"), tmp_path)
+    val_totals = {iteration: terms[-1] for iteration, terms in read_losses(tmp_path, "val_loss").items()}
+    assert sorted(val_totals) == [2, 4, 6] and val_totals[6] == metrics["val_loss"]["total"]
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    lowest = min(val_totals, key=val_totals.get)
+    assert (best["iteration"], best["best_metric"]) == (lowest, val_totals[lowest])  # lower is better
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["best_metric"] == val_totals[lowest]
+    with pytest.raises(ValueError, match="weights only"):
+        train(tiny_cfg(f"train.resume={tmp_path / 'checkpoints' / 'best.pt'}"), tmp_path / "resumed")
+
+    plain = train(tiny_cfg("train.val_loss=false", "train.max_iters=1"), tmp_path / "plain")
+    assert "val_loss" not in plain and read_losses(tmp_path / "plain", "val_loss") == {}
+
+
 def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeypatch, caplog):
     forward = FasterRCNN.forward
     calls = {"train": 0}
