@@ -36,7 +36,7 @@ from frcnn.models import ModelConfig, build_model
 from frcnn.models.reference import torchvision_c4
 
 log = logging.getLogger("benchmark")
-SECTIONS = ("model", "data", "eval")
+SECTIONS = ("model", "data", "eval", "val_loss")
 
 
 @dataclass
@@ -66,6 +66,13 @@ class EvalBenchConfig:
 
 
 @dataclass
+class ValLossBenchConfig:  # section val_loss: the evaluation forward with and without the losses
+    batch_size: int = 4
+    num_batches: int = 5
+    repeats: int = 3
+
+
+@dataclass
 class BenchmarkConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -76,6 +83,7 @@ class BenchmarkConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     data: DataBenchConfig = field(default_factory=DataBenchConfig)
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
+    val_loss: ValLossBenchConfig = field(default_factory=ValLossBenchConfig)
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
@@ -222,6 +230,12 @@ def run_sections(cfg, device: torch.device, run_dir: Path) -> dict:
         evaluation = _require("frcnn.evaluation.benchmark")
         result["eval"] = evaluation.benchmark_eval(cfg.eval.num_images, cfg.eval.dets_per_image, cfg.eval.num_classes, cfg.seed)
         log.info("evaluation: %s", result["eval"])
+    if "val_loss" in cfg.sections:
+        evaluation = _require("frcnn.evaluation.benchmark")
+        vl = cfg.val_loss
+        result["val_loss"] = evaluation.benchmark_val_loss(cfg.dataset, cfg.model, device, vl.batch_size, vl.num_batches,
+                                                           vl.repeats, cfg.seed)  # fmt: skip
+        log.info("validation loss: %s", {k: result["val_loss"][k] for k in ("median_seconds", "extra_fraction")})
     return result
 
 

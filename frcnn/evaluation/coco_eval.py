@@ -46,7 +46,8 @@ def coco_from_dict(dataset: dict) -> COCO:
 def _pycocotools_stats(coco_gt: COCO, predictions: list[dict], image_ids: list | None) -> list[float]:
     with contextlib.redirect_stdout(io.StringIO()) as captured:
         if predictions:
-            coco_dt = coco_gt.loadRes(predictions)
+            # loadRes adds keys (area, id, segmentation...) to the dicts it is given: give it copies
+            coco_dt = coco_gt.loadRes([dict(p) for p in predictions])
         else:  # loadRes cannot index an empty list; an empty result set scores as such
             empty = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
             coco_dt = coco_from_dict(empty)
@@ -77,9 +78,8 @@ def _faster_coco_eval_stats(coco_gt: COCO, predictions: list[dict], image_ids: l
         },
         print_function=logger.debug,
     )
-    for p in predictions:
-        p["image_id"] = number[p["image_id"]]
-    coco_dt = gt.loadRes(predictions)  # an empty list gives an empty, scorable result set
+    # copies (loadRes adds keys to the dicts it is given); an empty list scores as such
+    coco_dt = gt.loadRes([{**p, "image_id": number[p["image_id"]]} for p in predictions])
     evaluator = faster_coco_eval.COCOeval_faster(gt, coco_dt, iouType="bbox", print_function=logger.debug)
     if image_ids is not None:
         evaluator.params.imgIds = [number[i] for i in image_ids]
@@ -101,6 +101,5 @@ def coco_metrics(
     prediction every defined number is 0.
     """
     stats_of = {"faster_coco_eval": _faster_coco_eval_stats, "pycocotools": _pycocotools_stats}
-    # loadRes adds keys (area, id, segmentation...) to the dicts it is given: give it copies
-    stats = stats_of[check_coco_backend(backend)](coco_gt, [dict(p) for p in predictions], image_ids)
+    stats = stats_of[check_coco_backend(backend)](coco_gt, predictions, image_ids)
     return {name: float(value) for name, value in zip(COCO_METRIC_NAMES, stats)}

@@ -209,8 +209,11 @@ def run_inference(
                     evaluator.process(batch, model(batch.images, batch.image_sizes))
                     continue
                 reseed(batch_seed(val_loss_seed, batch.indices), device)
-                targets = loss_targets(batch.targets, use_difficult)
-                evaluator.process(batch, *model(batch.images, batch.image_sizes, targets))
+                output = model(batch.images, batch.image_sizes, loss_targets(batch.targets, use_difficult))
+                if not isinstance(output, tuple):
+                    raise TypeError(f"{type(model).__name__} returns no (detections, losses) for targets in eval "
+                                    "mode: it cannot give a validation loss (train.val_loss=false)")
+                evaluator.process(batch, *output)
     finally:
         model.train(was_training)
     return evaluator.evaluate()
