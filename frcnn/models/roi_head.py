@@ -208,7 +208,7 @@ class RoIHead(nn.Module):
         proposals: Proposals,
         image_sizes: torch.Tensor,
         gt: GroundTruth | None = None,
-    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]] | tuple[list[dict], dict[str, torch.Tensor]]:
         """Training (``gt`` given): ``{"roi_cls", "roi_loc"}``. Eval: per-image detections; eval
         with ``gt``: ``(detections, {"roi_cls", "roi_loc"})`` (see :meth:`detect_with_losses`)."""
         batch = features.shape[0]
