@@ -16,6 +16,7 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 
 from frcnn.data.config import DatasetConfig
+from frcnn.engine.best_metric import check_best_metric
 from frcnn.models.config import ModelConfig
 
 
@@ -33,6 +34,11 @@ class OptimizerName(str, Enum):
 class ScheduleName(str, Enum):
     multistep = "multistep"
     cosine = "cosine"
+
+
+class CocoBackend(str, Enum):
+    faster_coco_eval = "faster_coco_eval"  # the same 12 numbers, several times faster
+    pycocotools = "pycocotools"
 
 
 class Amp(str, Enum):
@@ -71,6 +77,13 @@ class ScheduleConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """The ``evaluation`` node, shared by train.py and evaluate.py."""
+
+    coco_backend: CocoBackend = CocoBackend.faster_coco_eval
+
+
+@dataclass
 class TrainLoopConfig:
     """The ``train`` node: the iteration-based loop, checkpoints and logging."""
 
@@ -87,6 +100,9 @@ class TrainLoopConfig:
     log_period: int = 20  # iterations between TensorBoard scalars / log lines
     vis_images: int = 4  # test images drawn to TensorBoard after each evaluation
     eval_at_end: bool = True
+    val_loss: bool = True  # the loss terms on the test split at every evaluation (metrics.json "val_loss")
+    best_metric: str = "voc07/mAP"  # what checkpoints/best.pt tracks: voc07/mAP, voc/mAP, coco/<name>,
+    # or val_loss/<term> (rpn_cls, rpn_loc, roi_cls, roi_loc, total; lower is better)
 
 
 @dataclass
@@ -98,6 +114,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     device: Device = Device.auto
     seed: int = 0
 
@@ -130,6 +147,7 @@ def check_train_config(cfg) -> None:
             raise ValueError(f"train.{key} must be >= 0, got {cfg.train[key]}")
     if cfg.optimizer.base_lr <= 0 or cfg.optimizer.reference_batch_size <= 0:
         raise ValueError("optimizer.base_lr and optimizer.reference_batch_size must be positive")
+    check_best_metric(cfg.train.best_metric, cfg.train.val_loss)
 
 
 register_configs()

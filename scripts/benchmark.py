@@ -47,7 +47,7 @@ from frcnn.models import ModelConfig, build_model
 from frcnn.models.reference import torchvision_detector
 
 log = logging.getLogger("benchmark")
-SECTIONS = ("model", "data", "eval", "export", "accuracy")
+SECTIONS = ("model", "data", "eval", "val_loss", "export", "accuracy")
 
 
 @dataclass
@@ -100,6 +100,13 @@ class ExportBenchConfig:
 
 
 @dataclass
+class ValLossBenchConfig:  # section val_loss: the evaluation forward with and without the losses
+    batch_size: int = 4
+    num_batches: int = 5
+    repeats: int = 3
+
+
+@dataclass
 class BenchmarkConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -112,6 +119,7 @@ class BenchmarkConfig:
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
     accuracy: AccuracyBenchConfig = field(default_factory=AccuracyBenchConfig)
     export: ExportBenchConfig = field(default_factory=ExportBenchConfig)
+    val_loss: ValLossBenchConfig = field(default_factory=ValLossBenchConfig)
 
 
 ConfigStore.instance().store(name="benchmark_schema", node=BenchmarkConfig)
@@ -238,7 +246,8 @@ def _require(module: str):
 
 def compose_training_config(accuracy) -> Callable[[list[str]], DictConfig]:
     """``overrides -> cfg``: configs/train.yaml with the accuracy section's preset and overrides."""
-    base = [f"experiment={accuracy.experiment}", f"device={accuracy.device}", *accuracy.overrides]
+    # No validation loss: the torchvision reference returns no losses in eval mode.
+    base = [f"experiment={accuracy.experiment}", f"device={accuracy.device}", "train.val_loss=false", *accuracy.overrides]
     return lambda overrides: hydra.compose(config_name="train", overrides=base + list(overrides))
 
 
@@ -300,6 +309,12 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
         options = {k: v for k, v in OmegaConf.to_container(cfg.export).items() if k != "image_size"}
         result["export"] = export.benchmark_export(cfg.model, tuple(size), seed=cfg.seed, **options)
         result["onnx_infer_ratio"] = result["export"]["onnx_infer_ratio"]
+    if "val_loss" in cfg.sections:
+        evaluation = _require("frcnn.evaluation.benchmark")
+        vl = cfg.val_loss
+        result["val_loss"] = evaluation.benchmark_val_loss(cfg.dataset, cfg.model, device, vl.batch_size, vl.num_batches,
+                                                           vl.repeats, cfg.seed)  # fmt: skip
+        log.info("validation loss: %s", {k: result["val_loss"][k] for k in ("median_seconds", "extra_fraction")})
     return result
 
 

@@ -5,8 +5,9 @@
     python scripts/evaluate.py predictions=outputs/<run>/predictions.json
     python scripts/evaluate.py runtime=onnxruntime model=exported/model.onnx   # an exported model
 
-Writes metrics.json (voc07, voc, coco) and predictions.json in the run directory and logs the
-summary with the per-class AP table.
+Writes metrics.json (voc07, voc, coco; with checkpoint= on an annotated split also val_loss, the
+training loss terms on it) and predictions.json in the run directory and logs the summary with the
+per-class AP table. evaluation.coco_backend=pycocotools scores COCO with the reference COCOeval.
 """
 
 import json
@@ -38,6 +39,7 @@ from frcnn.evaluation.checkpoint_model import check_classes, model_from_checkpoi
 from frcnn.evaluation.config import check_evaluate_source, checkpoint_run_config
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
+from frcnn.evaluation.val_loss import has_annotations
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("evaluate")
@@ -61,8 +63,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     check_classes(checkpoint, loader.dataset.class_names)
     model = model_from_checkpoint(checkpoint, model_cfg).to(device)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
-    evaluator = DetectionEvaluator(loader.dataset)
-    metrics = run_inference(model, loader, evaluator, device, amp=cfg.amp)
+    evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
+    # The RoI sampling of the validation loss is seeded as in the training run's evaluations.
+    val_loss_seed = checkpoint["config"].get("seed", 0) if has_annotations(loader.dataset) else None
+    metrics = run_inference(model, loader, evaluator, device, amp=cfg.amp, val_loss_seed=val_loss_seed)
     step = checkpoint.get("iteration", 0)
     return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, step)
 
@@ -85,7 +89,7 @@ def score_file(cfg: DictConfig) -> Evaluation:
     predictions = load_predictions(cfg.predictions)
     log.info("scoring %d detections of %s on %d %s test images",
              len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)  # fmt: skip
-    metrics, curves = score_predictions(dataset, predictions)
+    metrics, curves = score_predictions(dataset, predictions, coco_backend=cfg.evaluation.coco_backend.value)
     return Evaluation(cfg.dataset, dataset, predictions, metrics, curves, 0)
 
 

@@ -5,6 +5,9 @@ A checkpoint is a ``torch.save`` dict (see INTERFACES.md)::
     {"model", "optimizer", "scheduler", "scaler", "iteration", "rng", "config",
      "class_names", "category_ids", "best_metric"}
 
+``best.pt`` holds the weights to deploy only: ``{"model", "iteration", "config", "class_names",
+"category_ids", "best_metric"}`` (about half the size: no optimiser state; it cannot be resumed).
+
 Everything in it is a tensor, a number, a string or a container of those, so it loads with
 ``torch.load(weights_only=True)``.
 """
@@ -52,6 +55,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    log.info("saved %s (%.1f MB)", path, path.stat().st_size / 2**20)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -46,10 +46,11 @@ def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch
 
 def evaluate(model: torch.nn.Module, evaluator: DetectionEvaluator, loader, device: torch.device,
              amp: Optional[torch.dtype], vis_images: int, iteration: int,
-             events: TrainingEvents) -> dict:
+             events: TrainingEvents, val_loss_seed: Optional[int] = None) -> dict:
     """Run ``model`` over the test ``loader`` (every rank its shard; the evaluator gathers them)
-    and return the metrics.json dict. Rank 0 logs the table and records the TensorBoard views."""
-    metrics = run_inference(model, loader, evaluator, device, amp=amp is not None)
+    and return the metrics.json dict, with ``val_loss`` when ``val_loss_seed`` is given (see
+    :func:`frcnn.evaluation.run_inference`). Rank 0 logs the table and records the TensorBoard views."""
+    metrics = run_inference(model, loader, evaluator, device, amp=amp is not None, val_loss_seed=val_loss_seed)
     if is_main_process():
         log.info("evaluation at iteration %d:\n%s", iteration, format_metrics_table(metrics))
         images = draw_test_images(evaluator.dataset, evaluator.predictions(), vis_images)

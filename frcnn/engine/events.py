@@ -1,5 +1,6 @@
 """What a training run reports while it runs (rank 0 only): TensorBoard scalars and images,
-``losses.jsonl`` (exact per-log-period values, one JSON object a line), log lines and the tqdm bar.
+``losses.jsonl`` (exact per-log-period values, one JSON object a line: ``loss/<term>``, ``lr`` and
+times, or after an evaluation ``val_loss/<term>``), log lines and the tqdm bar.
 """
 
 import json
@@ -14,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from frcnn.evaluation.tensorboard import add_pr_curves, log_metrics
+from frcnn.evaluation.val_loss import LOSS_TERMS
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class TrainingEvents:
     """
 
     def __init__(self, run_dir: Path, start_iter: int, max_iters: int, log_period: int,
-                 enabled: bool = True):
+                 enabled: bool = True, val_loss: bool = False):
         self.enabled = enabled
         self.log_period = log_period
         self.smoothed: dict[str, SmoothedValue] = {}
@@ -50,6 +52,9 @@ class TrainingEvents:
         # that every iteration appears once (TensorBoard: purge_step; losses.jsonl: rewritten).
         self.writer = SummaryWriter(str(run_dir / "tensorboard"),
                                     purge_step=start_iter + 1 if start_iter > 0 else None)
+        if val_loss:  # the CUSTOM SCALARS tab: each training loss term on one chart with its validation value
+            self.writer.add_custom_scalars({"loss": {
+                term: ["Multiline", [f"loss/{term}", f"val_loss/{term}"]] for term in (*LOSS_TERMS, "total")}})
         jsonl_path = run_dir / "losses.jsonl"
         if start_iter > 0 and jsonl_path.exists():
             kept = [line for line in jsonl_path.read_text().splitlines()
@@ -91,6 +96,10 @@ class TrainingEvents:
         if not self.enabled:
             return
         log_metrics(self.writer, metrics, iteration)
+        if "val_loss" in metrics:
+            self.jsonl.write(json.dumps({"iteration": iteration, **{
+                f"val_loss/{k}": v for k, v in metrics["val_loss"].items()}}) + "\n")
+            self.jsonl.flush()
         add_pr_curves(self.writer, pr_curves, class_names, iteration)
         for i, image in enumerate(images):
             self.writer.add_image(f"predictions/{i}", image, iteration)

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from frcnn.config import check_train_config
 from frcnn.data import build_test_loader, build_train_loader
 from frcnn.engine import distributed as du
+from frcnn.engine.best_metric import is_better, metric_value
 from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, load_model_weights, resolve_resume
 from frcnn.engine.evaluation import evaluate
 from frcnn.engine.events import TrainingEvents
@@ -25,6 +26,7 @@ from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer
 from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
+from frcnn.evaluation.val_loss import has_annotations
 from frcnn.models import build_model
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,10 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     # The test loader first: for shapes it generates the data (safe from several processes).
     test_loader = build_test_loader(cfg.dataset, tc.eval_batch_size)
     test_set = test_loader.dataset
-    evaluator = DetectionEvaluator(test_set)
+    evaluator = DetectionEvaluator(test_set, coco_backend=_plain(cfg.evaluation.coco_backend))
+    val_loss = tc.val_loss and has_annotations(test_set)
+    if tc.val_loss and not val_loss:
+        log.warning("train.val_loss: the test split has no annotated objects, no validation loss")
     model = build(cfg.model, num_classes=len(test_set.class_names)).to(device)
     if cfg.model.weights:
         load_model_weights(model, cfg.model.weights)
@@ -156,12 +161,17 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     resume_path = resolve_resume(tc.resume, run_dir)
     if resume_path is not None:
         state = load_checkpoint(resume_path, map_location=device)
+        if "optimizer" not in state:
+            raise ValueError(f"train.resume={resume_path}: it holds model weights only (as best.pt does); resume "
+                             f"from last.pt or a periodic checkpoint, or fine-tune with model.weights={resume_path}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         # Only the position is restored: the LR curve itself follows the current config.
         scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
         scaler.load_state_dict(state["scaler"])
         iteration, best_metric = state["iteration"], state["best_metric"]
+        if state["config"]["train"].get("best_metric", "voc07/mAP") != tc.best_metric:
+            best_metric = None  # the recorded best is another number: best.pt follows the new one from here
         rng_states = state["rng"]
         log.info("resumed from %s at iteration %d", resume_path, iteration)
     elif tc.resume == "auto":
@@ -179,18 +189,23 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     def run_evaluation() -> dict:
         nonlocal best_metric
         du.broadcast_buffers(model)
-        metrics = evaluate(model, evaluator, test_loader, device, amp, tc.vis_images, iteration, events)
-        if best_metric is None or metrics["voc07"]["mAP"] > best_metric:  # alike on every rank
-            best_metric = metrics["voc07"]["mAP"]
-            state = training_state()
-            if main:
-                checkpoints.save_best(state)
-                log.info("best VOC07 mAP so far (%.4f): %s", best_metric, checkpoints.best)
+        metrics = evaluate(model, evaluator, test_loader, device, amp, tc.vis_images, iteration, events,
+                           val_loss_seed=cfg.seed if val_loss else None)
+        value = metric_value(metrics, tc.best_metric)
+        if is_better(value, best_metric, tc.best_metric):  # alike on every rank
+            best_metric = value
+            if main:  # the weights to deploy, not a training state: no optimiser, scheduler or RNG
+                checkpoints.save_best({
+                    "model": model.state_dict(), "iteration": iteration,
+                    "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                    "class_names": list(test_set.class_names), "category_ids": list(test_set.category_ids),
+                    "best_metric": best_metric})
+                log.info("best %s so far (%.4f): %s", tc.best_metric, best_metric, checkpoints.best)
         return metrics
 
     ddp_model = model if world_size == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    events = TrainingEvents(run_dir, iteration, tc.max_iters, tc.log_period, enabled=main)
+    events = TrainingEvents(run_dir, iteration, tc.max_iters, tc.log_period, enabled=main, val_loss=val_loss)
     metrics, stopped = None, False
     try:
         with StopRequest() as stop:

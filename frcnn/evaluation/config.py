@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from frcnn.config import Device
+from frcnn.config import Device, EvaluationConfig
 from frcnn.data.config import DatasetConfig
 from frcnn.models.config import ModelConfig
 
@@ -36,6 +36,7 @@ class EvaluateConfig:
     batch_size: int = 4
     num_workers: Optional[int] = None  # null: dataset.num_workers
     amp: bool = False  # autocast on CUDA
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # coco_backend
     voc_results_dir: Optional[str] = None  # write VOC devkit comp4_det_<set>_<class>.txt files here
     tensorboard_dir: Optional[str] = None  # add metric scalars and PR curves to this event folder
 

@@ -3,6 +3,7 @@
 The evaluator keeps each image's detections in original-image coordinates, gathers them from
 all ranks when torch.distributed is initialised, turns them into the predictions.json list and
 scores that list: the metrics of a run and of its predictions.json read back are the same.
+Given the model's validation losses too, it adds their mean as ``val_loss``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from frcnn.evaluation.coco_eval import coco_metrics
+from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
+from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
 from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
 
 logger = logging.getLogger(__name__)
@@ -48,12 +50,14 @@ def score_predictions(
     predictions: list[dict],
     image_indices: Iterable[int] | None = None,
     ground_truth: GroundTruth | None = None,
+    coco_backend: str = DEFAULT_COCO_BACKEND,
 ) -> tuple[dict, list[ClassPR]]:
     """metrics.json dict (voc07, voc, coco) and the per-class VOC PR curves of ``predictions``.
 
     predictions: COCO-results dicts with the dataset's ids (an unknown id raises ValueError).
     image_indices: the evaluated images (default all): objects of other images are not counted
     and predictions on them are an error. ground_truth: ground_truth_arrays(dataset), if cached.
+    coco_backend: see :data:`frcnn.evaluation.coco_eval.COCO_BACKENDS` (the same numbers).
     """
     if image_indices is None:
         indices = np.arange(len(dataset.image_ids))
@@ -70,7 +74,7 @@ def score_predictions(
 
     curves = voc_pr_curves(dets, gts, num_classes=len(dataset.class_names))
     metrics = voc_metrics(curves, dataset.class_names)
-    metrics["coco"] = coco_metrics(dataset.coco_gt(), predictions, image_ids=evaluated_ids)
+    metrics["coco"] = coco_metrics(dataset.coco_gt(), predictions, image_ids=evaluated_ids, backend=coco_backend)
     return metrics, curves
 
 
@@ -99,29 +103,36 @@ class DetectionEvaluator:
     """VOC07 / VOC / COCO box metrics of a detector's outputs on a dataset.
 
     dataset: provides ``image_ids``, ``class_names``, ``category_ids``, ``get_annotation(i)`` and
-    ``coco_gt()`` (the DATA API). After ``evaluate()``, ``pr_curves`` holds the per-class VOC PR
-    curves (index label-1) and ``predictions()`` covers every rank's images.
+    ``coco_gt()`` (the DATA API). coco_backend: which COCOeval computes the ``coco`` numbers.
+    After ``evaluate()``, ``pr_curves`` holds the per-class VOC PR curves (index label-1) and
+    ``predictions()`` covers every rank's images.
     """
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, coco_backend: str = DEFAULT_COCO_BACKEND):
         self.dataset = dataset
+        self.coco_backend = check_coco_backend(coco_backend)
         self.pr_curves: list[ClassPR] = []
+        self.val_loss = ValidationLoss()
         self._ground_truth: GroundTruth | None = None  # read once, reused by every evaluation
         self._outputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def reset(self) -> None:
-        """Forget the detections processed so far."""
+        """Forget the detections and losses processed so far."""
         self._outputs = {}
         self.pr_curves = []
+        self.val_loss.reset()
 
-    def process(self, batch, detections: list[dict]) -> None:
+    def process(self, batch, detections: list[dict], losses: dict | None = None) -> None:
         """Record a batch's detections, mapped back to original-image coordinates.
 
         batch: a Batch (uses ``indices``, ``orig_sizes`` (h, w) and ``scales`` Tensor[B, 2] (sx, sy),
         resized = original * scale). detections: the model's eval output, per image ``boxes``
         [N, 4] xyxy in resized coordinates, ``scores`` [N], ``labels`` [N] in 1..K. Boxes are
-        divided by the scale and clipped to the original image ``[0, w] x [0, h]``.
+        divided by the scale and clipped to the original image ``[0, w] x [0, h]``. losses: the
+        model's validation losses of the batch (scalar tensors), if computed.
         """
+        if losses is not None:
+            self.val_loss.process(batch.indices, losses)
         for index, (height, width), scale, output in zip(batch.indices, batch.orig_sizes, batch.scales, detections):
             self._outputs[int(index)] = (
                 boxes_to_original(output["boxes"], scale, height, width).numpy(),
@@ -145,12 +156,14 @@ class DetectionEvaluator:
         return predictions_from_detections(self._detections(), self.dataset.image_ids, self.dataset.category_ids)
 
     def evaluate(self) -> dict:
-        """Gather all ranks' detections and return the metrics.json dict (on every rank).
+        """Gather all ranks' detections and return the metrics.json dict (on every rank), with
+        ``val_loss`` when losses were processed.
 
         Only processed images are evaluated (their objects count, others' do not). When
         distributed, rank 0 computes the metrics and broadcasts them.
         """
         self._outputs = _gather(self._outputs)
+        self.val_loss.gather()
         if len(self._outputs) < len(self.dataset.image_ids):
             logger.warning("evaluating %d of %d images", len(self._outputs), len(self.dataset.image_ids))
         distributed = dist.is_available() and dist.is_initialized()
@@ -159,29 +172,48 @@ class DetectionEvaluator:
             # one rank scores (COCOeval is slow, and CPU ranks share cores), then shares the result
             if self._ground_truth is None:
                 self._ground_truth = ground_truth_arrays(self.dataset)
-            result = [score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth)]
+            result = [score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth,
+                                        self.coco_backend)]
         if distributed:
             dist.broadcast_object_list(result, src=0)
         metrics, self.pr_curves = result[0]
+        if self.val_loss:
+            metrics["val_loss"] = self.val_loss.summarize()
         return metrics
 
 
-def run_inference(model: torch.nn.Module, loader, evaluator: DetectionEvaluator, device, amp: bool = False) -> dict:
+def run_inference(
+    model: torch.nn.Module, loader, evaluator: DetectionEvaluator, device, amp: bool = False,
+    val_loss_seed: int | None = None,
+) -> dict:
     """Run ``model`` over ``loader`` (Batch items) and return ``evaluator.evaluate()``.
 
     The model runs in eval mode under no_grad (autocast when ``amp`` on CUDA) and is put back in
-    its previous mode afterwards; the progress bar shows on rank 0 only.
+    its previous mode afterwards; the progress bar shows on rank 0 only. With ``val_loss_seed``,
+    the model also gets the batch's targets (as training filters them) and returns its losses
+    from the same forward; their RoI sampling is seeded per batch (see frcnn.evaluation.val_loss).
+    The caller's RNG streams are left as they were either way.
     """
     device = torch.device(device)
     is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     was_training = model.training
     model.eval()
     evaluator.reset()
+    use_difficult = getattr(evaluator.dataset, "use_difficult", True)
     try:
-        with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        # The fork also covers the loader, whose iterator draws its base seed from the global RNG.
+        with forked_rng(device), torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
             for batch in tqdm(loader, desc="inference", disable=not is_main, dynamic_ncols=True):
                 batch = batch.to(device, non_blocking=True)
-                evaluator.process(batch, model(batch.images, batch.image_sizes))
+                if val_loss_seed is None:
+                    evaluator.process(batch, model(batch.images, batch.image_sizes))
+                    continue
+                reseed(batch_seed(val_loss_seed, batch.indices), device)
+                output = model(batch.images, batch.image_sizes, loss_targets(batch.targets, use_difficult))
+                if not isinstance(output, tuple):
+                    raise TypeError(f"{type(model).__name__} returns no (detections, losses) for targets in eval "
+                                    "mode: it cannot give a validation loss (train.val_loss=false)")
+                evaluator.process(batch, *output)
     finally:
         model.train(was_training)
     return evaluator.evaluate()
@@ -197,6 +229,8 @@ def format_metrics_table(metrics: dict) -> str:
         f"VOC07 mAP (11-point) {number(metrics['voc07']['mAP'])}   VOC mAP (area) {number(metrics['voc']['mAP'])}",
         "COCO " + "  ".join(f"{name} {number(value)}" for name, value in metrics["coco"].items()),
     ]
+    if "val_loss" in metrics:
+        lines.append("validation loss " + "  ".join(f"{name} {value:.4f}" for name, value in metrics["val_loss"].items()))
     names = list(metrics["voc"]["AP"])
     width = max([len("class")] + [len(name) for name in names])
     lines.append(f"{'class':<{width}}  AP(voc07)  AP(voc)")

@@ -13,8 +13,9 @@ if TYPE_CHECKING:  # the writer is the caller's; importing tensorboard here woul
 
 
 def log_metrics(writer: SummaryWriter, metrics: dict, step: int, prefix: str = "eval") -> None:
-    """Scalars ``<prefix>/voc07_mAP``, ``<prefix>/voc_mAP``, ``<prefix>/coco_<name>`` and per-class
-    ``<prefix>_AP/<class>`` (VOC area AP); undefined values (-1) are not logged."""
+    """Scalars ``<prefix>/voc07_mAP``, ``<prefix>/voc_mAP``, ``<prefix>/coco_<name>``, per-class
+    ``<prefix>_AP/<class>`` (VOC area AP) and, if present, ``val_loss/<term>`` (the tag that
+    training's custom-scalars layout charts beside ``loss/<term>``); undefined values (-1) are not logged."""
     writer.add_scalar(f"{prefix}/voc07_mAP", metrics["voc07"]["mAP"], step)
     writer.add_scalar(f"{prefix}/voc_mAP", metrics["voc"]["mAP"], step)
     for name, value in metrics["coco"].items():
@@ -23,6 +24,8 @@ def log_metrics(writer: SummaryWriter, metrics: dict, step: int, prefix: str = "
     for class_name, value in metrics["voc"]["AP"].items():
         if value >= 0:
             writer.add_scalar(f"{prefix}_AP/{class_name}", value, step)
+    for term, value in metrics.get("val_loss", {}).items():
+        writer.add_scalar(f"val_loss/{term}", value, step)
 
 
 def pr_curve_counts(curve: ClassPR, num_thresholds: int = 101) -> dict[str, np.ndarray]:

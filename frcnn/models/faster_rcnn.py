@@ -19,7 +19,10 @@ class FasterRCNN(nn.Module):
     ``forward(images, image_sizes, targets)`` in train mode returns the losses
     ``{"rpn_cls", "rpn_loc", "roi_cls", "roi_loc"}`` (scalar tensors); in eval mode
     ``forward(images, image_sizes)`` returns per image ``{"boxes" [D, 4], "scores" [D],
-    "labels" [D]}`` with labels in 1..K and scores decreasing.
+    "labels" [D]}`` with labels in 1..K and scores decreasing. In eval mode with ``targets``
+    it returns ``(detections, losses)`` from one forward: the losses of the training target
+    assignment and sampling on the test-time proposals (normalisation layers in eval mode; the
+    sampling draws from the global RNG, so seed it, or fork it, for a reproducible value).
 
     ``images [B, 3, H, W]`` are normalised and zero-padded; ``image_sizes`` (list of ``(h, w)``
     or ``Tensor[B, 2]``) are the unpadded sizes; ``targets`` is a list of dicts with ``boxes
@@ -49,11 +52,14 @@ class FasterRCNN(nn.Module):
         features = self.backbone(images.contiguous(memory_format=self.memory_format))
         if isinstance(features, torch.Tensor):  # C4: one map
             features = [features]
-        gt = pad_targets(targets, images.device) if self.training else None
+        gt = pad_targets(targets, images.device) if targets is not None else None
         proposals, rpn_losses = self.rpn(features, image_sizes, gt)
         output = self.roi_head(features, proposals, image_sizes, gt)
         if self.training:
             return {**rpn_losses, **output}
+        if gt is not None:  # eval with targets: detections and the validation losses
+            detections, roi_losses = output
+            return detections, {**rpn_losses, **roi_losses}
         return output
 
 

@@ -230,9 +230,12 @@ class RoIHead(nn.Module):
         proposals: Proposals,
         image_sizes: torch.Tensor,
         gt: GroundTruth | None = None,
-    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        """Training (``gt`` given): ``{"roi_cls", "roi_loc"}``. Eval: per-image detections."""
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]] | tuple[list[dict], dict[str, torch.Tensor]]:
+        """Training (``gt`` given): ``{"roi_cls", "roi_loc"}``. Eval: per-image detections; eval
+        with ``gt``: ``(detections, {"roi_cls", "roi_loc"})`` (see :meth:`detect_with_losses`)."""
         batch = features[0].shape[0]
+        if gt is not None and not self.training:
+            return self.detect_with_losses(features, proposals, image_sizes, gt)
         if gt is not None:
             targets = proposal_targets(proposals, gt, self.box_coder, **self.sampling)
             samples = targets.rois.shape[1]
@@ -253,6 +256,51 @@ class RoIHead(nn.Module):
         return postprocess_detections(
             pred_logits, pred_deltas, rois, image_index, image_sizes, self.box_coder, **self.inference
         )
+
+    def detect_with_losses(
+        self, features: list[torch.Tensor], proposals: Proposals, image_sizes: torch.Tensor, gt: GroundTruth
+    ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        """Detections and the training losses from one head pass (validation loss).
+
+        The RoIs are sampled from these (test-time) proposals exactly as in training. A sampled
+        RoI is a copy of a proposal or of a gt box, so the head runs once over the valid
+        proposals followed by the valid gt boxes, and each sampled RoI takes the predictions of
+        its copy; detections come from the proposal rows alone, as without ``gt``.
+        """
+        targets = proposal_targets(proposals, gt, self.box_coder, **self.sampling)
+        image_index, slot = proposals.valid.nonzero(as_tuple=True)
+        gt_image_index, gt_slot = gt.valid.nonzero(as_tuple=True)
+        num_proposals = len(image_index)
+        rois = torch.cat([proposals.boxes[image_index, slot], gt.boxes[gt_image_index, gt_slot]])
+        pred_logits, pred_deltas = self.predict(features, rois, torch.cat([image_index, gt_image_index]))
+        detections = postprocess_detections(
+            pred_logits[:num_proposals], pred_deltas[:num_proposals], rois[:num_proposals], image_index,
+            image_sizes, self.box_coder, **self.inference,
+        )
+        rows = copy_rows(targets.rois, proposals, gt)[targets.valid]  # (V,) rows of the valid samples
+        losses = roi_losses(
+            pred_logits[rows],
+            pred_deltas[rows],
+            targets.gt_labels[targets.valid],
+            targets.gt_deltas[targets.valid],
+            torch.ones_like(rows, dtype=torch.bool),
+            self.loc_sigma,
+        )
+        return detections, losses
+
+
+def copy_rows(rois: torch.Tensor, proposals: Proposals, gt: GroundTruth) -> torch.Tensor:
+    """For sampled ``rois [B, S, 4]``, the row of an identical box in the flat list of the valid
+    proposals (image-major) followed by the valid gt boxes: ``[B, S]`` int64 (meaningless, but
+    in range, for rows that are not a copy of any valid box, i.e. padding)."""
+    boxes = torch.cat([proposals.boxes, gt.boxes], dim=1)  # (B, P+G, 4)
+    valid = torch.cat([proposals.valid, gt.valid], dim=1)
+    # Flat row of every valid box: proposals first, then the gt boxes after all proposals.
+    proposal_row = proposals.valid.flatten().cumsum(0).reshape(proposals.valid.shape) - 1
+    gt_row = gt.valid.flatten().cumsum(0).reshape(gt.valid.shape) - 1 + proposals.valid.sum()
+    row = torch.cat([proposal_row, gt_row], dim=1).clamp(min=0)  # (B, P+G)
+    same = (rois[:, :, None, :] == boxes[:, None, :, :]).all(dim=3) & valid[:, None, :]  # (B, S, P+G)
+    return torch.gather(row, 1, same.int().argmax(dim=2))  # the first identical box
 
 
 def build_roi_head(cfg, box_pooler: nn.Module, box_head: nn.Module, num_classes: int) -> RoIHead:

@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from frcnn.config import check_train_config, preset_warning
+from frcnn.engine.best_metric import is_better, metric_value
 from conftest import CONFIGS, REPO, compose_train
 
 
@@ -58,6 +59,7 @@ def test_precedence_experiment_then_debug_then_command_line():
     ("train.max_iters=five", "max_iters"),  # wrong type
     ("train.amp=fp8", "amp"),  # not an allowed value
     ("optimizer.base_lr=fast", "base_lr"),
+    ("evaluation.coco_backend=cocoapi", "coco_backend"),
 ])
 def test_schema_rejects_bad_overrides(override, key):
     with pytest.raises(ConfigCompositionException) as info:
@@ -107,7 +109,9 @@ def test_preset_warning():
 
 @pytest.mark.parametrize("override, key", [("train.checkpoint_period=0", "train.checkpoint_period"),
                                            ("train.eval_period=-1", "train.eval_period"),
-                                           ("optimizer.base_lr=0", "optimizer.base_lr")])
+                                           ("optimizer.base_lr=0", "optimizer.base_lr"),
+                                           ("train.best_metric=voc07/AP50", "train.best_metric"),
+                                           ("train.best_metric=mAP", "train.best_metric")])
 def test_value_checks_name_the_key(override, key):
     with pytest.raises(ValueError, match=key):
         check_train_config(compose_train(override))
@@ -122,3 +126,20 @@ def test_fpn_experiments(experiment):
         assert cfg.model.weights == "torchvision:fasterrcnn_resnet50_fpn" and cfg.model.backbone.weights is None
     else:
         assert cfg.model.backbone.weights == "imagenet" and cfg.optimizer.base_lr == 0.02
+def test_evaluation_and_best_metric_keys():
+    cfg = compose_train()
+    assert cfg.evaluation.coco_backend.value == "faster_coco_eval"
+    assert cfg.train.val_loss and cfg.train.best_metric == "voc07/mAP"
+    assert compose_train("evaluation.coco_backend=pycocotools").evaluation.coco_backend.value == "pycocotools"
+    for name in ("coco/AP", "voc/mAP", "val_loss/total", "val_loss/roi_cls"):
+        check_train_config(compose_train(f"train.best_metric={name}"))
+    with pytest.raises(ValueError, match="train.val_loss=false"):
+        check_train_config(compose_train("train.best_metric=val_loss/total", "train.val_loss=false"))
+
+
+def test_best_metric_direction():
+    assert is_better(0.5, None, "voc07/mAP") and is_better(2.0, None, "val_loss/total")
+    assert is_better(0.6, 0.5, "coco/AP") and not is_better(0.4, 0.5, "voc07/mAP")
+    assert is_better(0.9, 1.0, "val_loss/total") and not is_better(1.1, 1.0, "val_loss/rpn_cls")
+    metrics = {"voc07": {"mAP": 0.25}, "val_loss": {"total": 1.5}}
+    assert metric_value(metrics, "voc07/mAP") == 0.25 and metric_value(metrics, "val_loss/total") == 1.5

@@ -1,9 +1,12 @@
-"""DetectionEvaluator, predictions files and the COCO path against direct pycocotools runs."""
+"""DetectionEvaluator, predictions files and the COCO path against direct pycocotools runs.
+
+Every test that scores COCO numbers runs with each COCO backend (the ``coco_backend`` fixture).
+"""
 
 import numpy as np
 import pytest
 import torch
-from eval_fakes import batch_of, gt_detections
+from eval_fakes import batch_of, gt_detections, make_fake_dataset
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -15,12 +18,18 @@ from frcnn.evaluation import (
     save_predictions,
     score_predictions,
 )
+from frcnn.evaluation.coco_eval import COCO_BACKENDS, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections
 
 
-def evaluate_all(dataset, scale=(2.0, 0.5), noise=0.0, batch_size=4):
-    evaluator = DetectionEvaluator(dataset)
+@pytest.fixture(params=COCO_BACKENDS)
+def coco_backend(request):
+    return request.param
+
+
+def evaluate_all(dataset, scale=(2.0, 0.5), noise=0.0, batch_size=4, coco_backend="faster_coco_eval"):
+    evaluator = DetectionEvaluator(dataset, coco_backend=coco_backend)
     evaluator.reset()
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
@@ -28,8 +37,8 @@ def evaluate_all(dataset, scale=(2.0, 0.5), noise=0.0, batch_size=4):
     return evaluator, evaluator.evaluate()
 
 
-def test_ground_truth_as_predictions_scores_one(fake_dataset):
-    _, metrics = evaluate_all(fake_dataset)
+def test_ground_truth_as_predictions_scores_one(fake_dataset, coco_backend):
+    _, metrics = evaluate_all(fake_dataset, coco_backend=coco_backend)
     assert metrics["voc07"]["mAP"] == pytest.approx(1.0)
     assert metrics["voc"]["mAP"] == pytest.approx(1.0)
     assert all(ap == pytest.approx(1.0) for ap in metrics["voc"]["AP"].values())
@@ -53,10 +62,11 @@ def test_process_maps_boxes_to_original_coordinates_and_clips(fake_dataset):
     assert predictions[1]["category_id"] == 12
 
 
-def test_coco_metrics_equal_direct_pycocotools_run_on_the_files(fake_dataset, tmp_path):
+def test_coco_metrics_equal_direct_pycocotools_run_on_the_files(fake_dataset, tmp_path, coco_backend):
     import json
 
-    evaluator, metrics = evaluate_all(fake_dataset, noise=4.0)
+    # the fake set has images without objects, crowd and difficult boxes, non-contiguous ids
+    evaluator, metrics = evaluate_all(fake_dataset, noise=4.0, coco_backend=coco_backend)
     gt_file, predictions_file = tmp_path / "gt.json", tmp_path / "predictions.json"
     gt_file.write_text(json.dumps(fake_dataset.coco_dict()))
     save_predictions(predictions_file, evaluator.predictions())
@@ -66,15 +76,52 @@ def test_coco_metrics_equal_direct_pycocotools_run_on_the_files(fake_dataset, tm
     coco_eval.evaluate()
     coco_eval.accumulate()
     coco_eval.summarize()
-    assert list(metrics["coco"].values()) == [float(v) for v in coco_eval.stats]
+    np.testing.assert_allclose(list(metrics["coco"].values()), coco_eval.stats, rtol=0, atol=1e-12)
     assert 0.0 < metrics["coco"]["AP"] < 1.0
 
 
-def test_predictions_file_scores_like_the_run(fake_dataset, tmp_path):
-    evaluator, metrics = evaluate_all(fake_dataset, noise=4.0)
+@pytest.mark.parametrize("case", ["all", "subset", "empty", "crowd_only_hits", "one_class", "voc_ids_tied_scores"])
+def test_coco_backends_give_the_same_twelve_numbers(fake_dataset, case):
+    if case == "voc_ids_tied_scores":  # file-stem ids, not in sorted order; ties broken by image order
+        fake_dataset = make_fake_dataset(image_ids=[f"2007_{(i * 7) % 12:06d}" for i in range(12)])
+    evaluator, _ = evaluate_all(fake_dataset, noise=4.0)
+    predictions, image_ids = evaluator.predictions(), None
+    if case == "subset":  # a shard: images 0, 3, 6, 9 (with and without objects)
+        image_ids = [fake_dataset.image_ids[i] for i in (0, 3, 6, 9)]
+        predictions = [p for p in predictions if p["image_id"] in image_ids]
+    elif case == "empty":
+        predictions = []
+    elif case == "crowd_only_hits":  # detections on the crowd boxes only: matched to crowd, ignored
+        predictions = [
+            {"image_id": fake_dataset.image_ids[i], "category_id": fake_dataset.category_ids[int(label) - 1],
+             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.5}
+            for i, ann in enumerate(fake_dataset.annotations)
+            for (x1, y1, x2, y2), label, crowd in zip(ann["boxes"].tolist(), ann["labels"], ann["iscrowd"]) if crowd
+        ]
+        assert predictions
+    elif case == "one_class":
+        predictions = [p for p in predictions if p["category_id"] == 7]
+    elif case == "voc_ids_tied_scores":
+        predictions = [dict(p, score=0.5) for p in predictions]
+    results = [coco_metrics(fake_dataset.coco_gt(), predictions, image_ids, backend) for backend in COCO_BACKENDS]
+    assert list(results[0]) == list(results[1])
+    np.testing.assert_allclose(list(results[0].values()), list(results[1].values()), rtol=0, atol=1e-12)
+    if case in ("empty", "crowd_only_hits"):  # nothing found (detections on crowd boxes are ignored)
+        assert set(results[0].values()) <= {0.0, -1.0}
+    else:
+        assert any(value > 0 for value in results[0].values())
+
+
+def test_unknown_coco_backend_is_rejected(fake_dataset):
+    with pytest.raises(ValueError, match="evaluation.coco_backend must be one of"):
+        DetectionEvaluator(fake_dataset, coco_backend="cocoapi")
+
+
+def test_predictions_file_scores_like_the_run(fake_dataset, tmp_path, coco_backend):
+    evaluator, metrics = evaluate_all(fake_dataset, noise=4.0, coco_backend=coco_backend)
     save_predictions(tmp_path / "predictions.json", evaluator.predictions())
     predictions = load_predictions(tmp_path / "predictions.json")
-    rescored, _ = score_predictions(fake_dataset, predictions)
+    rescored, _ = score_predictions(fake_dataset, predictions, coco_backend=coco_backend)
     assert rescored == metrics
     assert predictions == evaluator.predictions()  # scoring leaves the dicts as they were
 
@@ -114,21 +161,21 @@ def test_load_predictions_rejects_malformed_files(tmp_path):
         load_predictions(path)
 
 
-def test_only_processed_images_are_evaluated(fake_dataset):
-    evaluator = DetectionEvaluator(fake_dataset)
+def test_only_processed_images_are_evaluated(fake_dataset, coco_backend):
+    evaluator = DetectionEvaluator(fake_dataset, coco_backend=coco_backend)
     evaluator.process(batch_of(fake_dataset, [0]), gt_detections(fake_dataset, [0]))
     metrics = evaluator.evaluate()
     assert metrics["voc"]["mAP"] == pytest.approx(1.0)
     assert metrics["coco"]["AP"] == pytest.approx(1.0)
 
 
-def test_evaluate_without_detections(fake_dataset):
-    evaluator = DetectionEvaluator(fake_dataset)
+def test_evaluate_without_detections(fake_dataset, coco_backend):
+    evaluator = DetectionEvaluator(fake_dataset, coco_backend=coco_backend)
     empty = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}] * 2
     evaluator.process(batch_of(fake_dataset, [0, 1]), empty)
     metrics = evaluator.evaluate()
     assert metrics["voc"]["mAP"] == 0.0 and metrics["voc07"]["mAP"] == 0.0
-    assert metrics["coco"]["AP"] == 0.0
+    assert metrics["coco"]["AP"] == 0.0 and metrics["coco"]["APl"] == -1.0
 
 
 class ReplayModel(torch.nn.Module):

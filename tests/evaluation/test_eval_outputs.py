@@ -83,5 +83,7 @@ def test_draw_detections_draws_only_confident_boxes_in_class_colours():
 def test_benchmark_eval_reports_times():
     result = benchmark_eval(num_images=50, dets_per_image=20, num_classes=5)
     assert result["num_detections"] == 1000
-    assert result["voc_seconds"] > 0 and result["coco_seconds"] > 0
+    assert result["voc_seconds"] > 0 and set(result["coco_seconds"]) == {"faster_coco_eval", "pycocotools"}
+    assert result["coco_speedup"] == result["coco_seconds"]["pycocotools"] / result["coco_seconds"]["faster_coco_eval"]
+    assert result["coco_max_abs_difference"] <= 1e-12
     assert 0.0 < result["voc_mAP"] < 1.0 and 0.0 < result["coco_AP"] < 1.0

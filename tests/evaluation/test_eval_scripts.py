@@ -52,8 +52,11 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
     predictions = json.loads((run / "predictions.json").read_text())
     test_set = build_dataset(train_cfg.dataset, "test")
 
-    assert set(metrics) == {"voc07", "voc", "coco"}
+    assert set(metrics) == {"voc07", "voc", "coco", "val_loss"}
     assert list(metrics["coco"]) == COCO_KEYS
+    assert list(metrics["val_loss"]) == ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
+    assert all(value > 0 for value in metrics["val_loss"].values())
+    assert "validation loss rpn_cls" in result.stderr
     for key in ("voc07", "voc"):
         assert list(metrics[key]["AP"]) == test_set.class_names
         assert 0.0 <= metrics[key]["mAP"] <= 1.0
@@ -77,6 +80,7 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
     rescored = tmp_path / "rescored"
     run_script("evaluate.py", f"predictions={run / 'predictions.json'}", f"hydra.run.dir={rescored}",
                f"dataset.root={train_cfg.dataset.root}", *shapes)  # fmt: skip
+    del metrics["val_loss"]  # needs the model
     assert json.loads((rescored / "metrics.json").read_text()) == metrics
     assert json.loads((rescored / "predictions.json").read_text()) == predictions
 
