@@ -16,7 +16,7 @@ from frcnn.models.backbone import build_resnet
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*_c4.yaml"))  # FPN: test_model_fpn.py
 
 
 @dataclass

@@ -11,7 +11,7 @@ def separate_eval_losses(model, images, sizes, targets):
     """The eval-mode losses computed on their own: the RPN's losses and the RoI head's sampled
     RoIs pooled and predicted directly, as in training, with the model in eval mode."""
     image_sizes = torch.as_tensor(sizes)
-    features = model.backbone(images)
+    features = [model.backbone(images)]  # C4: one map
     gt = pad_targets(targets, images.device)
     proposals, losses = model.rpn(features, image_sizes, gt)
     head = model.roi_head
