@@ -22,7 +22,25 @@ NORMS = ("auto", "frozen_bn", "bn", "gn")
 _STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",))
 
 
-class ResNetTrunk(nn.Sequential):
+class FrozenStages:
+    """Mixin: ``self.frozen`` modules get ``requires_grad=False`` (:meth:`freeze`) and keep their
+    norm layers in eval mode (running statistics not updated) even in train mode."""
+
+    frozen: list[nn.Module]
+
+    def freeze(self, modules: list[nn.Module]) -> None:
+        self.frozen = modules
+        for module in modules:
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
+
+
+class ResNetTrunk(FrozenStages, nn.Sequential):
     """conv1 .. layer3 of a ResNet, with its first ``frozen_stages`` stages frozen.
 
     Frozen stages have ``requires_grad=False`` and their norm layers stay in eval mode
@@ -34,17 +52,9 @@ class ResNetTrunk(nn.Sequential):
         super().__init__(OrderedDict((name, getattr(resnet, name)) for name in names))
         if not 0 <= frozen_stages <= len(_STAGES):
             raise ValueError(f"backbone.frozen_stages must be in 0..{len(_STAGES)}, got {frozen_stages}")
-        self.frozen = [getattr(self, name) for stage in _STAGES[:frozen_stages] for name in stage]
-        for module in self.frozen:
-            module.requires_grad_(False)
+        self.freeze([getattr(self, name) for stage in _STAGES[:frozen_stages] for name in stage])
         self.out_channels = block_out_channels(resnet.layer3)
         self.train()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for module in self.frozen:
-            module.eval()
-        return self
 
 
 def block_out_channels(layer: nn.Sequential) -> int:

@@ -17,13 +17,13 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from frcnn.models.backbone import _STAGES, block_out_channels, build_resnet
+from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
 
 
-class ResNetFPN(BackboneWithFPN):
+class ResNetFPN(FrozenStages, BackboneWithFPN):
     """ResNet conv1..layer4 (``body``) + ``FeaturePyramidNetwork`` with ``LastLevelMaxPool``
     (``fpn``); ``forward`` returns the list ``[P2, ..., P6]``.
 
@@ -43,16 +43,8 @@ class ResNetFPN(BackboneWithFPN):
             extra_blocks=LastLevelMaxPool(),
         )
         stages = (*_STAGES, ("layer4",))
-        self.frozen = [getattr(self.body, name) for stage in stages[:frozen_stages] for name in stage]
-        for module in self.frozen:
-            module.requires_grad_(False)
+        self.freeze([getattr(self.body, name) for stage in stages[:frozen_stages] for name in stage])
         self.train()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for module in self.frozen:
-            module.eval()
-        return self
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return list(super().forward(images).values())

@@ -1,0 +1,38 @@
+"""Comparison helpers of the parity tests (frcnn vs torchvision's detector)."""
+
+import torch
+
+
+def unpadded(images: torch.Tensor, sizes) -> list[torch.Tensor]:
+    """The images of a padded batch ``[B, 3, H, W]`` cut to their ``(h, w)``: torchvision's input."""
+    return [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
+
+
+def assert_same_sets(ours: torch.Tensor, theirs: torch.Tensor, atol: float, what: str) -> None:
+    """Rows of ``ours [N, D]`` and ``theirs [N, D]`` pair up one to one within ``atol``
+    (compared as sets: a near-tie may swap two rows' order)."""
+    assert ours.shape == theirs.shape, f"{what}: {tuple(ours.shape)} vs {tuple(theirs.shape)}"
+    distance = (ours[:, None, :] - theirs[None, :, :]).abs().amax(dim=2)  # (N, N)
+    unmatched = torch.ones(len(theirs), dtype=torch.bool)
+    for row in range(len(ours)):
+        candidates = torch.nonzero((distance[row] <= atol) & unmatched).flatten()
+        assert len(candidates) > 0, f"{what}: row {ours[row].tolist()} has no counterpart within {atol}"
+        unmatched[candidates[0]] = False
+
+
+def assert_same_proposals(proposals, their_proposals: list[torch.Tensor], min_count: int) -> None:
+    """frcnn's padded ``Proposals`` equal torchvision's per-image boxes to 1e-3 px."""
+    for i, theirs in enumerate(their_proposals):
+        mine = proposals.boxes[i][proposals.valid[i]]
+        assert len(mine) >= min_count
+        assert_same_sets(mine, theirs, 1e-3, f"image {i} proposals")
+
+
+def assert_same_detections(detections: list[dict], their_detections: list[dict], min_count: int) -> None:
+    """Per image the same labels, boxes to 1e-3 px and scores to 1e-5."""
+    for i, (mine, theirs) in enumerate(zip(detections, their_detections)):
+        assert len(mine["boxes"]) >= min_count
+        # Scores scaled by 100 so that one tolerance (1e-3) checks them to 1e-5; labels by 1000.
+        rows = [torch.cat([d["boxes"], 100 * d["scores"][:, None], 1000 * d["labels"][:, None].float()], dim=1)
+                for d in (mine, theirs)]
+        assert_same_sets(rows[0], rows[1], 1e-3, f"image {i} detections")
