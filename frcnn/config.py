@@ -9,11 +9,17 @@ The ``dataset`` and ``model`` nodes belong to the data and model packages
 (:class:`frcnn.data.config.DatasetConfig`, :class:`frcnn.models.config.ModelConfig`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Optional
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from frcnn.data.config import DatasetConfig
 from frcnn.models.config import ModelConfig
@@ -130,6 +136,35 @@ def check_train_config(cfg) -> None:
             raise ValueError(f"train.{key} must be >= 0, got {cfg.train[key]}")
     if cfg.optimizer.base_lr <= 0 or cfg.optimizer.reference_batch_size <= 0:
         raise ValueError("optimizer.base_lr and optimizer.reference_batch_size must be positive")
+
+
+def config_dir() -> Path:
+    """The folder of ``train.yaml`` and its groups.
+
+    In a source checkout (or an editable install) that is ``configs/`` at the repository top
+    level; an installed wheel ships the same files inside the package, as ``frcnn/configs``.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "configs", package.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no configs/train.yaml next to the frcnn package ({package})")
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """The training config (``configs/train.yaml``) with command-line style ``overrides``, as
+    ``scripts/train.py`` would see it, from any working directory; type-checked by the schema
+    and value-checked by :func:`check_train_config`.
+
+        cfg = frcnn.config.compose(overrides=["experiment=custom_cpu", "dataset=coco"])
+    """
+    if GlobalHydra.instance().is_initialized():
+        raise RuntimeError("frcnn.config.compose cannot run inside a Hydra application: use the config it was given")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = hydra_compose(config_name, overrides=list(overrides))
+    if config_name == "train":
+        check_train_config(cfg)
+    return cfg
 
 
 register_configs()

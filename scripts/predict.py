@@ -15,11 +15,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from frcnn.data.transforms import build_transform
+from frcnn.detector import Detector
 from frcnn.engine.checkpoint import load_checkpoint
-from frcnn.engine.trainer import resolve_device
 from frcnn.evaluation import save_predictions
-from frcnn.evaluation.checkpoint_model import model_from_checkpoint
 from frcnn.evaluation.config import checkpoint_run_config
 from frcnn.evaluation.predictor import Predictor, check_output_dir, list_images
 from frcnn.utils.logging import setup_logging
@@ -36,16 +34,8 @@ def main(cfg: DictConfig) -> None:
 
     checkpoint = load_checkpoint(cfg.checkpoint)
     dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
-    device = resolve_device(cfg.device.value)
-    predictor = Predictor(
-        model_from_checkpoint(checkpoint, model_cfg).to(device),
-        build_transform(dataset_cfg, train=False),
-        dataset_cfg.size_divisibility,
-        device,
-        class_names=list(checkpoint["class_names"]),
-        category_ids=list(checkpoint["category_ids"]),
-        score_threshold=cfg.score_threshold,
-    )
+    detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
+    predictor = Predictor(detector, list(checkpoint["category_ids"]), cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)
     save_predictions(output / "predictions.json", predictions)
     log.info("%d detections on %d input image(s) written to %s", len(predictions), len(paths), output)

@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but no CUDA device is available (use device=cpu or auto)")
+        raise ValueError("device=cuda but no CUDA device is available (use device=cpu or auto)")
     return torch.device(name)
 
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from frcnn.evaluation.coco_eval import coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
+from frcnn.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +179,11 @@ def run_inference(model: torch.nn.Module, loader, evaluator: DetectionEvaluator,
     evaluator.reset()
     try:
         with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            for batch in tqdm(loader, desc="inference", disable=not is_main, dynamic_ncols=True):
-                batch = batch.to(device, non_blocking=True)
-                evaluator.process(batch, model(batch.images, batch.image_sizes))
+            with progress_bar(len(loader), "inference", "batch", disable=not is_main) as bar:
+                for batch in loader:
+                    batch = batch.to(device, non_blocking=True)
+                    evaluator.process(batch, model(batch.images, batch.image_sizes))
+                    bar.update(1)
     finally:
         model.train(was_training)
     return evaluator.evaluate()
