@@ -35,6 +35,7 @@ from frcnn.evaluation import (
 from frcnn.evaluation.checkpoint_model import check_classes, model_from_checkpoint
 from frcnn.evaluation.config import check_evaluate_source, checkpoint_run_config
 from frcnn.evaluation.results_io import detections_from_predictions
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("evaluate")
@@ -100,5 +101,10 @@ def main(cfg: DictConfig) -> None:
         log.info("added metrics and PR curves at step %d to %s", run.step, cfg.tensorboard_dir)
 
 
+def command() -> None:
+    """``python scripts/evaluate.py`` and the ``frcnn-evaluate`` console command."""
+    run_command(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()

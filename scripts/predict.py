@@ -20,6 +20,7 @@ from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.evaluation import save_predictions
 from frcnn.evaluation.config import checkpoint_run_config
 from frcnn.evaluation.predictor import Predictor, check_output_dir, list_images
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("predict")
@@ -41,5 +42,10 @@ def main(cfg: DictConfig) -> None:
     log.info("%d detections on %d input image(s) written to %s", len(predictions), len(paths), output)
 
 
+def command() -> None:
+    """``python scripts/predict.py`` and the ``frcnn-predict`` console command."""
+    run_command(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from frcnn.config import preset_warning
 from frcnn.engine.trainer import train
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("train")
@@ -36,9 +37,15 @@ def main(cfg: DictConfig) -> None:
     train(cfg, run_dir)
 
 
-if __name__ == "__main__":
+
+def command() -> None:
+    """``python scripts/train.py`` and the ``frcnn-train`` console command."""
     # Under torchrun only rank 0 keeps a run directory (the others adopt it in train()), so the
     # other ranks do not write Hydra's .hydra/ folder.
     if int(os.environ.get("RANK", "0")) > 0:
         sys.argv.append("hydra.output_subdir=null")
-    main()
+    run_command(main)
+
+
+if __name__ == "__main__":
+    command()
