@@ -124,6 +124,9 @@ class _HydraJobErrorFilter:
 def run_command(main: Callable[[], object], program: str | None = None) -> None:
     """Run a ``@hydra.main`` function as a command: errors end as described in the module docstring."""
     program = program or Path(sys.argv[0]).name
+    # Find the configs relative to the script's file (``config_path="../configs"``), also when a
+    # console command imports the script as the module frcnn.scripts.<name>.
+    os.environ["HYDRA_MAIN_MODULE"] = "__main__"
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return
