@@ -120,8 +120,9 @@ def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str
     """
     if experiment == "shapes_cpu" and dataset_name != "shapes":
         return (f"experiment=shapes_cpu is the small CPU preset for the shapes dataset (ResNet-18 "
-                f"from scratch, tiny images), but dataset={dataset_name}: pick a full-scale "
-                f"experiment (e.g. experiment=voc0712_r50_c4) or ~experiment (no preset: the groups alone)")
+                f"from scratch, tiny images), but dataset={dataset_name}: for your own data of a few hundred "
+                f"images use experiment=custom_cpu; for VOC or COCO a full-scale experiment (e.g. "
+                f"experiment=voc0712_r50_c4)")
     return None
 
 
