@@ -87,6 +87,7 @@ class TrainLoopConfig:
     checkpoint_period: int = 5000  # write checkpoints/last.pt (+ a periodic copy) every N iterations
     keep_checkpoints: int = 3  # periodic model_XXXXXXX.pt files kept (0: none)
     resume: Optional[str] = None  # "auto" (checkpoints/last.pt of the run dir, if any) | a path | null
+    resume_allow_config_change: bool = False  # resume even if model/data/optimiser settings differ
     clip_grad_norm: Optional[float] = None  # max L2 norm of all gradients (null: no clipping)
     amp: Amp = Amp.off  # mixed precision on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are reproducible anyway)

@@ -23,6 +23,7 @@ from frcnn.engine.evaluation import evaluate
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer
+from frcnn.engine.resume import check_resume_config
 from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
 from frcnn.models import build_model
@@ -153,6 +154,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Optional[dict]:
     resume_path = resolve_resume(tc.resume, run_dir)
     if resume_path is not None:
         state = load_checkpoint(resume_path, map_location=device)
+        check_resume_config(state["config"], cfg, resume_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         # Only the position is restored: the LR curve itself follows the current config.
