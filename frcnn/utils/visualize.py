@@ -37,7 +37,7 @@ PALETTE = (
 OUTLINE = (20, 20, 20)
 TEXT = (0, 0, 0)
 GROUND_TRUTH = (255, 255, 255)
-LEGEND = "solid: prediction (class score)   dashed: ground truth"
+LEGEND = "solid: prediction   dashed: ground truth"
 
 
 def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
@@ -130,11 +130,14 @@ def draw_detections(
     if ground_truth is not None:
         for box in ground_truth.float().cpu().tolist():
             _rectangle(draw, box, GROUND_TRUTH, width, dashed=True)
-        legend = draw.textbbox((0, 0), LEGEND, font=font)
+        size = font_size(pil.height, pil.width)
+        while size > 6 and draw.textlength(LEGEND, font=_font(size)) > pil.width - 4:
+            size -= 1  # a narrow image gets a smaller legend, not a clipped one
+        legend = draw.textbbox((0, 0), LEGEND, font=_font(size))
         top = pil.height - (legend[3] - legend[1]) - 4
         taken.append((0, top, pil.width, pil.height))
         draw.rectangle(taken[-1], fill=OUTLINE)
-        draw.text((2, top + 2 - legend[1]), LEGEND, fill=GROUND_TRUTH, font=font)
+        draw.text((2, top + 2 - legend[1]), LEGEND, fill=GROUND_TRUTH, font=_font(size))
     keep = scores >= score_threshold
     order = torch.argsort(scores[keep].float().cpu(), descending=True)
     boxes, labels, scores = boxes[keep].float().cpu()[order], labels[keep].cpu()[order], scores[keep].cpu()[order]
