@@ -41,7 +41,6 @@ def main(cfg: DictConfig) -> None:
     train(cfg, run_dir)
 
 
-
 def command() -> None:
     """``python scripts/train.py`` and the ``frcnn-train`` console command."""
     # Under torchrun only rank 0 keeps a run directory (the others adopt it in train()), so the

@@ -36,7 +36,7 @@ def test_pip_install_gives_working_console_commands(tmp_path):
     assert Path(installed.strip()).is_relative_to(venv), installed  # the installed copy, not the checkout
 
     def run(*args):
-        return subprocess.run(list(args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(list(args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
     train = run("frcnn-train", "--cfg", "job", "experiment=shapes_cpu", "train.max_iters=7")
     assert train.returncode == 0, train.stderr
