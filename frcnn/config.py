@@ -9,11 +9,17 @@ The ``dataset`` and ``model`` nodes belong to the data and model packages
 (:class:`frcnn.data.config.DatasetConfig`, :class:`frcnn.models.config.ModelConfig`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Optional
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from frcnn.data.config import DatasetConfig
 from frcnn.engine.best_metric import check_best_metric
@@ -94,6 +100,7 @@ class TrainLoopConfig:
     checkpoint_period: int = 5000  # write checkpoints/last.pt (+ a periodic copy) every N iterations
     keep_checkpoints: int = 3  # periodic model_XXXXXXX.pt files kept (0: none)
     resume: Optional[str] = None  # "auto" (checkpoints/last.pt of the run dir, if any) | a path | null
+    resume_allow_config_change: bool = False  # resume even if model/data/optimiser settings differ
     clip_grad_norm: Optional[float] = None  # max L2 norm of all gradients (null: no clipping)
     amp: Amp = Amp.off  # mixed precision on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are reproducible anyway)
@@ -131,8 +138,9 @@ def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str
     """
     if experiment == "shapes_cpu" and dataset_name != "shapes":
         return (f"experiment=shapes_cpu is the small CPU preset for the shapes dataset (ResNet-18 "
-                f"from scratch, tiny images), but dataset={dataset_name}: pick a full-scale "
-                f"experiment (e.g. experiment=voc0712_r50_c4) or ~experiment (no preset: the groups alone)")
+                f"from scratch, tiny images), but dataset={dataset_name}: for your own data of a few hundred "
+                f"images use experiment=custom_cpu; for VOC or COCO a full-scale experiment (e.g. "
+                f"experiment=voc0712_r50_c4)")
     return None
 
 
@@ -148,6 +156,35 @@ def check_train_config(cfg) -> None:
     if cfg.optimizer.base_lr <= 0 or cfg.optimizer.reference_batch_size <= 0:
         raise ValueError("optimizer.base_lr and optimizer.reference_batch_size must be positive")
     check_best_metric(cfg.train.best_metric, cfg.train.val_loss)
+
+
+def config_dir() -> Path:
+    """The folder of ``train.yaml`` and its groups.
+
+    In a source checkout (or an editable install) that is ``configs/`` at the repository top
+    level; an installed wheel ships the same files inside the package, as ``frcnn/configs``.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "configs", package.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no configs/train.yaml next to the frcnn package ({package})")
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """The training config (``configs/train.yaml``) with command-line style ``overrides``, as
+    ``scripts/train.py`` would see it, from any working directory; type-checked by the schema
+    and value-checked by :func:`check_train_config`.
+
+        cfg = frcnn.config.compose(overrides=["experiment=custom_cpu", "dataset=coco"])
+    """
+    if GlobalHydra.instance().is_initialized():
+        raise RuntimeError("frcnn.config.compose cannot run inside a Hydra application: use the config it was given")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = hydra_compose(config_name, overrides=list(overrides))
+    if config_name == "train":
+        check_train_config(cfg)
+    return cfg
 
 
 register_configs()

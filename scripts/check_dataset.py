@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from frcnn.data.check import check_dataset, format_report
 from frcnn.data.config import DatasetConfig
+from frcnn.utils.command import run_command
 
 logger = logging.getLogger("check_dataset")
 
@@ -45,5 +46,10 @@ def main(cfg: DictConfig) -> None:
     logger.info("%s: no errors", cfg.dataset.name)
 
 
+def command() -> None:
+    """``python scripts/check_dataset.py`` and the ``frcnn-check-dataset`` console command."""
+    run_command(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -40,6 +40,7 @@ from frcnn.evaluation.config import check_evaluate_source, checkpoint_run_config
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
 from frcnn.evaluation.val_loss import has_annotations
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("evaluate")
@@ -123,6 +124,11 @@ def main(cfg: DictConfig) -> None:
         log.info("added metrics and PR curves at step %d to %s", run.step, cfg.tensorboard_dir)
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """``python scripts/evaluate.py`` and the ``frcnn-evaluate`` console command."""
     sys.argv = route_model_argument(sys.argv)
-    main()
+    run_command(main)
+
+
+if __name__ == "__main__":
+    command()

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from frcnn.data.config import DatasetConfig
 from frcnn.data.transforms import build_transform
+from frcnn.detector import Detector
 from frcnn.engine.checkpoint import load_checkpoint
-from frcnn.engine.trainer import resolve_device
 from frcnn.evaluation import save_predictions
-from frcnn.evaluation.checkpoint_model import model_from_checkpoint
 from frcnn.evaluation.config import checkpoint_run_config
 from frcnn.evaluation.predictor import Predictor, check_output_dir, list_images
 from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("predict")
@@ -41,29 +42,28 @@ def main(cfg: DictConfig) -> None:
 
     if cfg.runtime == "onnxruntime":
         model, dataset_cfg = exported_detector(cfg, overrides)
-        device, class_names, category_ids = "cpu", model.class_names, model.category_ids
+        dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset_cfg)
+        detector = Detector(model, build_transform(dataset_cfg, train=False), dataset_cfg.size_divisibility,
+                            model.class_names, "cpu")
+        category_ids = list(model.category_ids)
     else:
         if cfg.checkpoint is None:
             raise ValueError("give checkpoint=PATH, or runtime=onnxruntime model=DIR/model.onnx")
         checkpoint = load_checkpoint(cfg.checkpoint)
         dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], overrides)
-        device = resolve_device(cfg.device.value)
-        model = model_from_checkpoint(checkpoint, model_cfg).to(device)
-        class_names, category_ids = list(checkpoint["class_names"]), list(checkpoint["category_ids"])
-    predictor = Predictor(
-        model,
-        build_transform(dataset_cfg, train=False),
-        dataset_cfg.size_divisibility,
-        device,
-        class_names=class_names,
-        category_ids=category_ids,
-        score_threshold=cfg.score_threshold,
-    )
+        detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
+        category_ids = list(checkpoint["category_ids"])
+    predictor = Predictor(detector, category_ids, cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)
     save_predictions(output / "predictions.json", predictions)
     log.info("%d detections on %d input image(s) written to %s", len(predictions), len(paths), output)
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """``python scripts/predict.py`` and the ``frcnn-predict`` console command."""
     sys.argv = route_model_argument(sys.argv)
-    main()
+    run_command(main)
+
+
+if __name__ == "__main__":
+    command()

@@ -18,10 +18,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from frcnn.config import preset_warning
+from frcnn.engine.resume import with_saved_overrides
 from frcnn.engine.trainer import train
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("train")
+REUSED_OVERRIDES: list[str] = []  # a resumed run's saved overrides, put back on the command line
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
@@ -30,15 +33,23 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     setup_logging(run_dir / "train.log", rank=int(os.environ.get("RANK", 0)))
     log.info("run directory: %s", run_dir)
+    if REUSED_OVERRIDES:
+        log.info("train.resume=auto: reusing the run's overrides %s", " ".join(REUSED_OVERRIDES))
     warning = preset_warning(hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.name)
     if warning:
         log.warning(warning)
     train(cfg, run_dir)
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """``python scripts/train.py`` and the ``frcnn-train`` console command."""
     # Under torchrun only rank 0 keeps a run directory (the others adopt it in train()), so the
     # other ranks do not write Hydra's .hydra/ folder.
     if int(os.environ.get("RANK", "0")) > 0:
         sys.argv.append("hydra.output_subdir=null")
-    main()
+    sys.argv[1:], REUSED_OVERRIDES[:] = with_saved_overrides(sys.argv[1:])
+    run_command(main)
+
+
+if __name__ == "__main__":
+    command()

@@ -26,13 +26,25 @@ def resolve_path(path: str, base: str | None = None) -> str:
     return os.path.join(base, path) if base is not None else to_absolute_path(path)
 
 
+def _uses_root(cfg) -> bool:
+    """Whether any file of the dataset is found through ``root`` (COCO files may all be absolute)."""
+    if DatasetFormat(cfg.format) is DatasetFormat.voc:
+        return True
+    paths = [cfg[split][kind] for split in SPLITS for kind in ("images", "annotations")]
+    return any(path is not None and not os.path.isabs(path) for path in paths)
+
+
 def prepare_root(cfg) -> str:
-    """The absolute dataset root; the shapes dataset is generated there first if needed."""
+    """The absolute dataset root; the shapes dataset is generated there first if needed.
+    Raises FileNotFoundError naming ``dataset.root`` when any other dataset's root is missing."""
     root = resolve_path(cfg.root)
     if cfg.name == "shapes":
         shapes = cfg.shapes
         params = OmegaConf.to_container(shapes) if isinstance(shapes, DictConfig) else dataclasses.asdict(shapes)
         generate_shapes(root, seed=cfg.seed, **params)
+    elif not os.path.isdir(root) and _uses_root(cfg):
+        raise FileNotFoundError(f"dataset.root={cfg.root}: no such folder ({root}); set dataset.root=DIR to "
+                                f"where the {cfg.name} data is")
     return root
 
 

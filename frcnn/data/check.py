@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from frcnn.data.annotation_index import AnnotationIndex
 from frcnn.data.build import prepare_root, resolve_path
@@ -21,6 +20,7 @@ from frcnn.data.config import VOC_CLASSES, DatasetFormat, InvalidBoxPolicy
 from frcnn.data.image_io import read_image_checked
 from frcnn.data.validation import DatasetError, Problem, box_problems, find_invalid_boxes
 from frcnn.data.voc import describe_voc_box, parse_voc
+from frcnn.utils.progress import progress_bar
 
 
 @dataclass
@@ -73,8 +73,10 @@ def check_images(index: AnnotationIndex, num_workers: int) -> list[Problem]:
     """Decode every image of ``index``; the problems found (missing, corrupt, wrong size)."""
     loader = torch.utils.data.DataLoader(_ImageCheck(index), batch_size=16, num_workers=num_workers, collate_fn=list)
     problems = []
-    for results in tqdm(loader, desc="decoding images", unit="batch", leave=False):
-        problems += [p for p in results if p is not None]
+    with progress_bar(len(loader), "decoding images", "batch", leave=False) as bar:
+        for results in loader:
+            problems += [p for p in results if p is not None]
+            bar.update(1)
     return problems
 
 

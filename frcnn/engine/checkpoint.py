@@ -31,6 +31,10 @@ BEST = "best.pt"
 _PERIODIC = re.compile(r"model_(\d+)\.pt")
 
 
+class CheckpointError(ValueError):
+    """A file given as a checkpoint or weights cannot be read or is not an frcnn checkpoint."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically.
 
@@ -66,9 +70,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+        raise CheckpointError(f"cannot read checkpoint {path} ({e}): is it a checkpoints/*.pt file of a run?") from e
     if not isinstance(state, dict) or "model" not in state:
-        raise RuntimeError(f"{path} is not an frcnn checkpoint (no 'model' entry)")
+        raise CheckpointError(f"{path} is not an frcnn checkpoint (no 'model' entry)")
     return state
 
 

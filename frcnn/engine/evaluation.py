@@ -6,7 +6,6 @@ from typing import Optional
 
 import torch
 from torchvision.ops import box_convert
-from torchvision.utils import draw_bounding_boxes
 
 from frcnn.data.image_io import read_image
 from frcnn.engine.distributed import is_main_process
@@ -16,13 +15,12 @@ from frcnn.utils.visualize import draw_detections
 
 log = logging.getLogger(__name__)
 
-GT_COLOR = (255, 255, 255)
 VIS_SCORE_THRESHOLD = 0.3
 
 
 def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch.Tensor]:
-    """The first ``count`` test images with ground truth (white) and predictions (class colours,
-    scores >= 0.3) drawn, each uint8 ``[3, H, W]`` at its original size.
+    """The first ``count`` test images with ground truth (dashed, with a legend) and predictions
+    (class colours, scores >= 0.3) drawn, each uint8 ``[3, H, W]`` at its original size.
 
     ``predictions`` are predictions.json dicts (``bbox`` [x, y, w, h] in original coordinates).
     """
@@ -33,14 +31,13 @@ def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch
     images = []
     for i in range(min(count, len(dataset))):
         gt = dataset.get_annotation(i)
-        image = draw_bounding_boxes(read_image(dataset.image_path(i)), gt["boxes"], colors=GT_COLOR)
         dets = by_image[dataset.image_ids[i]]
         boxes = box_convert(torch.tensor([p["bbox"] for p in dets], dtype=torch.float32).reshape(-1, 4),
                             "xywh", "xyxy")
         labels = torch.tensor([label_of[p["category_id"]] for p in dets], dtype=torch.int64)
         scores = torch.tensor([p["score"] for p in dets], dtype=torch.float32)
-        images.append(draw_detections(image, boxes, labels, scores, dataset.class_names,
-                                      score_threshold=VIS_SCORE_THRESHOLD))
+        images.append(draw_detections(read_image(dataset.image_path(i)), boxes, labels, scores, dataset.class_names,
+                                      score_threshold=VIS_SCORE_THRESHOLD, ground_truth=gt["boxes"]))
     return images
 
 

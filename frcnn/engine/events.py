@@ -1,6 +1,7 @@
 """What a training run reports while it runs (rank 0 only): TensorBoard scalars and images,
 ``losses.jsonl`` (exact per-log-period values, one JSON object a line: ``loss/<term>``, ``lr`` and
-times, or after an evaluation ``val_loss/<term>``), log lines and the tqdm bar.
+times, or after an evaluation ``val_loss/<term>``), log lines with an ETA and, on a terminal, a
+progress bar.
 """
 
 import json
@@ -12,10 +13,10 @@ from typing import Optional
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from frcnn.evaluation.tensorboard import add_pr_curves, log_metrics
 from frcnn.evaluation.val_loss import LOSS_TERMS
+from frcnn.utils.progress import eta_text, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class TrainingEvents:
                     if json.loads(line)["iteration"] <= start_iter]
             jsonl_path.write_text("".join(line + "\n" for line in kept))
         self.jsonl = open(jsonl_path, "a", encoding="utf-8")
-        self.bar = tqdm(total=max_iters, initial=start_iter, desc="train", dynamic_ncols=True,
-                        smoothing=0.1)
+        # Off a terminal the log lines below (with their ETA) are the progress report.
+        self.bar = progress_bar(max_iters, "train", "it", start_iter, log_every_s=None, smoothing=0.1)
+        self.max_iters = max_iters
 
     def iteration(self, iteration: int, losses: dict[str, float], lr: float, iter_time: float,
                   data_time: float, max_memory_mb: Optional[float] = None) -> None:
@@ -86,8 +88,9 @@ class TrainingEvents:
             self.jsonl.flush()
             smoothed = ", ".join(f"{name}={self.smoothed[name].median:.4g}"
                                  for name in scalars if name != "lr")
-            log.info("iter %d: lr=%.4g, %s (medians over the last %d iterations)", iteration, lr,
-                     smoothed, len(self.smoothed["lr"].values))
+            eta = eta_text(iteration, self.max_iters, self.smoothed["time/iter"].median)
+            log.info("iter %d/%d: lr=%.4g, %s (medians over the last %d iterations), %s", iteration,
+                     self.max_iters, lr, smoothed, len(self.smoothed["lr"].values), eta)
 
     def evaluation(self, iteration: int, metrics: dict, pr_curves: list, class_names: list[str],
                    images: list[torch.Tensor]) -> None:

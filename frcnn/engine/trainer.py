@@ -24,6 +24,7 @@ from frcnn.engine.evaluation import evaluate
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer
+from frcnn.engine.resume import check_resume_config
 from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
 from frcnn.evaluation.val_loss import has_annotations
@@ -41,7 +42,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but no CUDA device is available (use device=cpu or auto)")
+        raise ValueError("device=cuda but no CUDA device is available (use device=cpu or auto)")
     return torch.device(name)
 
 
@@ -164,6 +165,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         if "optimizer" not in state:
             raise ValueError(f"train.resume={resume_path}: it holds model weights only (as best.pt does); resume "
                              f"from last.pt or a periodic checkpoint, or fine-tune with model.weights={resume_path}")
+        check_resume_config(state["config"], cfg, resume_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         # Only the position is restored: the LR curve itself follows the current config.

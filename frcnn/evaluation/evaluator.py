@@ -14,12 +14,12 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
 from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
+from frcnn.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -203,17 +203,19 @@ def run_inference(
     try:
         # The fork also covers the loader, whose iterator draws its base seed from the global RNG.
         with forked_rng(device), torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            for batch in tqdm(loader, desc="inference", disable=not is_main, dynamic_ncols=True):
-                batch = batch.to(device, non_blocking=True)
-                if val_loss_seed is None:
-                    evaluator.process(batch, model(batch.images, batch.image_sizes))
-                    continue
-                reseed(batch_seed(val_loss_seed, batch.indices), device)
-                output = model(batch.images, batch.image_sizes, loss_targets(batch.targets, use_difficult))
-                if not isinstance(output, tuple):
-                    raise TypeError(f"{type(model).__name__} returns no (detections, losses) for targets in eval "
-                                    "mode: it cannot give a validation loss (train.val_loss=false)")
-                evaluator.process(batch, *output)
+            with progress_bar(len(loader), "inference", "batch", disable=not is_main) as bar:
+                for batch in loader:
+                    batch = batch.to(device, non_blocking=True)
+                    bar.update(1)
+                    if val_loss_seed is None:
+                        evaluator.process(batch, model(batch.images, batch.image_sizes))
+                        continue
+                    reseed(batch_seed(val_loss_seed, batch.indices), device)
+                    output = model(batch.images, batch.image_sizes, loss_targets(batch.targets, use_difficult))
+                    if not isinstance(output, tuple):
+                        raise TypeError(f"{type(model).__name__} returns no (detections, losses) for targets in eval "
+                                        "mode: it cannot give a validation loss (train.val_loss=false)")
+                    evaluator.process(batch, *output)
     finally:
         model.train(was_training)
     return evaluator.evaluate()

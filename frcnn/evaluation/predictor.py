@@ -9,15 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
-from frcnn.data import collate
 from frcnn.data.image_io import read_image
-from frcnn.data.transforms import DetectionTransform
 from frcnn.data.validation import DatasetError
-from frcnn.evaluation.evaluator import boxes_to_original
+from frcnn.detector import Detector
 from frcnn.evaluation.results_io import predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections
+from frcnn.utils.progress import progress_bar
 from frcnn.utils.visualize import draw_detections
 
 logger = logging.getLogger(__name__)
@@ -50,39 +48,17 @@ def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
 
 
 class Predictor:
-    """Runs a detector on image files with the evaluation's test-time resize and normalisation.
+    """Runs a :class:`frcnn.Detector` on image files: drawn images and a predictions.json list.
 
-    model: the detector (eval mode, on ``device``). transform: the dataset's test transform
-    (``frcnn.data.transforms.build_transform(cfg.dataset, train=False)``). category_ids: the
-    id written for label l is ``category_ids[l - 1]``.
+    category_ids: the id written for label l is ``category_ids[l - 1]``; detections scoring
+    below ``score_threshold`` are neither drawn nor written.
     """
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        transform: DetectionTransform,
-        size_divisibility: int,
-        device: torch.device,
-        class_names: list[str],
-        category_ids: list[int],
-        score_threshold: float = 0.5,
-    ):
-        self.model = model.eval()
-        self.transform = transform
-        self.size_divisibility = size_divisibility
-        self.device = torch.device(device)
-        self.class_names = class_names
+    def __init__(self, detector: Detector, category_ids: list[int], score_threshold: float = 0.5):
+        self.detector = detector
         self.category_ids = category_ids
         self.score_threshold = score_threshold
 
-    def _sample(self, image: torch.Tensor, index: int, name: str) -> tuple[torch.Tensor, dict]:
-        tensor, boxes, scale = self.transform(image, torch.zeros(0, 4))
-        empty = torch.zeros(0, dtype=torch.bool)
-        target = {"boxes": boxes, "labels": torch.zeros(0, dtype=torch.int64), "difficult": empty, "iscrowd": empty,
-                  "image_id": name, "index": index, "orig_size": tuple(image.shape[1:]), "scale": scale}  # fmt: skip
-        return tensor, target
-
-    @torch.no_grad()
     def predict(self, paths: Iterable[Path], batch_size: int, output_dir: str | Path) -> list[dict]:
         """Detect on every readable image of ``paths``; write each, boxes drawn, to ``output_dir``
         under its own file name; return the predictions.json dicts (``image_id``: the file name,
@@ -91,32 +67,25 @@ class Predictor:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         predictions = []
-        with tqdm(total=len(paths), desc="predict", unit="image", dynamic_ncols=True) as bar:
+        with progress_bar(total=len(paths), desc="predict", unit="image") as bar:
             for chunk in (paths[start : start + batch_size] for start in range(0, len(paths), batch_size)):
-                images, samples = [], []
+                readable, images = [], []
                 for path in chunk:
                     try:
-                        image = read_image(str(path))
+                        images.append(read_image(str(path)))
                     except DatasetError as error:
                         logger.warning("skipping unreadable image: %s", error)
                         continue
-                    images.append((path, image))
-                    samples.append(self._sample(image, len(samples), path.name))
-                if samples:
-                    batch = collate(samples, self.size_divisibility).to(self.device)
-                    outputs = self.model(batch.images, batch.image_sizes)
-                    for (path, image), output, scale in zip(images, outputs, batch.scales):
-                        predictions += self._write(path, image, output, scale, output_dir)
+                    readable.append(path)
+                for path, image, result in zip(readable, images, self.detector.detect(images)):
+                    predictions += self._write(path, image, result, output_dir)
                 bar.update(len(chunk))
         return predictions
 
-    def _write(
-        self, path: Path, image: torch.Tensor, output: dict, scale: torch.Tensor, output_dir: Path
-    ) -> list[dict]:
-        keep = output["scores"] >= self.score_threshold
-        boxes = boxes_to_original(output["boxes"][keep], scale, image.shape[1], image.shape[2])
-        labels, scores = output["labels"][keep].cpu(), output["scores"][keep].float().cpu()
-        drawn = draw_detections(image, boxes, labels, scores, self.class_names)
+    def _write(self, path: Path, image: torch.Tensor, result: dict, output_dir: Path) -> list[dict]:
+        keep = result["scores"] >= self.score_threshold
+        boxes, labels, scores = result["boxes"][keep], result["labels"][keep], result["scores"][keep]
+        drawn = draw_detections(image, boxes, labels, scores, self.detector.class_names)
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output_dir / path.name)
         detections = Detections(np.zeros(len(boxes), dtype=np.int64), labels.numpy(), scores.numpy(), boxes.numpy())
         return predictions_from_detections(detections, [path.name], self.category_ids)

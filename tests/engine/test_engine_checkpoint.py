@@ -9,6 +9,7 @@ from torch import nn
 
 from frcnn.engine.checkpoint import (
     CheckpointDir,
+    CheckpointError,
     load_checkpoint,
     load_model_weights,
     resolve_resume,
@@ -38,7 +39,7 @@ def test_load_checkpoint_names_missing_and_corrupt_files(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="bad.pt"):
+    with pytest.raises(CheckpointError, match="bad.pt"):
         load_checkpoint(bad)
 
 

@@ -1,6 +1,7 @@
 """scripts/train.py as users run it: SIGTERM then resume=auto, multirun, and torchrun with 2
 CPU processes."""
 
+import csv
 import json
 import os
 import signal
@@ -70,6 +71,11 @@ def test_multirun_sweeps_into_separate_run_dirs(tiny_root, tmp_path):
         assert (sweep / job / "checkpoints" / "last.pt").is_file()
         assert (sweep / job / "train.log").is_file()
     assert logged_iterations(sweep / "0") == logged_iterations(sweep / "1") == [1]
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [row["job"] for row in rows] == ["0", "1"]
+    assert [row["overrides"].split()[-1] for row in rows] == ["seed=0", "seed=1"]
+    assert rows[0]["voc07_mAP"] == ""  # eval_at_end=false: no metrics.json
+    assert (sweep / "summary.md").read_text().startswith("| job | overrides |")
 
 
 def test_torchrun_two_cpu_processes(tiny_root, tmp_path):

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from frcnn.config import check_train_config, preset_warning
 from frcnn.engine.best_metric import is_better, metric_value
+from frcnn.engine.optim import scaled_lr
 from conftest import CONFIGS, REPO, compose_train
 
 
@@ -103,8 +104,25 @@ def test_preset_warning():
     assert preset_warning("shapes_cpu", "shapes") is None
     assert preset_warning(None, "voc") is None
     assert preset_warning("voc0712_r50_c4", "voc") is None
+    assert preset_warning("custom_cpu", "voc") is None
     message = preset_warning("shapes_cpu", "voc")
-    assert "experiment=voc0712_r50_c4" in message and "~experiment" in message
+    assert "experiment=custom_cpu" in message and "experiment=voc0712_r50_c4" in message
+
+
+def test_default_run_trains_adamw_at_2e_3_with_batch_8():
+    cfg = compose_train()
+    assert cfg.optimizer.name.value == "adamw" and cfg.train.batch_size == 8
+    assert scaled_lr(cfg.optimizer.base_lr, cfg.optimizer.reference_batch_size, 8) == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("experiment", ["shapes_cpu", "custom_cpu"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_each_optimizer_group_keeps_its_own_rate_in_the_small_presets(experiment, optimizer):
+    group = OmegaConf.load(CONFIGS / "optimizer" / f"{optimizer}.yaml")
+    cfg = compose_train(f"experiment={experiment}", f"optimizer={optimizer}")
+    assert cfg.optimizer.base_lr == group.base_lr
+    assert cfg.optimizer.reference_batch_size == group.reference_batch_size
+    assert cfg.optimizer.weight_decay == group.weight_decay
 
 
 @pytest.mark.parametrize("override, key", [("train.checkpoint_period=0", "train.checkpoint_period"),
