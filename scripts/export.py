@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 import frcnn.export.config  # noqa: F401  (registers export_schema)
 from frcnn.export import export_checkpoint
+from frcnn.utils.command import run_command
 from frcnn.utils.logging import setup_logging
 
 log = logging.getLogger("export")
@@ -27,5 +28,10 @@ def main(cfg: DictConfig) -> None:
     log.info("classes %s; preprocessing %s", metadata.class_names, metadata.preprocessing)
 
 
+def command() -> None:
+    """``python scripts/export.py`` and the ``frcnn-export`` console command."""
+    run_command(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()

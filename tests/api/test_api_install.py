@@ -16,7 +16,7 @@ def test_every_subpackage_ships_in_the_wheel():
     found = {".".join(path.parent.relative_to(REPO).parts) for path in (REPO / "frcnn").rglob("*.py")}
     assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
     commands = pyproject["project"]["scripts"]
-    assert set(commands) == {"frcnn-train", "frcnn-evaluate", "frcnn-predict", "frcnn-check-dataset"}
+    assert set(commands) == {"frcnn-train", "frcnn-evaluate", "frcnn-predict", "frcnn-check-dataset", "frcnn-export"}
     for target in commands.values():
         script = target.split(":")[0].removeprefix("frcnn.scripts.")
         assert (REPO / "scripts" / f"{script}.py").is_file()

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import frcnn.evaluation.config  # noqa: F401  (registers predict_schema)
+from frcnn.engine.checkpoint import CheckpointError
 from frcnn.export import OnnxDetector, export_checkpoint, read_metadata
 from frcnn.export.cli import check_runtime, route_model_argument
 from frcnn.export.fold import fold_batch_norms
@@ -105,7 +106,7 @@ def test_export_errors_name_the_bad_checkpoint_or_output(exported, tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
         export_checkpoint(tmp_path / "missing.pt", tmp_path / "out")
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(RuntimeError, match="cannot read checkpoint .*text.pt"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*text.pt"):
         export_checkpoint(tmp_path / "text.pt", tmp_path / "out")
     torch.save({"model": {}}, tmp_path / "weights.pt")
     with pytest.raises(ValueError, match="weights.pt lacks config, class_names, category_ids"):
