@@ -59,4 +59,4 @@ def test_resume_auto_without_repeating_overrides(tiny_root, tmp_path):
     changed = train("train.resume=auto", f"hydra.run.dir={run_dir}", "train.max_iters=4", "optimizer.base_lr=0.5")
     assert changed.returncode == 2
     assert changed.stderr.strip().splitlines()[-1].startswith("train.py: error: cannot resume")
-    assert "optimizer.base_lr: 0.02 -> 0.5" in changed.stderr and "Traceback" not in changed.stderr
+    assert "optimizer.base_lr: 0.004 -> 0.5" in changed.stderr and "Traceback" not in changed.stderr
