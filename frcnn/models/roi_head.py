@@ -217,6 +217,14 @@ class RoIHead(nn.Module):
             "detections_per_image": detections_per_image,
         }
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints of the C4 model written before the box head was a part of its own hold
+        # layer4 as "res5": they load unchanged.
+        old = prefix + "res5."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[prefix + "box_head.layer4." + key[len(old) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def predict(
         self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -194,3 +194,14 @@ def test_model_is_a_faster_rcnn_and_deep_copies(tiny_model_config):
     assert isinstance(model, FasterRCNN)
     twin = copy.deepcopy(model)
     assert twin.load_state_dict(model.state_dict()).missing_keys == []
+
+
+def test_checkpoints_naming_layer4_res5_still_load(tiny_model_config):
+    torch.manual_seed(0)
+    source = build_model(tiny_model_config(), num_classes=2)
+    old_names = {k.replace("roi_head.box_head.layer4.", "roi_head.res5."): v for k, v in source.state_dict().items()}
+    assert any(k.startswith("roi_head.res5.") for k in old_names)
+    target = build_model(tiny_model_config(), num_classes=2)
+    target.load_state_dict(old_names)  # strict: every key maps
+    for name, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], value), name
