@@ -20,9 +20,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from torch import nn
-
-from frcnn.models.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +123,3 @@ def resolve_resume(resume: Optional[str], run_dir: str | os.PathLike) -> Optiona
     if not path.is_file():
         raise FileNotFoundError(f"train.resume={resume}: no such checkpoint")
     return path
-
-
-def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
-    """``model.weights=``: weights only, for fine-tuning; see :func:`frcnn.models.load_weights`."""
-    return load_weights(model, path)

@@ -19,7 +19,7 @@ from frcnn.config import check_train_config
 from frcnn.data import build_test_loader, build_train_loader
 from frcnn.engine import distributed as du
 from frcnn.engine.best_metric import is_better, metric_value
-from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, load_model_weights, resolve_resume
+from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, resolve_resume
 from frcnn.engine.evaluation import evaluate
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
@@ -28,7 +28,7 @@ from frcnn.engine.resume import check_resume_config
 from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
 from frcnn.evaluation.val_loss import has_annotations
-from frcnn.models import build_model
+from frcnn.models import build_model, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         log.warning("train.val_loss: the test split has no annotated objects, no validation loss")
     model = build(cfg.model, num_classes=len(test_set.class_names)).to(device)
     if cfg.model.weights:
-        load_model_weights(model, cfg.model.weights)
+        load_weights(model, cfg.model.weights)
     optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * world_size)
     scheduler = build_lr_scheduler(cfg.schedule, optimizer, tc.max_iters)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)

@@ -160,16 +160,17 @@ def propose(
     levels = num_anchors_per_level or [num_anchors]
     boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N, 4)
     scores = pred_logits.float()
+
+    def keep_top_k(scores, boxes):  # (B, N) -> (B, k) per level, boxes alike, and each one's level
+        top, level = top_k_per_level(scores, levels, pre_nms_top_n)
+        return torch.gather(scores, 1, top), torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4)), level
+
     if min_size_after_top_n:
-        top, level = top_k_per_level(scores, levels, pre_nms_top_n)  # (B, k)
-        scores = torch.gather(scores, 1, top)
-        boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
+        scores, boxes, level = keep_top_k(scores, boxes)
     too_small = ((boxes[..., 2:] - boxes[..., :2]) < min_size).any(dim=2)
     scores = scores.masked_fill(too_small, float("-inf"))
     if not min_size_after_top_n:
-        top, level = top_k_per_level(scores, levels, pre_nms_top_n)  # (B, k)
-        scores = torch.gather(scores, 1, top)
-        boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
+        scores, boxes, level = keep_top_k(scores, boxes)
     k = scores.shape[1]
     image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
     group = image_index * len(levels) + level.repeat(batch)  # NMS within each image and level

@@ -11,10 +11,10 @@ from frcnn.engine.checkpoint import (
     CheckpointDir,
     CheckpointError,
     load_checkpoint,
-    load_model_weights,
     resolve_resume,
     save_checkpoint,
 )
+from frcnn.models import load_weights
 
 
 def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
@@ -62,13 +62,13 @@ def test_resolve_resume(tmp_path):
         resolve_resume(str(tmp_path / "missing.pt"), tmp_path)
 
 
-def test_load_model_weights_reports_shape_mismatch(tmp_path, caplog):
+def test_load_weights_reports_shape_mismatch(tmp_path, caplog):
     source = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))  # e.g. 2 classes + background
     save_checkpoint({"model": source.state_dict(), "iteration": 5}, tmp_path / "src.pt")
     target = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 5))
     fresh_head = target[1].weight.detach().clone()
     with caplog.at_level(logging.WARNING):
-        report = load_model_weights(target, tmp_path / "src.pt")
+        report = load_weights(target, tmp_path / "src.pt")
     assert torch.equal(target[0].weight, source[0].weight)  # shared layers loaded
     assert torch.equal(target[1].weight, fresh_head)  # predictor keeps its initialisation
     assert report["mismatched"] == ["1.weight: weights (3, 8) vs model (5, 8)",
