@@ -35,7 +35,7 @@ from frcnn.evaluation import (
     score_predictions,
     write_voc_devkit_results,
 )
-from frcnn.evaluation.checkpoint_model import check_classes, model_from_checkpoint
+from frcnn.evaluation.checkpoint_model import check_classes, model_for_dataset, model_from_checkpoint
 from frcnn.evaluation.config import check_evaluate_source, checkpoint_run_config
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
@@ -61,8 +61,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
     device = resolve_device(cfg.device.value)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
-    check_classes(checkpoint, loader.dataset.class_names)
-    model = model_from_checkpoint(checkpoint, model_cfg).to(device)
+    model = model_from_checkpoint(checkpoint, model_cfg)
+    model = model_for_dataset(model, checkpoint, loader.dataset.class_names).to(device)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
     # The RoI sampling of the validation loss is seeded as in the training run's evaluations.

@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import torch
 
+from frcnn.models.weights import TORCHVISION_PREFIX, torchvision_checkpoint
+
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
@@ -60,7 +62,13 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict; a missing, truncated or foreign file raises an error naming it."""
+    """Load a checkpoint dict; a missing, truncated or foreign file raises an error naming it.
+
+    ``torchvision:<name>`` (e.g. ``torchvision:fasterrcnn_resnet50_fpn``) is torchvision's
+    trained detector as a checkpoint (:func:`frcnn.models.weights.torchvision_checkpoint`).
+    """
+    if str(path).startswith(TORCHVISION_PREFIX):
+        return torchvision_checkpoint(str(path))
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from frcnn.models import FasterRCNN, build_model
 
@@ -37,3 +39,55 @@ def check_classes(checkpoint: dict, class_names: list[str]) -> None:
         raise ValueError(
             f"the checkpoint's classes {list(checkpoint['class_names'])} differ from the dataset's {list(class_names)}"
         )
+
+
+class ClassSubset(nn.Module):
+    """A detector seen through a dataset whose classes are some of the model's, matched by name.
+
+    E.g. torchvision's COCO-trained detector (90 labels, COCO ids, "N/A" at unused ones) on a
+    COCO annotation file (80 contiguous labels). The model runs unchanged, so its scores and
+    per-class NMS are exactly its own; detections of classes the dataset lacks are dropped and
+    labels are renumbered into the dataset's 1..K. Targets (for the validation loss) go the
+    other way.
+
+    model_labels: [K] the model's label (1..M) of each dataset class, in the dataset's order.
+    """
+
+    def __init__(self, model: nn.Module, model_labels: list[int], num_model_classes: int):
+        super().__init__()
+        self.model = model
+        to_dataset = torch.zeros(num_model_classes + 1, dtype=torch.int64)  # 0: not in the dataset
+        to_dataset[torch.as_tensor(model_labels)] = torch.arange(1, len(model_labels) + 1)
+        self.register_buffer("to_dataset", to_dataset, persistent=False)
+        self.register_buffer("to_model", torch.as_tensor([0, *model_labels], dtype=torch.int64), persistent=False)
+
+    def forward(self, images: torch.Tensor, image_sizes, targets: list[dict] | None = None):
+        if targets is not None:
+            targets = [{**t, "labels": self.to_model[t["labels"]]} for t in targets]
+        output = self.model(images, image_sizes, targets)
+        detections, losses = output if isinstance(output, tuple) else (output, None)
+        relabelled = []
+        for det in detections:
+            labels = self.to_dataset[det["labels"]]
+            keep = labels > 0
+            relabelled.append({**{k: v[keep] for k, v in det.items()}, "labels": labels[keep]})
+        return relabelled if losses is None else (relabelled, losses)
+
+
+def model_for_dataset(model: nn.Module, checkpoint: dict, class_names: list[str]) -> nn.Module:
+    """``model`` for a dataset of ``class_names``: itself when the classes are the checkpoint's,
+    a :class:`ClassSubset` when each dataset class is exactly one of them by name; else a
+    ValueError naming both lists."""
+    own = list(checkpoint["class_names"])
+    if own == list(class_names):
+        return model
+    positions = {name: [i for i, own_name in enumerate(own, start=1) if own_name == name] for name in class_names}
+    if all(len(found) == 1 for found in positions.values()):
+        logger.info("the dataset's %d classes are %d of the model's %d: evaluating those, by name",
+                    len(class_names), len(class_names), len(own))  # fmt: skip
+        return ClassSubset(model, [positions[name][0] for name in class_names], len(own))
+    missing = [name for name, found in positions.items() if len(found) != 1]
+    raise ValueError(
+        f"the checkpoint's classes {own} differ from the dataset's {list(class_names)} "
+        f"(not exactly once among the model's: {missing})"
+    )
