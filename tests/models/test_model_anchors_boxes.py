@@ -109,3 +109,36 @@ def test_pad_targets_places_boxes_and_marks_padding():
     torch.testing.assert_close(gt.boxes[2, 1], torch.tensor([9.0, 10, 11, 12]))
     empty = pad_targets([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}], torch.device("cpu"))
     assert empty.boxes.shape == (1, 1, 4) and not empty.valid.any()
+
+
+def test_feature_cells_are_centred_where_offset_zero_puts_the_anchors():
+    """The receptive field of stride-16 cell j of the C4 trunk is centred on input pixel 16 j
+    (pixel index; its centre is at 16 j + 0.5 in box coordinates): anchor offset 0 puts
+    anchors there, the seed's 0.5 puts them 7.5 px off. Geometry only (kernel sizes, strides,
+    symmetric padding), measured as the centroid of the input gradient of one cell through a
+    network made linear and positive (constant weights, identity norms), so nothing cancels."""
+    from frcnn.models.backbone import build_backbone
+    from frcnn.models.config import BackboneConfig
+
+    trunk, _ = build_backbone(BackboneConfig(depth=50, weights=None, norm="frozen_bn", frozen_stages=0))
+    with torch.no_grad():
+        for name, tensor in trunk.state_dict().items():
+            if name.endswith("weight"):
+                tensor.fill_(1.0 / tensor[0].numel() if tensor.dim() == 4 else 1.0)
+            elif name.endswith(("bias", "running_mean")):
+                tensor.zero_()
+            elif name.endswith("running_var"):
+                tensor.fill_(1.0)
+    # Max-pooling routes the gradient of a flat window to its first element (a tie-break, not
+    # geometry): average over the same 3x3 / 2 window instead.
+    trunk.maxpool = torch.nn.AvgPool2d(kernel_size=3, stride=2, padding=1)
+    # Wide enough that the columns of the receptive field (~430 px) of the middle cells stay
+    # inside the image; the rows may be cut: every path is symmetric in x on its own.
+    image = torch.ones(1, 3, 64, 1024, requires_grad=True)  # positive input: every ReLU passes
+    features = trunk(image)
+    assert features.shape[-1] == 64
+    for j in (30, 32, 35):
+        (grad,) = torch.autograd.grad(features[0, :, 2, j].sum(), image, retain_graph=True)
+        weight = grad[0].sum(dim=(0, 1))  # [W]: influence of each input column
+        centroid = (weight * torch.arange(1024.0)).sum() / weight.sum()
+        assert abs(float(centroid) - 16 * j) < 1e-2
