@@ -83,7 +83,7 @@ def benchmark_training_parity(
     Runs go seed by seed, so partial results stay balanced; ``on_progress`` gets the result
     dict after every run. Returns ``runs`` (name -> seed -> result), a summary per name,
     ``ours`` and ``torchvision`` (summaries) and ``map_ratio`` (ours mean VOC07 mAP /
-    torchvision's).
+    torchvision's; null while torchvision's is 0).
     """
     names = list(variants) + ([REFERENCE] if reference else [])
     runs: dict[str, dict[str, dict]] = {name: {} for name in names}
@@ -101,7 +101,8 @@ def benchmark_training_parity(
             if REFERENCE in result["summary"]:
                 result[REFERENCE] = result["summary"][REFERENCE]
             if "ours" in result and REFERENCE in result:
-                result["map_ratio"] = result["ours"]["voc07_mAP"]["mean"] / result[REFERENCE]["voc07_mAP"]["mean"]
+                reference_map = result[REFERENCE]["voc07_mAP"]["mean"]
+                result["map_ratio"] = result["ours"]["voc07_mAP"]["mean"] / reference_map if reference_map > 0 else None
             if on_progress is not None:
                 on_progress(result)
     return result
