@@ -19,8 +19,9 @@ Outputs (the exported model's, in this order):
 - ``num_detections [B]`` int64.
 
 The stages are :meth:`DetectorGraph.propose` (features -> padded proposals),
-:meth:`DetectorGraph.pool` (RoIs -> pooled features, one level or the FPN rule) and
-:meth:`DetectorGraph.detect` (proposals -> padded detections).
+:meth:`DetectorGraph.box_features` (RoIs -> the box head's vectors: one level, the FPN rule, or
+the C4 RoIAlign head with layer4's first 1x1 convolutions before the pooling,
+:mod:`frcnn.export.hoist`) and :meth:`DetectorGraph.detect` (proposals -> padded detections).
 """
 
 import copy
@@ -31,6 +32,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from frcnn.export.fold import fold_batch_norms
+from frcnn.export.hoist import HoistedRes5Head, can_hoist
 from frcnn.export.nms import LOWEST_SCORE, non_max_suppression
 from frcnn.models import FasterRCNN
 from frcnn.models.box_coder import clip_boxes
@@ -45,10 +47,11 @@ class DetectorGraph(nn.Module):
 
     ``forward(images [B, 3, H, W] float32 normalised and zero-padded, image_sizes [B, 2] int64
     unpadded (h, w))`` -> ``(boxes [B, D, 4], scores [B, D], labels [B, D], num_detections [B])``.
-    The model is deep-copied, put in eval mode and its batch norms folded into the convolutions.
+    The model is deep-copied, put in eval mode and its batch norms folded into the convolutions;
+    ``hoist`` runs layer4's first 1x1 convolutions before RoIAlign where :func:`can_hoist` allows.
     """
 
-    def __init__(self, model: FasterRCNN, fold_norms: bool = True):
+    def __init__(self, model: FasterRCNN, fold_norms: bool = True, hoist: bool = True):
         super().__init__()
         model = copy.deepcopy(model).eval()
         if fold_norms:
@@ -64,6 +67,7 @@ class DetectorGraph(nn.Module):
         self.rpn_nms_thresh = rpn.nms_thresh
         self.min_size = rpn.min_size
         self.box_pooler, self.box_head = roi_head.box_pooler, roi_head.box_head
+        self.hoisted = HoistedRes5Head(self.box_pooler, self.box_head) if hoist and can_hoist(self.box_pooler, self.box_head) else None
         self.score, self.cls_loc = roi_head.score, roi_head.cls_loc
         self.box_coder = roi_head.box_coder
         self.num_classes = roi_head.score.out_features - 1
@@ -118,29 +122,23 @@ class DetectorGraph(nn.Module):
         kept[selected[:, 0], selected[:, 2]] = True
         kept = kept.reshape(-1, levels * k)  # (B, L*k)
         boxes, scores = boxes.reshape(-1, levels * k, 4), scores.reshape(-1, levels * k)
-        # The image's kept boxes first, by decreasing objectness across levels (a level's kept
-        # scores are finite); top-k puts the lower index first on ties, as the level order does.
+        # The image's kept boxes first, by decreasing objectness across levels (kept scores are
+        # finite). Top-k puts the lower index first on ties: within a level that is the eager
+        # order; equal logits on two levels are ordered by level here, by an unstable sort there.
         order = torch.where(kept, scores, float("-inf")).topk(self.post_nms_top_n, dim=1).indices  # (B, P)
         return torch.gather(boxes, 1, order[:, :, None].expand(-1, -1, 4)), torch.gather(kept, 1, order)
 
-    def pool(self, features, rois, image_index, slot):
-        """Pooled features of ``rois [R, 4]`` of images ``image_index [R]``, with the RoIs' ``(rois,
-        image_index, slot)`` in the pooled rows' order: unchanged for one level; for FPN, grouped
-        by level (each level's RoIAlign sees only its RoIs; the head is per RoI, and the
-        detections are scattered back by ``(image_index, slot)``, so the order is immaterial)."""
-        if not isinstance(self.box_pooler, MultiLevelRoIAlign):
-            return self.box_pooler(features, rois, image_index), rois, image_index, slot
-        pooler = self.box_pooler
-        level = pooler.levels(rois)
-        order = torch.cat([(level == index).nonzero()[:, 0] for index in range(POOLED_LEVELS)])
-        rois, image_index, slot, level = rois[order], image_index[order], slot[order], level[order]
-        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1)
-        pooled = []
-        for index in range(POOLED_LEVELS):
-            chosen = (level == index).nonzero()[:, 0]
-            pooled.append(roi_align(features[index], indexed[chosen], pooler.output_size,
-                                    1.0 / FPN_STRIDES[index], pooler.sampling_ratio))  # fmt: skip
-        return torch.cat(pooled), rois, image_index, slot
+    def box_features(self, features, rois, image_index, slot):
+        """The box head's vectors ``[R, D]`` of ``rois [R, 4]`` of images ``image_index [R]`` at
+        ``slot [R]``, and the ``(rois, image_index, slot)`` of its rows: in the same order for one
+        level, grouped by level for FPN (:func:`roi_align_by_level`)."""
+        if self.hoisted is not None:
+            return self.hoisted(features, rois, image_index), rois, image_index, slot
+        if isinstance(self.box_pooler, MultiLevelRoIAlign):
+            pooled, (rois, image_index, slot) = roi_align_by_level(self.box_pooler, features, rois, image_index, slot)
+        else:
+            pooled = self.box_pooler(features, rois, image_index)
+        return self.box_head(pooled), rois, image_index, slot
 
     def detect(self, features, proposals, valid, image_sizes):
         """Box head and post-processing of ``proposals [B, P, 4]`` / ``valid [B, P]``: the padded
@@ -148,8 +146,7 @@ class DetectorGraph(nn.Module):
         num_classes, num_proposals = self.num_classes, self.post_nms_top_n
         # The box head runs on the valid proposals only (R of them).
         image_index, slot = valid.nonzero(as_tuple=True)
-        pooled, rois, image_index, slot = self.pool(features, proposals[image_index, slot], image_index, slot)
-        hidden = self.box_head(pooled)  # (R, D)
+        hidden, rois, image_index, slot = self.box_features(features, proposals[image_index, slot], image_index, slot)
         probs = F.softmax(self.score(hidden).float(), dim=1)[:, 1:]  # (R, K)
         deltas = self.cls_loc(hidden).reshape(-1, num_classes + 1, 4)[:, 1:]
         boxes = clip_boxes(self.box_coder.decode(rois[:, None, :], deltas), image_sizes[image_index])  # (R, K, 4)
@@ -182,3 +179,27 @@ class DetectorGraph(nn.Module):
             torch.where(is_detection, labels, 0),
             num_detections,
         )
+
+
+def roi_align_by_level(
+    pooler: MultiLevelRoIAlign, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor, *rows
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``pooler``'s multi-level RoIAlign as one ``RoiAlign`` per level on that level's RoIs.
+
+    ``features``: ``[P2, ...]``; ``rois [R, 4]`` of images ``image_index [R]``; ``rows``: more
+    ``[R, ...]`` tensors that go with the RoIs. Returns ``pooled [R, C, S, S]`` with the rows
+    grouped by level (P2's RoIs first, each level in the given order) and ``(rois, image_index,
+    *rows)`` in that order. The eager pooler writes each level's result back into RoI order
+    (boolean-mask assignment, which does not export); what follows it here is per RoI, so the
+    order is carried along instead of restored.
+    """
+    level = pooler.levels(rois)
+    order = torch.cat([(level == index).nonzero()[:, 0] for index in range(POOLED_LEVELS)])
+    rois, image_index, level = rois[order], image_index[order], level[order]
+    indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1)
+    pooled = []
+    for index in range(POOLED_LEVELS):
+        chosen = (level == index).nonzero()[:, 0]
+        pooled.append(roi_align(features[index], indexed[chosen], pooler.output_size,
+                                1.0 / FPN_STRIDES[index], pooler.sampling_ratio))  # fmt: skip
+    return torch.cat(pooled), (rois, image_index, *(row[order] for row in rows))
