@@ -84,7 +84,9 @@ def benchmark_export(
                     for level in OPTIMIZATION_LEVELS}  # fmt: skip
         if graph.hoisted is not None:
             write_onnx(DetectorGraph(model, hoist=False), inputs["batch"], path)
-            sessions["per_roi"] = ort.InferenceSession(str(path), session_options(threads, optimization), providers=["CPUExecutionProvider"])
+            sessions["per_roi"] = ort.InferenceSession(
+                str(path), session_options(threads, optimization), providers=["CPUExecutionProvider"]
+            )
 
     def onnxruntime(session):
         return lambda images, sizes: session.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})

@@ -67,7 +67,8 @@ class DetectorGraph(nn.Module):
         self.rpn_nms_thresh = rpn.nms_thresh
         self.min_size = rpn.min_size
         self.box_pooler, self.box_head = roi_head.box_pooler, roi_head.box_head
-        self.hoisted = HoistedRes5Head(self.box_pooler, self.box_head) if hoist and can_hoist(self.box_pooler, self.box_head) else None
+        hoistable = hoist and can_hoist(self.box_pooler, self.box_head)
+        self.hoisted = HoistedRes5Head(self.box_pooler, self.box_head) if hoistable else None
         self.score, self.cls_loc = roi_head.score, roi_head.cls_loc
         self.box_coder = roi_head.box_coder
         self.num_classes = roi_head.score.out_features - 1
