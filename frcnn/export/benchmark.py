@@ -3,8 +3,10 @@
 :func:`benchmark_export` builds the benchmark's detector (random weights), exports it as
 ``scripts/export.py`` does, and times inference of one image and of a batch, interleaved in one
 process with the same weights and inputs: this model in eager PyTorch, the ONNX file in ONNX
-Runtime (each graph-optimisation level, the headline at ``optimization``), and torchvision's
-``FasterRCNN`` composed as the same model (:func:`frcnn.models.reference.torchvision_detector`).
+Runtime (each graph-optimisation level, the headline at ``optimization``; and, for a C4 RoIAlign
+model, the graph that runs layer4's first 1x1 convolutions per RoI, :mod:`frcnn.export.hoist`,
+as ``onnxruntime_per_roi``), and torchvision's ``FasterRCNN`` composed as the same model
+(:func:`frcnn.models.reference.torchvision_detector`).
 ``onnx_infer_ratio`` is ONNX Runtime's median time / torchvision's for one image (below 1:
 ONNX Runtime is faster); ``onnx_infer_ratio_batch`` the same for the batch.
 """
@@ -74,11 +76,17 @@ def benchmark_export(
     inputs = {"single": (batch[:1], torch.tensor([[height, width]])),
               "batch": (batch, torch.tensor([[height, width]] * batch_size))}  # fmt: skip
 
+    graph = DetectorGraph(model)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "model.onnx"
-        write_onnx(DetectorGraph(model), inputs["batch"], path)
+        write_onnx(graph, inputs["batch"], path)
         sessions = {level: ort.InferenceSession(str(path), session_options(threads, level), providers=["CPUExecutionProvider"])
                     for level in OPTIMIZATION_LEVELS}  # fmt: skip
+        if graph.hoisted is not None:
+            write_onnx(DetectorGraph(model, hoist=False), inputs["batch"], path)
+            sessions["per_roi"] = ort.InferenceSession(
+                str(path), session_options(threads, optimization), providers=["CPUExecutionProvider"]
+            )
 
     def onnxruntime(session):
         return lambda images, sizes: session.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})
@@ -95,6 +103,7 @@ def benchmark_export(
     runners.update({f"onnxruntime_{level}": onnxruntime(s) for level, s in sessions.items() if level != optimization})
     medians = _median_times(runners, inputs, warmup_iters, timed_iters)
     result = {
+        "architecture": getattr(model_cfg.architecture, "value", model_cfg.architecture),
         "image_size": [height, width],
         "batch_size": batch_size,
         "num_classes": num_classes,

@@ -41,9 +41,9 @@ def frcnn_version() -> str:
 
 
 def export_graph(model: FasterRCNN) -> DetectorGraph:
-    """The export-ready graph of a detector; only the C4 design exists so far."""
+    """The export-ready graph of a detector (C4 or FPN)."""
     if not isinstance(model, FasterRCNN):
-        raise TypeError(f"cannot export a {type(model).__name__}: only frcnn.models.FasterRCNN (C4) is supported")
+        raise TypeError(f"cannot export a {type(model).__name__}: only frcnn.models.FasterRCNN is supported")
     return DetectorGraph(model)
 
 
@@ -134,7 +134,7 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathL
         Path(tmp).unlink(missing_ok=True)
     roi = model_cfg.roi_head
     result = ExportMetadata(
-        architecture="c4",
+        architecture=getattr(model_cfg.architecture, "value", model_cfg.architecture),
         pooler=roi.pooler,
         opset=opset,
         class_names=list(checkpoint["class_names"]),

@@ -4,7 +4,7 @@ Written beside the ONNX file by :func:`frcnn.export.export_checkpoint`; plain JS
 language can read it. Keys:
 
 - ``format`` ("frcnn-onnx") and ``format_version``; ``frcnn_version``; ``onnx_file``; ``opset``;
-- ``architecture`` (``c4``) and ``pooler`` (``roi_align`` | ``roi_pool``);
+- ``architecture`` (``c4`` | ``fpn``) and ``pooler`` (``roi_align`` | ``roi_pool``; FPN: multi-level ``roi_align``);
 - ``class_names`` (label l is ``class_names[l - 1]``) and ``category_ids`` (the dataset's id of
   label l, as predictions.json writes it);
 - ``inputs`` / ``outputs``: name -> dtype and shape, in the graph's order;

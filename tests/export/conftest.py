@@ -1,9 +1,9 @@
-"""Fixtures of the export tests: tiny checkpoints (RoIAlign and RoIPool) exported once per session."""
+"""Fixtures of the export tests: tiny checkpoints (C4 RoIAlign and RoIPool, FPN) exported once per session."""
 
 from pathlib import Path
 
 import pytest
-from export_fixtures import tiny_config, train_tiny_checkpoint
+from export_fixtures import VARIANTS, tiny_config, train_tiny_checkpoint
 
 from frcnn.export import export_checkpoint
 
@@ -15,18 +15,19 @@ def shapes_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, shapes_root):
-    """``exported(pooler) -> (checkpoint path, train config, export folder)``, made once per pooler.
-    The RoIAlign model is trained a little longer (12 AdamW steps): its mAP is compared too."""
+    """``exported(variant) -> (checkpoint path, train config, export folder)``, made once per
+    variant of :data:`VARIANTS`. The RoIAlign model is trained a little longer (12 AdamW steps):
+    its mAP is compared too."""
     made = {}
 
-    def make(pooler: str):
-        if pooler not in made:
-            directory = tmp_path_factory.mktemp(f"export_{pooler}")
-            cfg = tiny_config(shapes_root, f"model.roi_head.pooler={pooler}")
-            steps, lr = (12, 4e-3) if pooler == "roi_align" else (2, 1e-2)
+    def make(variant: str):
+        if variant not in made:
+            directory = tmp_path_factory.mktemp(f"export_{variant}")
+            cfg = tiny_config(shapes_root, *VARIANTS[variant])
+            steps, lr = {"roi_align": (12, 4e-3), "fpn": (2, 1e-3)}.get(variant, (2, 1e-2))
             train_tiny_checkpoint(directory / "last.pt", cfg, steps=steps, lr=lr)
             export_checkpoint(directory / "last.pt", directory / "exported")
-            made[pooler] = (directory / "last.pt", cfg, directory / "exported")
-        return made[pooler]
+            made[variant] = (directory / "last.pt", cfg, directory / "exported")
+        return made[variant]
 
     return make

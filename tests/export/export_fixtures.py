@@ -11,6 +11,13 @@ from frcnn.data import build_dataset, build_train_loader, collate
 from frcnn.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
+# Exported test models: name -> overrides of the debug=tiny config.
+VARIANTS = {
+    "roi_align": ["model.roi_head.pooler=roi_align"],
+    "roi_pool": ["model.roi_head.pooler=roi_pool"],
+    # ResNet-18-FPN with narrow pyramid levels and box head (torchvision's FPN settings otherwise).
+    "fpn": ["model=resnet50_fpn", "model.backbone.depth=18", "model.fpn_channels=32", "model.roi_head.mlp_dim=64"],
+}
 
 
 def tiny_config(shapes_root: Path, *overrides: str) -> DictConfig:

@@ -1,5 +1,6 @@
 """The exported graph against the PyTorch model: one ONNX Runtime session, batches of 1 and 3
-shapes test images of different sizes, RoIAlign and RoIPool, images without detections."""
+shapes test images of different sizes, C4 with RoIAlign and RoIPool and FPN, images without
+detections, FPN RoIs pooled on every pyramid level."""
 
 import numpy as np
 import pytest
@@ -29,9 +30,9 @@ def padded(batch_images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return images
 
 
-@pytest.mark.parametrize("pooler", ["roi_align", "roi_pool"])
-def test_onnxruntime_equals_pytorch_at_other_batch_and_image_sizes(exported, pooler):
-    checkpoint, cfg, directory = exported(pooler)
+@pytest.mark.parametrize("variant", ["roi_align", "roi_pool", "fpn"])
+def test_onnxruntime_equals_pytorch_at_other_batch_and_image_sizes(exported, variant):
+    checkpoint, cfg, directory = exported(variant)
     model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)
     detector = OnnxDetector(directory / "model.onnx")  # one session for every batch below
     traced_shape = tuple(sample_inputs(read_metadata(directory).preprocessing)[0].shape)
@@ -63,8 +64,9 @@ def test_padded_output_layout(exported):
         assert not b[n:].any() and not s[n:].any() and not l[n:].any(), "padding is zeros"
 
 
-def test_images_without_detections(exported):
-    checkpoint, cfg, directory = exported("roi_align")
+@pytest.mark.parametrize("variant", ["roi_align", "fpn"])
+def test_images_without_detections(exported, variant):
+    checkpoint, cfg, directory = exported(variant)
     model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)
     detector = OnnxDetector(directory / "model.onnx")
     batch = shapes_batch(cfg, [0, 1])

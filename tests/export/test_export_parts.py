@@ -1,5 +1,6 @@
-"""The pieces of the export: batch-norm folding, the NMS op against ONNX Runtime's, model.json,
-the export's errors and the runtime options of the command line."""
+"""The pieces of the export: batch-norm folding, the NMS op against ONNX Runtime's, multi-level
+RoIAlign, the C4 head with its 1x1 convolutions before RoIAlign, model.json, the export's errors
+and the runtime options of the command line."""
 
 import json
 
@@ -9,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torchvision
-from export_fixtures import REPO
+from export_fixtures import REPO, shapes_batch, tiny_config
 from hydra import compose, initialize_config_dir
 from onnx import TensorProto, helper
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -19,20 +20,30 @@ from frcnn.engine.checkpoint import CheckpointError
 from frcnn.export import OnnxDetector, export_checkpoint, read_metadata
 from frcnn.export.cli import check_runtime, route_model_argument
 from frcnn.export.fold import fold_batch_norms
+from frcnn.export.exporter import write_onnx
+from frcnn.export.graph import DetectorGraph, roi_align_by_level
+from frcnn.export.hoist import HoistedRes5Head, can_hoist
 from frcnn.export.metadata import ExportMetadata
 from frcnn.export.nms import LOWEST_SCORE, _reference_nms
+from frcnn.models import build_model
+from frcnn.models.fpn import FPN_STRIDES, MultiLevelRoIAlign
+
+
+def randomise_norms(net: torch.nn.Module, norm=(torch.nn.BatchNorm2d, FrozenBatchNorm2d)) -> None:
+    """Non-trivial statistics and affine parameters in every norm layer of ``net``."""
+    for module in net.modules():
+        if isinstance(module, norm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
 
 
 @pytest.mark.parametrize("norm", [torch.nn.BatchNorm2d, FrozenBatchNorm2d])
 def test_folded_resnet_equals_the_original(norm):
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None, norm_layer=norm).eval()
-    for module in net.modules():
-        if isinstance(module, norm):  # non-trivial statistics and affine parameters
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
+    randomise_norms(net, norm)
     images = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
         expected = net(images)
@@ -70,6 +81,113 @@ def test_nms_op_has_onnxruntime_semantics(score_thresh):
     got = _reference_nms(boxes, scores, 6, 0.4, score_thresh)
     assert got.tolist() == expected.tolist()
     assert len(got) > 10
+
+
+class LevelPooling(torch.nn.Module):
+    """:func:`roi_align_by_level` as a graph: ``(P2, P3, P4, P5, rois, image_index, rows)`` ->
+    ``(pooled, rows in the pooled order)``."""
+
+    def __init__(self, pooler: MultiLevelRoIAlign):
+        super().__init__()
+        self.pooler = pooler
+
+    def forward(self, p2, p3, p4, p5, rois, image_index, rows):
+        pooled, (_, _, rows) = roi_align_by_level(self.pooler, [p2, p3, p4, p5], rois, image_index, rows)
+        return pooled, rows
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_multi_level_roi_align_in_onnxruntime_equals_the_eager_pooler(tmp_path):
+    """RoIs of every pyramid level (and a batch with an empty level) pooled in ONNX Runtime equal
+    the eager ``MultiLevelRoIAlign``'s rows."""
+    generator = torch.Generator().manual_seed(0)
+    pooler = MultiLevelRoIAlign(output_size=7, sampling_ratio=2)
+    height, width = 480, 640
+    features = [torch.randn(2, 8, height // s, width // s, generator=generator) for s in FPN_STRIDES[:4]]
+    sides = torch.tensor([40.0, 90, 130, 200, 260, 400, 460, 470, 60, 150, 300, 450])  # levels 0 0 1 1 2 2 3 3 0 1 2 3
+    corners = torch.rand(len(sides), 2, generator=generator) * (torch.tensor([width, height]) - sides[:, None])
+    rois = torch.cat([corners, corners + sides[:, None]], dim=1)  # squares: sqrt(area) = side
+    image_index = torch.tensor([0, 1] * 6)
+    assert torch.bincount(pooler.levels(rois), minlength=4).tolist() == [3, 3, 3, 3]
+    path = tmp_path / "pool.onnx"
+    inputs = (*features, rois[:5], image_index[:5], torch.arange(5))
+    names = ["p2", "p3", "p4", "p5", "rois", "image_index", "rows"]
+    dynamic = {name: {0: "rois"} for name in ("rois", "image_index", "rows")}
+    torch.onnx.export(LevelPooling(pooler), inputs, str(path), dynamo=False, opset_version=17,
+                      input_names=names, output_names=["pooled", "order"], dynamic_axes=dynamic)  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    no_level_3 = pooler.levels(rois) != 3
+    for chosen in (torch.ones(len(rois), dtype=torch.bool), no_level_3):
+        rows = chosen.nonzero()[:, 0]
+        feeds = dict(zip(names, [f.numpy() for f in features] + [rois[rows].numpy(), image_index[rows].numpy(), rows.numpy()]))
+        pooled, order = session.run(None, feeds)
+        expected = pooler([*features, features[-1]], rois, image_index)
+        assert sorted(order.tolist()) == rows.tolist()
+        assert np.allclose(pooled, expected[order].numpy(), atol=1e-5)
+
+
+def r50_c4(shapes_root, *overrides: str):
+    """A randomly initialised ResNet-50 C4 RoIAlign detector with frozen, non-trivial norms, at
+    the tiny test sizes (eval mode) and its config."""
+    cfg = tiny_config(shapes_root, "model.backbone.depth=50", "model.backbone.norm=frozen_bn",
+                      "model.roi_head.pooler=roi_align", "model.roi_head.roi_size=8", *overrides)  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg.model, num_classes=3).eval()
+    randomise_norms(model)
+    # The random norms make layer4's outputs large; small class weights keep the softmax away
+    # from 1, where float32 scores tie and the order of tied detections is arbitrary.
+    torch.nn.init.normal_(model.roi_head.score.weight, std=1e-4)
+    return model, cfg
+
+
+@pytest.mark.parametrize("aligned, sampling_ratio", [(False, 2), (True, 2), (False, 3)])
+def test_hoisted_res5_head_equals_roi_align_then_layer4(shapes_root, aligned, sampling_ratio):
+    model, _ = r50_c4(shapes_root, f"model.roi_head.aligned={aligned}", f"model.roi_head.sampling_ratio={sampling_ratio}")
+    fold_batch_norms(model)
+    pooler, head = model.roi_head.box_pooler, model.roi_head.box_head
+    assert can_hoist(pooler, head)
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 1024, 6, 8, generator=generator)
+    corners = torch.rand(12, 2, generator=generator) * torch.tensor([100.0, 80.0])
+    sides = torch.rand(12, 2, generator=generator) * 40 + 1
+    sides[:3] = 5.0  # narrower than one feature cell: unaligned RoIAlign widens them to one
+    rois, image_index = torch.cat([corners, corners + sides], dim=1), torch.tensor([0, 1] * 6)
+    with torch.no_grad():
+        expected = head(pooler([features], rois, image_index))
+        got = HoistedRes5Head(pooler, head)([features], rois, image_index)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_hoisting_applies_to_bottleneck_roi_align_heads_only(shapes_root):
+    model, _ = r50_c4(shapes_root)
+    fold_batch_norms(model)
+    assert can_hoist(model.roi_head.box_pooler, model.roi_head.box_head)
+    for overrides in (["model.roi_head.roi_size=7"], ["model.roi_head.pooler=roi_pool"], ["model.backbone.depth=18"]):
+        other, _ = r50_c4(shapes_root, *overrides)
+        fold_batch_norms(other)
+        assert not can_hoist(other.roi_head.box_pooler, other.roi_head.box_head), overrides
+    unfolded, _ = r50_c4(shapes_root)
+    assert not can_hoist(unfolded.roi_head.box_pooler, unfolded.roi_head.box_head)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_hoisted_graph_in_onnxruntime_equals_the_eager_model(shapes_root, tmp_path):
+    model, cfg = r50_c4(shapes_root)
+    graph = DetectorGraph(model)
+    assert graph.hoisted is not None
+    trace = shapes_batch(cfg, [4, 5])
+    write_onnx(graph, (trace.images, torch.tensor(trace.image_sizes)), tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = shapes_batch(cfg, [1, 2, 3])
+    with torch.no_grad():
+        expected = model(batch.images, batch.image_sizes)
+    boxes, scores, labels, counts = session.run(None, {"images": batch.images.numpy(),
+                                                       "image_sizes": np.array(batch.image_sizes, dtype=np.int64)})  # fmt: skip
+    for want, b, s, l, n in zip(expected, boxes, scores, labels, counts):
+        assert n == len(want["boxes"]) > 0
+        assert np.array_equal(l[:n], want["labels"].numpy())
+        assert np.abs(b[:n] - want["boxes"].numpy()).max() <= 0.01
+        assert np.abs(s[:n] - want["scores"].numpy()).max() <= 1e-4
 
 
 def test_model_json_round_trip(exported, tmp_path):
