@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import torch
 
+from frcnn.engine.divergence import DivergenceError, nonfinite_tensors
+
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
@@ -33,12 +35,17 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically.
+    """Write ``state`` to ``path`` atomically; raise :class:`DivergenceError` (writing nothing)
+    if any of its tensors holds a NaN or an infinity.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
     ``path``: a crash or kill at any moment leaves either the previous file or the new one.
     """
     path = Path(path)
+    bad = nonfinite_tensors(state)
+    if bad:  # a diverged state never replaces the last good checkpoint
+        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DivergenceError(f"refusing to write {path}: non-finite values in {listed}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
