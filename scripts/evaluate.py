@@ -87,7 +87,7 @@ def evaluate_exported(cfg: DictConfig) -> Evaluation:
 def score_file(cfg: DictConfig) -> Evaluation:
     """A results file scored against the test split of cfg.dataset."""
     dataset = build_dataset(cfg.dataset, "test")
-    predictions = load_predictions(cfg.predictions)
+    predictions = load_predictions(cfg.predictions, cfg.invalid_predictions)
     log.info("scoring %d detections of %s on %d %s test images",
              len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)  # fmt: skip
     metrics, curves = score_predictions(dataset, predictions, coco_backend=cfg.evaluation.coco_backend.value)

@@ -71,10 +71,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; its write was "
+                              f"interrupted?)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path} ({e}): is it a checkpoints/*.pt file of a run?") from e
+        reason = " ".join(str(e).split()) or type(e).__name__  # one line, never empty
+        raise CheckpointError(f"cannot read checkpoint {path} ({reason}): is it a checkpoints/*.pt file of a "
+                              f"run?") from e
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not an frcnn checkpoint (no 'model' entry)")
     return state
@@ -115,11 +120,53 @@ class CheckpointDir:
     def save_best(self, state: dict[str, Any]) -> None:
         save_checkpoint(state, self.best)
 
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files an interrupted save left behind (``.last.pt.*.tmp``: a
+        killed process never renames or removes them); call before this run saves anything."""
+        stale = [p for p in self.directory.glob(".*.tmp") if p.is_file()]
+        if stale:
+            size = sum(p.stat().st_size for p in stale)
+            for p in stale:
+                p.unlink(missing_ok=True)
+            log.info("removed %d unfinished checkpoint file(s) (%.1f MB) left by an interrupted save in %s",
+                     len(stale), size / 2**20, self.directory)
+
+
+def load_resume_checkpoint(resume: Optional[str], run_dir: str | os.PathLike,
+                           map_location: Any = "cpu") -> tuple[Optional[Path], Optional[dict[str, Any]]]:
+    """(path, state) of the checkpoint ``train.resume`` names, or (None, None) for a fresh start.
+
+    ``auto``: ``last.pt`` of the run, or when it cannot be read (a truncated or empty file), the
+    newest readable periodic ``model_*.pt``, saying so. A path: that file, no fallback. Raises
+    CheckpointError naming every file tried and why when none can be read.
+    """
+    path = resolve_resume(resume, run_dir)
+    if resume != "auto":
+        return (path, load_checkpoint(path, map_location)) if path is not None else (None, None)
+    folder = CheckpointDir(Path(run_dir) / "checkpoints", keep=0)
+    candidates = ([folder.last] if folder.last.is_file() else []) + folder.periodic()[::-1]
+    failures = []
+    for candidate in candidates:
+        try:
+            state = load_checkpoint(candidate, map_location)
+        except CheckpointError as error:
+            log.warning("%s", error)
+            failures.append(str(error))
+            continue
+        if failures:
+            log.warning("resuming from %s instead (the newest checkpoint that can be read)", candidate)
+        return candidate, state
+    if failures:
+        raise CheckpointError(f"train.resume=auto: no checkpoint in {folder.directory} can be read: "
+                              + "; ".join(failures))
+    return None, None
+
 
 def resolve_resume(resume: Optional[str], run_dir: str | os.PathLike) -> Optional[Path]:
     """Map ``train.resume`` to a checkpoint path, or None for a fresh start.
 
     ``auto``: ``<run_dir>/checkpoints/last.pt`` if it exists; a path: that file (it must exist).
+    :func:`load_resume_checkpoint` also loads it, falling back to older checkpoints.
     """
     if resume is None:
         return None

@@ -21,7 +21,7 @@ from frcnn.config import check_train_config
 from frcnn.data import build_test_loader, build_train_loader
 from frcnn.engine import distributed as du
 from frcnn.engine.best_metric import is_better, metric_value
-from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, resolve_resume
+from frcnn.engine.checkpoint import CheckpointDir, load_resume_checkpoint
 from frcnn.engine.divergence import (
     DivergenceError,
     NonFiniteLossError,
@@ -40,6 +40,7 @@ from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
 from frcnn.evaluation.val_loss import LOSS_TERMS, has_annotations
 from frcnn.models import build_model, load_weights
+from frcnn.models.checkpoint_fit import load_checkpoint_weights
 from frcnn.models.finite import NonFiniteBoxError
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
         return StepResult(values, None, stop_everywhere, dropped=True)
 
     optimizer.zero_grad(set_to_none=True)
+    du.mark_collective()  # DDP all-reduces the gradients during the backward pass
     scaler.scale(total).backward()
     scaler.unscale_(optimizer)  # the norm (and the clipping) of the true gradients, not the loss-scaled ones
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -169,7 +171,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     """
     check_train_config(cfg)
     tc = cfg.train
-    device = du.init_distributed(resolve_device(_plain(cfg.device)))
+    device = du.init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
     rank, world_size, main = du.get_rank(), du.get_world_size(), du.is_main_process()
     run_dir = _shared_run_dir(run_dir)
     seed_everything(cfg.seed + rank, deterministic=tc.deterministic)
@@ -191,14 +193,15 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints)
 
     iteration, best_metric, rng_states, saved_at = 0, None, None, None
-    resume_path = resolve_resume(tc.resume, run_dir)
+    if main:
+        checkpoints.remove_temporaries()
+    resume_path, state = load_resume_checkpoint(tc.resume, run_dir, map_location=device)
     if resume_path is not None:
-        state = load_checkpoint(resume_path, map_location=device)
         if "optimizer" not in state:
             raise ValueError(f"train.resume={resume_path}: it holds model weights only (as best.pt does); resume "
                              f"from last.pt or a periodic checkpoint, or fine-tune with model.weights={resume_path}")
         check_resume_config(state["config"], cfg, resume_path)
-        model.load_state_dict(state["model"])
+        load_checkpoint_weights(model, state, str(resume_path), cfg.model, len(test_set.class_names))
         optimizer.load_state_dict(state["optimizer"])
         # Only the position is restored: the LR curve itself follows the current config.
         scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})

@@ -7,6 +7,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from frcnn.models import FasterRCNN, build_model
+from frcnn.models.checkpoint_fit import load_checkpoint_weights
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def model_from_checkpoint(checkpoint: dict, model_cfg: DictConfig) -> FasterRCNN
         backbone.norm = "bn" if backbone.weights is None else "frozen_bn"
     backbone.weights = None
     model = build_model(model_cfg, num_classes=len(checkpoint["class_names"]))
-    model.load_state_dict(checkpoint["model"])
+    load_checkpoint_weights(model, checkpoint, "the checkpoint", model_cfg, len(checkpoint["class_names"]))
     logger.info(
         "loaded a %d-class detector trained for %s iterations", len(checkpoint["class_names"]), checkpoint.get("iteration")
     )

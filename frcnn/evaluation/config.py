@@ -28,6 +28,8 @@ class EvaluateConfig:
 
     checkpoint: Optional[str] = None  # evaluate this trained model (builds it from its own config)
     predictions: Optional[str] = None  # or score this COCO-results file, no model
+    # predictions= entries with a non-finite or negative-size box or a non-finite score: error | drop
+    invalid_predictions: str = "error"
     runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
     exported_model: Optional[str] = None  # DIR/model.onnx of scripts/export.py; `model=PATH` on the command line
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # used as is with predictions=
