@@ -140,6 +140,14 @@ RANGES: dict[str, Range] = {
     "train.vis_images": NONNEGATIVE,
 }  # fmt: skip
 
+# The roots of configs/evaluate.yaml and configs/predict.yaml (their dataset and model nodes are
+# checked with the keys above).
+EVALUATE_RANGES: dict[str, Range] = {
+    "batch_size": POSITIVE,
+    "num_workers": Range(NONNEGATIVE.test, NONNEGATIVE.text, optional=True),
+}
+PREDICT_RANGES: dict[str, Range] = {"batch_size": POSITIVE, "score_threshold": FRACTION}
+
 # (smaller, larger): the first must not exceed the second.
 ORDERED = (
     ("dataset.shapes.min_image_size", "dataset.shapes.max_image_size"),
@@ -151,12 +159,12 @@ ORDERED = (
 _MISSING = object()
 
 
-def check_ranges(cfg, node: str = "") -> None:
-    """Raise ValueError naming the first key of ``cfg`` outside its range.
+def check_ranges(cfg, node: str = "", ranges: dict[str, Range] = RANGES) -> None:
+    """Raise ValueError naming the first key of ``cfg`` outside its range in ``ranges``.
 
     ``node``: where ``cfg`` sits in the training config (``"model"`` for a model node alone, as
-    evaluate.py and predict.py build from a checkpoint); "" for the whole training config. Keys
-    the config does not have are skipped.
+    evaluate.py and predict.py build from a checkpoint); "" for the whole config. Keys the config
+    does not have are skipped.
     """
     prefix = f"{node}." if node else ""
 
@@ -166,11 +174,11 @@ def check_ranges(cfg, node: str = "") -> None:
         found = OmegaConf.select(cfg, key[len(prefix):], default=_MISSING)
         return OmegaConf.to_object(found) if OmegaConf.is_config(found) else found
 
-    for key, allowed in RANGES.items():
+    for key, allowed in ranges.items():
         found = value(key)
         if found is not _MISSING and (problem := allowed.problem(found)):
             raise ValueError(f"{key} {problem}")
-    for smaller, larger in ORDERED:
+    for smaller, larger in ORDERED if ranges is RANGES else ():
         low, high = value(smaller), value(larger)
         if low is not _MISSING and high is not _MISSING and low > high:
             raise ValueError(f"{smaller}={low} exceeds {larger}={high}")

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from frcnn.config_ranges import EVALUATE_RANGES, check_ranges
 from frcnn.data import build_dataset, build_test_loader
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.trainer import resolve_device
@@ -99,6 +100,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_logging(run_dir / "evaluate.log")
     check_evaluate_source(cfg)
+    check_ranges(cfg, ranges=EVALUATE_RANGES)
     check_runtime(cfg, HydraConfig.get().overrides.task)
     if cfg.exported_model is not None:
         run = evaluate_exported(cfg)

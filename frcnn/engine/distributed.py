@@ -11,9 +11,12 @@ collectives it has entered, so that one that times out names the ranks that fell
 (:func:`stalled_rank_error`).
 """
 
+import ctypes
 import hashlib
 import logging
 import os
+import signal
+import sys
 from datetime import timedelta
 from typing import Optional
 
@@ -57,6 +60,20 @@ def mark_collective() -> None:
     _progress.enter()
 
 
+def stop_with_launcher() -> None:
+    """Under torchrun on Linux, have the kernel send this process SIGTERM when torchrun dies.
+
+    torchrun stops its workers when it is stopped itself, but a killed (SIGKILL) torchrun cannot:
+    its workers would train on as orphans. With this, they stop as on Ctrl-C (save, exit).
+    """
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() == 1:  # the launcher died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def init_distributed(device: torch.device, timeout_s: Optional[float] = None) -> torch.device:
     """Join the process group when launched by torchrun; return the device of this process.
 
@@ -66,6 +83,7 @@ def init_distributed(device: torch.device, timeout_s: Optional[float] = None) ->
     """
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1 or dist.is_initialized():
         return device
+    stop_with_launcher()
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)

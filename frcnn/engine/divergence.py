@@ -77,11 +77,12 @@ def nonfinite_tensors(state: Any) -> list[str]:
 
 def check_weights(iteration: int, losses: Mapping[str, float], grad_norm: float,
                   model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Raise :class:`DivergenceError` when the step just taken left a non-finite weight or
+    """Raise :class:`DivergenceError` when the step just taken left a non-finite weight, buffer or
     optimiser state (e.g. a finite but huge gradient times the learning rate overflowed)."""
     parameters = dict(model.named_parameters())
     state = {name: optimizer.state[p] for name, p in parameters.items() if p in optimizer.state}
-    bad = nonfinite_tensors({"model": parameters, "optimizer": state})
+    # Buffers too: a forward pass on overflowing activations leaves NaN BatchNorm statistics.
+    bad = nonfinite_tensors({"model": {**parameters, **dict(model.named_buffers())}, "optimizer": state})
     if bad:
         listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise DivergenceError(f"the update of {describe_step(iteration, losses, grad_norm)} made {listed} "

@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from frcnn.config import Device, EvaluationConfig
+from frcnn.config_ranges import check_ranges
 from frcnn.data.config import DatasetConfig
 from frcnn.models.config import ModelConfig
 
@@ -106,4 +107,6 @@ def checkpoint_run_config(
         if node_name in ("model", "dataset"):
             target = model if node_name == "model" else dataset
             OmegaConf.update(target, subkey, OmegaConf.select(cfg, key), merge=False)
+    check_ranges(dataset, "dataset")
+    check_ranges(model, "model")
     return dataset, model

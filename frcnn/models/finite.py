@@ -15,8 +15,11 @@ class NonFiniteBoxError(FloatingPointError):
 def check_finite_rois(rois: torch.Tensor) -> None:
     """Raise :class:`NonFiniteBoxError` if any of ``rois`` (Tensor[R, 4] or [R, 5]) is not finite.
 
-    One device synchronisation (the RoI sampling already has several).
+    One device synchronisation (the RoI sampling already has several). Skipped while the graph
+    is traced for export: a data-dependent branch cannot be recorded.
     """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
     finite = torch.isfinite(rois).all(dim=1)
     if not bool(finite.all()):
         raise NonFiniteBoxError(f"{int((~finite).sum())} of {len(rois)} RoIs have a non-finite coordinate: "
