@@ -34,13 +34,10 @@ class CheckpointError(ValueError):
     """A file given as a checkpoint or weights cannot be read or is not an frcnn checkpoint."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically; raise :class:`DivergenceError` (writing nothing)
-    if any of its tensors holds a NaN or an infinity.
-
-    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path``: a crash or kill at any moment leaves either the previous file or the new one.
-    """
+def write_temporary(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to a temporary file next to ``path`` (flushed to disk) and return it;
+    :func:`commit_temporary` renames it over ``path``. Raises :class:`DivergenceError`, writing
+    nothing, if any tensor of ``state`` holds a NaN or an infinity."""
     path = Path(path)
     bad = nonfinite_tensors(state)
     if bad:  # a diverged state never replaces the last good checkpoint
@@ -53,17 +50,32 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # Make the rename itself durable.
+    return Path(tmp)
+
+
+def commit_temporary(tmp: Path, path: str | os.PathLike) -> None:
+    """Rename ``tmp`` (from :func:`write_temporary`) over ``path``, durably."""
+    path = Path(path)
+    os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     log.info("saved %s (%.1f MB)", path, path.stat().st_size / 2**20)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``state`` to ``path`` atomically; raise :class:`DivergenceError` (writing nothing)
+    if any of its tensors holds a NaN or an infinity.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    ``path``: a crash or kill at any moment leaves either the previous file or the new one.
+    """
+    commit_temporary(write_temporary(state, path), path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -94,6 +106,7 @@ class CheckpointDir:
     def __init__(self, directory: str | os.PathLike, keep: int):
         self.directory = Path(directory)
         self.keep = keep
+        self._pending: list[tuple[Path, Path]] = []  # (temporary file, checkpoint it becomes)
 
     @property
     def last(self) -> Path:
@@ -109,13 +122,41 @@ class CheckpointDir:
                  if (m := _PERIODIC.fullmatch(p.name))]
         return [p for _, p in sorted(found)]
 
+    def stage_last(self, state: dict[str, Any], periodic: bool = False) -> None:
+        """Write ``last.pt`` (with ``periodic``, also a ``model_XXXXXXX.pt`` copy) to temporary
+        files, to become the checkpoints on :meth:`commit`. The training loop commits once the
+        next step has computed finite gradients from these weights, so that ``last.pt`` always
+        holds weights that can take a step (finite weights can still overflow in the forward
+        pass after a diverging update)."""
+        self.discard()
+        targets = [self.last] + ([self.directory / f"model_{state['iteration']:07d}.pt"]
+                                 if periodic and self.keep > 0 else [])
+        for target in targets:
+            self._pending.append((write_temporary(state, target), target))
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def commit(self) -> None:
+        """Make the staged files the checkpoints, pruning old periodic ones."""
+        for tmp, target in self._pending:
+            commit_temporary(tmp, target)
+        if self._pending:
+            for old in self.periodic()[:-self.keep] if self.keep > 0 else []:
+                old.unlink()
+        self._pending = []
+
+    def discard(self) -> None:
+        """Delete the staged files (their weights failed the next step)."""
+        for tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending = []
+
     def save_last(self, state: dict[str, Any], periodic: bool = False) -> None:
         """Write ``last.pt``; with ``periodic``, also a ``model_XXXXXXX.pt`` copy, pruning old ones."""
-        save_checkpoint(state, self.last)
-        if periodic and self.keep > 0:
-            save_checkpoint(state, self.directory / f"model_{state['iteration']:07d}.pt")
-            for old in self.periodic()[:-self.keep]:
-                old.unlink()
+        self.stage_last(state, periodic)
+        self.commit()
 
     def save_best(self, state: dict[str, Any]) -> None:
         save_checkpoint(state, self.best)

@@ -34,7 +34,7 @@ from frcnn.engine.divergence import (
 from frcnn.engine.evaluation import evaluate
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
-from frcnn.engine.optim import build_lr_scheduler, build_optimizer
+from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
 from frcnn.engine.resume import check_resume_config
 from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
@@ -192,7 +192,9 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints)
 
-    iteration, best_metric, rng_states, saved_at = 0, None, None, None
+    # saved_at: the iteration of the newest checkpoint; staged_at: of the newest one written, which
+    # becomes a checkpoint once the next step computed finite gradients from its weights.
+    iteration, best_metric, rng_states, saved_at, staged_at = 0, None, None, None, None
     if main:
         checkpoints.remove_temporaries()
     resume_path, state = load_resume_checkpoint(tc.resume, run_dir, map_location=device)
@@ -203,14 +205,13 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         check_resume_config(state["config"], cfg, resume_path)
         load_checkpoint_weights(model, state, str(resume_path), cfg.model, len(test_set.class_names))
         optimizer.load_state_dict(state["optimizer"])
-        # Only the position is restored: the LR curve itself follows the current config.
-        scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+        restore_schedule_position(scheduler, state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         iteration, best_metric = state["iteration"], state["best_metric"]
         if state["config"]["train"].get("best_metric", "voc07/mAP") != tc.best_metric:
             best_metric = None  # the recorded best is another number: best.pt follows the new one from here
         rng_states = state["rng"]
-        saved_at = iteration
+        saved_at = staged_at = iteration
         log.info("resumed from %s at iteration %d", resume_path, iteration)
     elif tc.resume == "auto":
         log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
@@ -263,7 +264,11 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
                                   stop.requested, iteration + 1, nonfinite)
                 scheduler.step()
                 iteration += 1
-                if step.dropped:
+                if not step.dropped:  # the staged checkpoint's weights produced finite gradients
+                    if main:
+                        checkpoints.commit()
+                    saved_at = staged_at
+                else:
                     log.warning("iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
                                 iteration, nonfinite.in_a_row, nonfinite.total,
                                 describe_step(iteration, step.losses, step.grad_norm))
@@ -278,8 +283,8 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
                 if iteration % tc.checkpoint_period == 0 and iteration < tc.max_iters:
                     state = training_state()
                     if main:
-                        checkpoints.save_last(state, periodic=True)
-                    saved_at = iteration
+                        checkpoints.stage_last(state, periodic=True)
+                    staged_at = iteration
                 if tc.eval_period > 0 and iteration % tc.eval_period == 0 and iteration < tc.max_iters:
                     run_evaluation()
 
@@ -288,6 +293,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
             du.broadcast_buffers(model)
             state = training_state()
             if main:
+                checkpoints.commit()
                 checkpoints.save_last(state, periodic=iteration % tc.checkpoint_period == 0)
                 if metrics is not None:
                     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -296,6 +302,8 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     except DivergenceError as e:
         kept = (f"{checkpoints.last} (iteration {saved_at}) is the last checkpoint" if saved_at is not None
                 else "no checkpoint was written")
+        if staged_at != saved_at:
+            kept += f" (the one of iteration {staged_at} was discarded: its weights fail a step)"
         error = type(e)(f"training diverged: {e}. Stopped before saving anything of it: {kept}. Lower "
                         f"optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip")
         log.error("%s", error)
@@ -307,6 +315,8 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         log.error("%s", stalled)
         raise stalled from e
     finally:
+        if main:
+            checkpoints.discard()  # staged weights that no step has validated
         events.close()
         du.destroy_distributed()
 

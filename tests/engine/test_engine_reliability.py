@@ -2,6 +2,7 @@
 mismatched checkpoints are named in one line, interrupted saves are cleaned up, and a stalled
 or impatiently stopped distributed job ends."""
 
+import copy
 import json
 import logging
 import math
@@ -57,19 +58,60 @@ def test_huge_learning_rate_stops_before_saving_and_resumes_with_a_sane_one(tiny
     assert all(f"{k}=" in message for k in LOSS_TERMS)
     stopped_at = int(message.split("iteration ")[1].split(":")[0])
     ckpts = tmp_path / "checkpoints"
+    assert not list(ckpts.glob(".*.tmp"))  # the discarded state left no file
     for path in ckpts.glob("*.pt"):
         assert all_finite(path), path
-    last = load_checkpoint(ckpts / "last.pt") if (ckpts / "last.pt").exists() else None
-    assert last is None or last["iteration"] == stopped_at - 1
-    assert f"iteration {stopped_at - 1}) is the last checkpoint" in message or last is None
+    last = load_checkpoint(ckpts / "last.pt")
+    assert f"(iteration {last['iteration']}) is the last checkpoint" in message
+    assert last["iteration"] < stopped_at
     saved = records(tmp_path)
     assert all(math.isfinite(r["grad_norm"]) for i, r in saved.items() if i < stopped_at)
 
-    if last is not None:  # a sane learning rate continues from the last good checkpoint
-        train(tiny_cfg(*diverging[1:], "train.resume=auto", "train.resume_allow_config_change=true",
-                       f"train.max_iters={stopped_at + 1}"), tmp_path)
-        resumed = load_checkpoint(ckpts / "last.pt")
-        assert resumed["iteration"] == stopped_at + 1 and nonfinite_tensors(resumed) == []
+    # A sane learning rate continues from the last checkpoint: its weights take finite steps.
+    resume = (*diverging[1:], "train.resume=auto", "train.resume_allow_config_change=true")
+    train(tiny_cfg(*resume, f"train.max_iters={last['iteration'] + 2}"), tmp_path)
+    resumed = load_checkpoint(ckpts / "last.pt")
+    assert resumed["iteration"] == last["iteration"] + 2 and nonfinite_tensors(resumed) == []
+
+
+def test_a_resumed_run_takes_the_learning_rate_of_its_config(tiny_cfg):
+    """The optimiser and scheduler states carry the old learning rate; a resume with a saner
+    ``optimizer.base_lr`` used to keep the diverging one."""
+    from frcnn.engine.optim import build_lr_scheduler, restore_schedule_position
+
+    cfg = tiny_cfg()
+    model = nn.Linear(2, 2)
+
+    def build(base_lr):
+        optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=0.9)
+        return optimizer, build_lr_scheduler(cfg.schedule, optimizer, 10)
+
+    optimizer, scheduler = build(1e5)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    saved_optimizer, saved_scheduler = optimizer.state_dict(), scheduler.state_dict()
+    optimizer, scheduler = build(0.01)
+    factor = scheduler.lr_lambdas[0](3)
+    optimizer.load_state_dict(saved_optimizer)
+    restore_schedule_position(scheduler, saved_scheduler)
+    assert scheduler.last_epoch == 3 and 0 < factor <= 1
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * factor) == scheduler.get_last_lr()[0]
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * scheduler.lr_lambdas[0](4))
+
+
+def test_a_staged_checkpoint_is_committed_only_after_a_finite_step(tmp_path):
+    ckpts = CheckpointDir(tmp_path, keep=2)
+    ckpts.save_last({"model": {"w": torch.ones(1)}, "iteration": 1}, periodic=True)
+    ckpts.stage_last({"model": {"w": torch.ones(1) * 2}, "iteration": 2}, periodic=True)
+    assert load_checkpoint(ckpts.last)["iteration"] == 1 and ckpts.pending
+    ckpts.discard()  # the next step failed
+    assert sorted(os.listdir(tmp_path)) == ["last.pt", "model_0000001.pt"]
+    ckpts.stage_last({"model": {"w": torch.ones(1) * 3}, "iteration": 3}, periodic=True)
+    ckpts.commit()  # the next step succeeded
+    assert load_checkpoint(ckpts.last)["iteration"] == 3
+    assert sorted(os.listdir(tmp_path)) == ["last.pt", "model_0000001.pt", "model_0000003.pt"]
 
 
 def test_grad_norm_is_logged_every_step_before_clipping(tiny_cfg, tmp_path):
@@ -204,7 +246,7 @@ def test_trainer_cleans_temporaries_at_start(tiny_cfg, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.pt.a1b2c3.tmp").write_bytes(b"\0" * 100)
     train(tiny_cfg("train.max_iters=1", "train.eval_at_end=false"), tmp_path)
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt", "model_0000001.pt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt"]
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -217,7 +259,7 @@ def test_a_mismatched_checkpoint_is_named_with_the_reason(tiny_cfg, change, reas
     source = build_model(cfg.model, num_classes=3)
     checkpoint = {"model": source.state_dict(), "class_names": ["a", "b", "c"],
                   "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}
-    model_cfg = cfg.model.copy()
+    model_cfg = copy.deepcopy(cfg.model)
     if "depth" in change:
         model_cfg.backbone.depth = change["depth"]
     if "architecture" in change:
@@ -408,12 +450,12 @@ def test_each_range_rejects_a_value_outside_it_naming_the_key(tiny_cfg):
         if allowed.each:
             bad_values = [[bad_values[0]] * (allowed.length or 1), []]
         for bad in bad_values:
-            broken = cfg.copy()
+            broken = copy.deepcopy(cfg)
             OmegaConf.update(broken, key, bad, merge=False)
             with pytest.raises(ValueError) as info:
                 check_ranges(broken)
             assert str(info.value).startswith(f"{key} "), (key, bad, str(info.value))
-    broken = cfg.copy()
+    broken = copy.deepcopy(cfg)
     broken.model.rpn.neg_iou_thresh = 0.8
     with pytest.raises(ValueError, match=r"model.rpn.neg_iou_thresh=0.8 exceeds model.rpn.pos_iou_thresh=0.7"):
         check_ranges(broken)
