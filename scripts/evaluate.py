@@ -63,7 +63,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     device = resolve_device(cfg.device.value)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
     check_classes(checkpoint, loader.dataset.class_names)
-    model = model_from_checkpoint(checkpoint, model_cfg).to(device)
+    model = model_from_checkpoint(checkpoint, model_cfg, source=cfg.checkpoint).to(device)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
     # The RoI sampling of the validation loss is seeded as in the training run's evaluations.
