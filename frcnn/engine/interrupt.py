@@ -8,6 +8,21 @@ import threading
 
 log = logging.getLogger(__name__)
 
+_wakeup_fd_set = False  # whether a StopRequest holds the process's signal wakeup fd
+
+
+def _forget_wakeup_fd() -> None:
+    """In a forked child (a DataLoader worker): stop writing signals to the parent's pipe, where
+    the child's share of a Ctrl-C would count as the parent's second signal."""
+    if _wakeup_fd_set:
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:  # forked from a thread other than the main one: no wakeup fd to reset
+            pass
+
+
+os.register_at_fork(after_in_child=_forget_wakeup_fd)
+
 
 class StopRequest:
     """Context manager that turns SIGTERM and SIGINT into a flag the training loop polls.
@@ -64,7 +79,9 @@ class StopRequest:
             signal.signal(signum, handler)
         self._previous = {}
         if self._pipe is not None:
+            global _wakeup_fd_set
             signal.set_wakeup_fd(self._previous_wakeup_fd)
+            _wakeup_fd_set = False
             os.close(self._pipe[1])
             self._watcher.join()
             self._pipe = self._watcher = None
@@ -78,7 +95,9 @@ class StopRequest:
                                              daemon=True)
             self._watcher.start()
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            global _wakeup_fd_set
             self._previous_wakeup_fd = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
+            _wakeup_fd_set = True
         return self
 
     def __exit__(self, *exc):

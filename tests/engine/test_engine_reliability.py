@@ -464,3 +464,19 @@ def test_each_range_rejects_a_value_outside_it_naming_the_key(tiny_cfg):
     broken.model.rpn.neg_iou_thresh = 0.8
     with pytest.raises(ValueError, match=r"model.rpn.neg_iou_thresh=0.8 exceeds model.rpn.pos_iou_thresh=0.7"):
         check_ranges(broken)
+
+
+def test_a_signal_to_a_forked_worker_does_not_count_for_the_parent():
+    """Ctrl-C reaches the DataLoader workers too; their share must not be the parent's second signal."""
+    from frcnn.engine.interrupt import StopRequest
+
+    with StopRequest() as stop:
+        child = os.fork()
+        if child == 0:  # the worker: receives the same Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+            os._exit(0)
+        os.waitpid(child, 0)
+        time.sleep(0.3)  # time for the watcher to see a byte, were one written
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGINT)  # the parent's own first Ctrl-C only asks to stop
+        assert stop.requested

@@ -2,7 +2,6 @@
 process in torchvision's kernels, and torchvision weights are fetched safely and explained offline."""
 
 import math
-import pickle
 import urllib.error
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def _plant(cache: Path, url: str, marker: Path) -> None:
     payload = _RunsCode()
     payload.marker = marker
     with open(cache / Path(url).name, "wb") as f:
-        torch.save({"conv1.weight": payload}, f, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+        torch.save({"conv1.weight": payload}, f)
 
 
 def test_cached_imagenet_weights_are_not_unpickled(empty_torch_cache, tmp_path):
