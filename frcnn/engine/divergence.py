@@ -1,12 +1,14 @@
 """Divergence: non-finite losses, gradients and weights, found before anything is saved.
 
 Every training step measures the total L2 norm of the gradients (``grad_norm``, logged with the
-losses) and, after the optimiser step, checks the weights and the optimiser state. What the loop
-does with a non-finite loss or gradient follows ``train.on_nonfinite``: ``stop`` (the default)
-ends the run, ``skip`` drops the update and carries on, stopping after ``train.max_nonfinite_steps``
-dropped steps in a row. Non-finite weights always stop the run: the update that produced them
-cannot be taken back. The checkpoint writer refuses non-finite tensors as a last line of defence
-(:func:`nonfinite_tensors`), so a diverged run never replaces its last good checkpoint.
+losses) and, after the optimiser step, checks the weights, buffers and optimiser state. What the
+loop does with a non-finite loss or gradient follows ``train.on_nonfinite``: ``stop`` (the
+default) ends the run, ``skip`` drops the update and carries on, stopping after
+``train.max_nonfinite_steps`` dropped steps in a row. Non-finite weights always stop the run: the
+update that produced them cannot be taken back. The checkpoint writer refuses non-finite tensors
+(:func:`nonfinite_tensors`), and the loop makes a written checkpoint ``last.pt`` only once the
+next step has computed finite gradients from its weights, so a diverged run never replaces its
+last good checkpoint.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ def all_finite(path: Path) -> bool:
 
 # -- divergence -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_huge_learning_rate_stops_before_saving_and_resumes_with_a_sane_one(tiny_cfg, tmp_path):
     """``optimizer.base_lr=1e6``: the run used to segfault in roi_align or save NaN weights."""
     diverging = ("optimizer.base_lr=1e6", "train.max_iters=12", "train.checkpoint_period=1", "train.eval_at_end=false",
