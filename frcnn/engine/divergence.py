@@ -13,7 +13,6 @@ last good checkpoint.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
