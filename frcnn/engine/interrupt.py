@@ -8,17 +8,25 @@ import threading
 
 log = logging.getLogger(__name__)
 
-_wakeup_fd_set = False  # whether a StopRequest holds the process's signal wakeup fd
+_STOP_WATCHING = 0  # not a signal number: tells the watcher thread to end
+
+_active_pipe: tuple[int, int] | None = None  # the signal pipe of the StopRequest in force
 
 
 def _forget_wakeup_fd() -> None:
     """In a forked child (a DataLoader worker): stop writing signals to the parent's pipe, where
-    the child's share of a Ctrl-C would count as the parent's second signal."""
-    if _wakeup_fd_set:
+    the child's share of a Ctrl-C would count as the parent's second signal, and close the
+    child's copies of the pipe."""
+    if _active_pipe is not None:
         try:
             signal.set_wakeup_fd(-1)
         except ValueError:  # forked from a thread other than the main one: no wakeup fd to reset
             pass
+        for fd in _active_pipe:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 os.register_at_fork(after_in_child=_forget_wakeup_fd)
@@ -68,22 +76,25 @@ class StopRequest:
         os._exit(128 + signum)
 
     def _watch(self, read_fd: int) -> None:
-        while data := os.read(read_fd, 64):  # b"" once __exit__ closes the write end
-            for signum in data:
+        while True:
+            for signum in os.read(read_fd, 64):
+                if signum == _STOP_WATCHING:  # written by __exit__
+                    return
                 if signum in self.SIGNALS:
                     self._on_signal(signum)
-        os.close(read_fd)
 
     def _restore(self):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
         if self._pipe is not None:
-            global _wakeup_fd_set
+            global _active_pipe
             signal.set_wakeup_fd(self._previous_wakeup_fd)
-            _wakeup_fd_set = False
-            os.close(self._pipe[1])
+            _active_pipe = None
+            os.write(self._pipe[1], bytes([_STOP_WATCHING]))
             self._watcher.join()
+            for fd in self._pipe:
+                os.close(fd)
             self._pipe = self._watcher = None
 
     def __enter__(self):
@@ -95,9 +106,9 @@ class StopRequest:
                                              daemon=True)
             self._watcher.start()
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-            global _wakeup_fd_set
+            global _active_pipe
             self._previous_wakeup_fd = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
-            _wakeup_fd_set = True
+            _active_pipe = self._pipe
         return self
 
     def __exit__(self, *exc):

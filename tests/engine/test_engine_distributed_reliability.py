@@ -145,3 +145,17 @@ def test_a_signal_to_a_forked_worker_does_not_count_for_the_parent():
         assert not stop.requested
         os.kill(os.getpid(), signal.SIGINT)  # the parent's own first Ctrl-C only asks to stop
         assert stop.requested
+
+
+def test_leaving_the_stop_request_does_not_wait_for_forked_workers():
+    """DataLoader workers forked inside it inherit its pipe; the watcher used to wait for them."""
+    from frcnn.engine.interrupt import StopRequest
+
+    with StopRequest():
+        child = os.fork()
+        if child == 0:  # a worker that outlives the training loop's StopRequest
+            time.sleep(5)
+            os._exit(0)
+    assert os.waitpid(child, os.WNOHANG) == (0, 0)  # left at once, the worker still running
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
