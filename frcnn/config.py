@@ -21,8 +21,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from frcnn.config_ranges import check_ranges
 from frcnn.data.config import DatasetConfig
 from frcnn.engine.best_metric import check_best_metric
+from frcnn.engine.divergence import NonFinitePolicy
 from frcnn.models.config import ModelConfig
 
 
@@ -102,6 +104,13 @@ class TrainLoopConfig:
     resume: Optional[str] = None  # "auto" (checkpoints/last.pt of the run dir, if any) | a path | null
     resume_allow_config_change: bool = False  # resume even if model/data/optimiser settings differ
     clip_grad_norm: Optional[float] = None  # max L2 norm of all gradients (null: no clipping)
+    # A non-finite loss or gradient: stop (naming the iteration, the loss terms and grad_norm) or
+    # skip (drop that update). Non-finite weights after an update always stop the run.
+    on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop
+    max_nonfinite_steps: int = 5  # on_nonfinite=skip: stop after this many dropped updates in a row
+    # Seconds a process waits in a collective (torchrun) before the run stops, naming the ranks that
+    # fell behind; null: 300 on CPU (gloo), 1800 on CUDA (nccl).
+    dist_timeout: Optional[float] = None
     amp: Amp = Amp.off  # mixed precision on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are reproducible anyway)
     log_period: int = 20  # iterations between TensorBoard scalars / log lines
@@ -145,16 +154,9 @@ def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str
 
 
 def check_train_config(cfg) -> None:
-    """Value checks the types cannot express; raises ValueError naming the key."""
-    positive = ("max_iters", "batch_size", "eval_batch_size", "checkpoint_period", "log_period")
-    for key in positive:
-        if cfg.train[key] <= 0:
-            raise ValueError(f"train.{key} must be positive, got {cfg.train[key]}")
-    for key in ("eval_period", "keep_checkpoints", "vis_images"):
-        if cfg.train[key] < 0:
-            raise ValueError(f"train.{key} must be >= 0, got {cfg.train[key]}")
-    if cfg.optimizer.base_lr <= 0 or cfg.optimizer.reference_batch_size <= 0:
-        raise ValueError("optimizer.base_lr and optimizer.reference_batch_size must be positive")
+    """Value checks the types cannot express (every numeric key's range, :mod:`frcnn.config_ranges`);
+    raises ValueError naming the key."""
+    check_ranges(cfg)
     check_best_metric(cfg.train.best_metric, cfg.train.val_loss)
 
 

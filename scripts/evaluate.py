@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from frcnn.config_ranges import EVALUATE_RANGES, check_ranges
 from frcnn.data import build_dataset, build_test_loader
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.trainer import resolve_device
@@ -61,7 +62,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
     device = resolve_device(cfg.device.value)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
-    model = model_from_checkpoint(checkpoint, model_cfg)
+    model = model_from_checkpoint(checkpoint, model_cfg, source=cfg.checkpoint)
     model = model_for_dataset(model, checkpoint, loader.dataset.class_names).to(device)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
@@ -87,7 +88,7 @@ def evaluate_exported(cfg: DictConfig) -> Evaluation:
 def score_file(cfg: DictConfig) -> Evaluation:
     """A results file scored against the test split of cfg.dataset."""
     dataset = build_dataset(cfg.dataset, "test")
-    predictions = load_predictions(cfg.predictions)
+    predictions = load_predictions(cfg.predictions, cfg.invalid_predictions)
     log.info("scoring %d detections of %s on %d %s test images",
              len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)  # fmt: skip
     metrics, curves = score_predictions(dataset, predictions, coco_backend=cfg.evaluation.coco_backend.value)
@@ -99,6 +100,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_logging(run_dir / "evaluate.log")
     check_evaluate_source(cfg)
+    check_ranges(cfg, ranges=EVALUATE_RANGES)
     check_runtime(cfg, HydraConfig.get().overrides.task)
     if cfg.exported_model is not None:
         run = evaluate_exported(cfg)

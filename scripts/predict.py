@@ -17,6 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from frcnn.config_ranges import PREDICT_RANGES, check_ranges
 from frcnn.data.config import DatasetConfig
 from frcnn.data.transforms import build_transform
 from frcnn.detector import Detector
@@ -34,6 +35,7 @@ log = logging.getLogger("predict")
 @hydra.main(config_path="../configs", config_name="predict", version_base=None)
 def main(cfg: DictConfig) -> None:
     setup_logging()
+    check_ranges(cfg, ranges=PREDICT_RANGES)
     output = Path(cfg.output)
     paths = list_images(cfg.input)
     check_output_dir(paths, output)

@@ -37,9 +37,16 @@ class Problem:
 
 
 class DatasetError(ValueError):
-    """Raised for bad data; the message lists the problems (the first few when many)."""
+    """Raised for bad data; the message lists the problems (the first few when many).
 
-    def __init__(self, problems: list[Problem] | Problem):
+    It survives the trip from a DataLoader worker to the main process: pickling keeps the
+    problems (:meth:`__reduce__`), and torch re-raising it from a worker's formatted traceback
+    (``DatasetError(text)``) recovers them from the text.
+    """
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = _problems_from_text(problems)
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         lines = [str(p) for p in self.problems[:MAX_LISTED_PROBLEMS]]
         if len(self.problems) > MAX_LISTED_PROBLEMS:
@@ -47,6 +54,30 @@ class DatasetError(ValueError):
         count = len(self.problems)
         head = "invalid dataset: " if count == 1 else f"invalid dataset, {count} problems:\n  "
         super().__init__(head + "\n  ".join(lines))
+
+    def __reduce__(self):
+        return type(self), (self.problems,)
+
+
+def _problems_from_text(text: str) -> list[Problem]:
+    """The problems listed in a DatasetError's message, found in ``text`` (e.g. a DataLoader
+    worker's formatted traceback, which ends with ``...DatasetError: <message>``).
+
+    Each problem line ``file: reason`` is split at its first ": " (the text of the line, which is
+    what gets reported, is kept exactly); text without a DatasetError message is one problem.
+    """
+    marker = "DatasetError: "
+    message = text[text.rindex(marker) + len(marker):] if marker in text else text
+    lines = [line.strip() for line in message.strip().splitlines()]
+    if lines and lines[0].startswith("invalid dataset: "):
+        lines = [lines[0].removeprefix("invalid dataset: ")]
+    elif lines and lines[0].startswith("invalid dataset, "):
+        lines = [line for line in lines[1:] if line and not line.startswith("... and ")]
+    problems = []
+    for line in lines or [text.strip()]:
+        file, _, reason = line.partition(": ")
+        problems.append(Problem(file, None, reason) if reason else Problem("<unknown file>", None, line))
+    return problems
 
 
 def raise_if_any(problems: list[Problem]) -> None:

@@ -3,12 +3,22 @@
 ``torchrun`` (single node or ``--nnodes`` / ``--rdzv_endpoint``) exports RANK, LOCAL_RANK,
 WORLD_SIZE, MASTER_ADDR and MASTER_PORT; without them the process runs alone and every helper
 here degrades to the single-process answer.
+
+A process that stops responding (hung, stopped, swapped out) would hold the others in their
+next collective until the timeout of the process group. That timeout is ``train.dist_timeout``
+(default :data:`DEFAULT_TIMEOUT_S`), and every process records in the rendezvous store how many
+collectives it has entered, so that one that times out names the ranks that fell behind
+(:func:`stalled_rank_error`).
 """
 
+import ctypes
 import hashlib
 import logging
 import os
+import signal
+import sys
 from datetime import timedelta
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -16,28 +26,119 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+# Seconds a collective may wait for the other processes: a CPU run's steps and evaluations are
+# short; a GPU run's rank 0 may evaluate COCO or write large checkpoints while the others wait.
+DEFAULT_TIMEOUT_S = {"gloo": 300.0, "nccl": 1800.0}
+_PROGRESS_KEY = "frcnn/collectives/{rank}"
 
-def init_distributed(device: torch.device) -> torch.device:
+
+class StalledRankError(TimeoutError):
+    """A collective timed out; the message names the ranks that fell behind."""
+
+
+class _Progress:
+    """How many collectives this process has entered, mirrored in the rendezvous store."""
+
+    def __init__(self):
+        self.count = 0
+        self.store: Optional[dist.Store] = None
+        self.timeout_s = 0.0
+
+    def enter(self) -> None:
+        if self.store is None:
+            return
+        self.count += 1
+        self.store.set(_PROGRESS_KEY.format(rank=get_rank()), str(self.count))
+
+
+_progress = _Progress()
+
+
+def mark_collective() -> None:
+    """Record that this process enters a collective the helpers here do not run (DDP's
+    gradient all-reduce in the backward pass)."""
+    _progress.enter()
+
+
+def stop_with_launcher() -> None:
+    """Under torchrun on Linux, have the kernel send this process SIGTERM when torchrun dies.
+
+    torchrun stops its workers when it is stopped itself, but a killed (SIGKILL) torchrun cannot:
+    its workers would train on as orphans. With this, they stop as on Ctrl-C (save, exit).
+    """
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() == 1:  # the launcher died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def init_distributed(device: torch.device, timeout_s: Optional[float] = None) -> torch.device:
     """Join the process group when launched by torchrun; return the device of this process.
 
     CUDA processes use nccl and the GPU ``LOCAL_RANK`` of their node; CPU processes use gloo.
+    ``timeout_s``: how long a collective waits for the other processes (None:
+    :data:`DEFAULT_TIMEOUT_S` of the backend).
     """
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1 or dist.is_initialized():
         return device
+    stop_with_launcher()
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(minutes=30),
+    timeout_s = DEFAULT_TIMEOUT_S[backend] if timeout_s is None else float(timeout_s)
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
-    log.info("process group: backend %s, rank %d of %d", backend, get_rank(), get_world_size())
+    # A client of the rendezvous store (torchrun's agent, or rank 0) for the progress records.
+    _progress.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                    timeout=timedelta(seconds=min(timeout_s, 30.0)))
+    _progress.count, _progress.timeout_s = 0, timeout_s
+    log.info("process group: backend %s, rank %d of %d, collective timeout %g s", backend, get_rank(),
+             get_world_size(), timeout_s)
     return device
 
 
 def destroy_distributed() -> None:
+    _progress.store = None
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _is_peer_failure(error: BaseException) -> bool:
+    """A collective that timed out or lost its connection to another process."""
+    text = str(error).lower()
+    return any(phrase in text for phrase in ("timed out", "timeout", "connection closed", "connection reset"))
+
+
+def stalled_rank_error(error: BaseException) -> Optional[StalledRankError]:
+    """For an ``error`` raised by a collective that timed out (or lost a peer): a
+    :class:`StalledRankError` naming the ranks that entered fewer collectives than this one;
+    None for any other error."""
+    if not is_distributed() or _progress.store is None or not _is_peer_failure(error):
+        return None
+    rank, world_size = get_rank(), get_world_size()
+    cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+    try:
+        counts = {}
+        for other in range(world_size):
+            key = _PROGRESS_KEY.format(rank=other)
+            counts[other] = int(_progress.store.get(key)) if _progress.store.check([key]) else 0
+    except (RuntimeError, ValueError) as store_error:  # the store's host may be the stalled process
+        return StalledRankError(
+            f"rank {rank} waited {_progress.timeout_s:g} s (train.dist_timeout) in a collective ({cause}); the "
+            f"rendezvous store does not answer either ({store_error}), so its host (rank 0 or torchrun) stalled")
+    behind = [r for r, count in counts.items() if count < counts[rank]]
+    if behind:
+        listed = ", ".join(f"{r} ({counts[rank] - counts[r]} behind)" for r in behind)
+        return StalledRankError(
+            f"rank(s) {listed} stopped responding: rank {rank} waited {_progress.timeout_s:g} s "
+            f"(train.dist_timeout) in collective {counts[rank]} ({cause})")
+    return StalledRankError(
+        f"rank {rank} waited {_progress.timeout_s:g} s (train.dist_timeout) in collective {counts[rank]}, "
+        f"which every rank entered ({cause}): a rank stalled inside it")
 
 
 def is_distributed() -> bool:
@@ -58,6 +159,7 @@ def is_main_process() -> bool:
 
 def barrier() -> None:
     if is_distributed():
+        _progress.enter()
         dist.barrier()
 
 
@@ -66,6 +168,7 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return values
     values = values.clone()
+    _progress.enter()
     dist.all_reduce(values)
     return values / get_world_size()
 
@@ -75,6 +178,7 @@ def all_reduce_any(flag: bool, device: torch.device) -> bool:
     if not is_distributed():
         return flag
     t = torch.tensor([float(flag)], device=device)
+    _progress.enter()
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -84,6 +188,7 @@ def all_gather_object(obj: object) -> list:
     if not is_distributed():
         return [obj]
     gathered = [None] * get_world_size()
+    _progress.enter()
     dist.all_gather_object(gathered, obj)
     return gathered
 
@@ -95,6 +200,7 @@ def broadcast_buffers(model: nn.Module) -> None:
     buffers still differ (each updated them on its own batch), so evaluation calls this first.
     """
     if is_distributed():
+        _progress.enter()
         for buffer in model.buffers():
             dist.broadcast(buffer.data, src=0)
 

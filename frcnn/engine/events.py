@@ -1,6 +1,6 @@
 """What a training run reports while it runs (rank 0 only): TensorBoard scalars and images,
 ``losses.jsonl`` (exact per-log-period values, one JSON object a line: ``loss/<term>``, ``lr`` and
-times, or after an evaluation ``val_loss/<term>``), log lines with an ETA and, on a terminal, a
+times, ``grad_norm``, or after an evaluation ``val_loss/<term>``), log lines with an ETA and, on a terminal, a
 progress bar.
 """
 
@@ -35,6 +35,29 @@ class SmoothedValue:
         return median(self.values)
 
 
+def records_up_to(path: Path, iteration: int) -> list[str]:
+    """The lines of ``losses.jsonl`` recorded at or before ``iteration``.
+
+    A last line cut short (the process was killed while writing it) is dropped with a warning;
+    an unreadable line elsewhere raises ValueError naming the file and the line.
+    """
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            recorded_at = record["iteration"]
+        except (json.JSONDecodeError, TypeError, KeyError) as error:
+            if number == len(lines):
+                log.warning("%s: dropping the incomplete last line %d (%s)", path, number, error)
+                break
+            raise ValueError(f"{path}: line {number} is not a losses record ({error}); remove the line "
+                             f"to resume") from None
+        if recorded_at <= iteration:
+            kept.append(line)
+    return kept
+
+
 class TrainingEvents:
     """Sink of the training scalars and evaluation results of one run.
 
@@ -58,8 +81,7 @@ class TrainingEvents:
                 term: ["Multiline", [f"loss/{term}", f"val_loss/{term}"]] for term in (*LOSS_TERMS, "total")}})
         jsonl_path = run_dir / "losses.jsonl"
         if start_iter > 0 and jsonl_path.exists():
-            kept = [line for line in jsonl_path.read_text().splitlines()
-                    if json.loads(line)["iteration"] <= start_iter]
+            kept = records_up_to(jsonl_path, start_iter)
             jsonl_path.write_text("".join(line + "\n" for line in kept))
         self.jsonl = open(jsonl_path, "a", encoding="utf-8")
         # Off a terminal the log lines below (with their ETA) are the progress report.
@@ -67,12 +89,16 @@ class TrainingEvents:
         self.max_iters = max_iters
 
     def iteration(self, iteration: int, losses: dict[str, float], lr: float, iter_time: float,
-                  data_time: float, max_memory_mb: Optional[float] = None) -> None:
-        """Record one finished iteration (``iteration`` = number of iterations done so far)."""
+                  data_time: float, max_memory_mb: Optional[float] = None,
+                  grad_norm: Optional[float] = None) -> None:
+        """Record one finished iteration (``iteration`` = number of iterations done so far);
+        ``grad_norm``: the total L2 norm of the gradients before clipping (None: no backward pass)."""
         if not self.enabled:
             return
         scalars = {f"loss/{k}": v for k, v in losses.items()}
         scalars.update({"lr": lr, "time/iter": iter_time, "time/data": data_time})
+        if grad_norm is not None:
+            scalars["grad_norm"] = grad_norm
         if max_memory_mb is not None:
             scalars["memory/max_allocated_mb"] = max_memory_mb
         for name, value in scalars.items():

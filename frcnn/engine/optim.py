@@ -100,3 +100,18 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer,
                               cfg.warmup_iters, cfg.warmup_factor, list(cfg.steps), cfg.gamma,
                               cfg.min_lr_factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def restore_schedule_position(scheduler: torch.optim.lr_scheduler.LambdaLR, saved: dict) -> None:
+    """Continue ``scheduler`` from a checkpoint's scheduler state ``saved``.
+
+    Only the position (the iteration) is restored; the learning rates follow the current config
+    (call after loading the optimiser state, which carries the old ones): a resumed run may change
+    ``optimizer.base_lr`` or the schedule, e.g. to a saner learning rate after a divergence.
+    """
+    position = saved["last_epoch"]
+    rates = [base_lr * factor(position) for base_lr, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, base_lr, rate in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, rates):
+        group["initial_lr"], group["lr"] = base_lr, rate
+    scheduler.load_state_dict({**saved, "base_lrs": list(scheduler.base_lrs), "_last_lr": rates,
+                               "lr_lambdas": [None] * len(scheduler.lr_lambdas)})

@@ -7,7 +7,9 @@ after ``n`` optimiser steps, and resuming from it continues with batch ``n`` of 
 
 import json
 import logging
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -19,22 +21,29 @@ from frcnn.config import check_train_config
 from frcnn.data import build_test_loader, build_train_loader
 from frcnn.engine import distributed as du
 from frcnn.engine.best_metric import is_better, metric_value
-from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, resolve_resume
+from frcnn.engine.checkpoint import CheckpointDir, load_resume_checkpoint
+from frcnn.engine.divergence import (
+    DivergenceError,
+    NonFiniteLossError,
+    NonFinitePolicy,
+    NonFiniteSteps,
+    check_weights,
+    describe_step,
+    gradient_norm,
+)
 from frcnn.engine.evaluation import evaluate
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
-from frcnn.engine.optim import build_lr_scheduler, build_optimizer
+from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
 from frcnn.engine.resume import check_resume_config
 from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
-from frcnn.evaluation.val_loss import has_annotations
+from frcnn.evaluation.val_loss import LOSS_TERMS, has_annotations
 from frcnn.models import build_model, load_weights
+from frcnn.models.checkpoint_fit import load_checkpoint_weights
+from frcnn.models.finite import NonFiniteBoxError
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; the message names the iteration and every term."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,14 +65,6 @@ def autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def check_finite(iteration: int, losses: dict[str, float]) -> None:
-    """Raise :class:`NonFiniteLossError` naming ``iteration`` and every term if any is not finite."""
-    if not torch.isfinite(torch.tensor(list(losses.values()))).all():
-        terms = ", ".join(f"{k}={v}" for k, v in losses.items())
-        raise NonFiniteLossError(f"non-finite loss at iteration {iteration}: {terms}. Stopped; the "
-                                 "last checkpoint written before this iteration is untouched.")
-
-
 def _plain(value: Any) -> Any:
     """An Enum config value as its string."""
     return getattr(value, "value", value)
@@ -82,36 +83,69 @@ def _shared_run_dir(run_dir: Path) -> Path:
     return shared
 
 
+@dataclass
+class StepResult:
+    """What one training step reports: the loss terms and their sum (``"total"``), averaged
+    over all processes; the total gradient norm (None when no backward pass ran); whether any
+    process asked to stop; whether the update was dropped (``train.on_nonfinite=skip``)."""
+
+    losses: dict[str, float]
+    grad_norm: Optional[float]
+    stop_requested: bool
+    dropped: bool = False
+
+
 def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, amp: Optional[torch.dtype],
                clip_grad_norm: Optional[float], stop_requested: bool,
-               iteration: int) -> tuple[dict[str, float], bool]:
+               iteration: int, nonfinite: Optional[NonFiniteSteps] = None) -> StepResult:
     """One optimiser step on ``batch`` (iteration number ``iteration``, counted from 1).
 
-    Returns the loss terms and their sum (``"total"``), averaged over all processes, and
-    whether any process asked to stop. Raises :class:`NonFiniteLossError` before the update
-    if any term is not finite, on every process alike.
+    A non-finite loss term (checked before the backward pass) or gradient norm (before the
+    update) goes to ``nonfinite`` (default: stop), alike on every process: the losses are
+    reduced over all of them and DDP's gradients are identical. Raises :class:`DivergenceError`
+    when the update leaves a non-finite weight or optimiser state.
     """
+    nonfinite = nonfinite or NonFiniteSteps(NonFinitePolicy.stop, 1)
     device = batch.images.device
-    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-        loss_dict = model(batch.images, batch.image_sizes, batch.targets)
-    total = sum(loss_dict.values())
+    try:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss_dict = model(batch.images, batch.image_sizes, batch.targets)
+        total = sum(loss_dict.values())
+        terms = [t.detach().float() for t in (*loss_dict.values(), total)]
+        names, cause = list(loss_dict), ""
+    except NonFiniteBoxError as error:  # reported like a non-finite loss, on every process alike
+        names, cause = list(LOSS_TERMS), f" ({error})"
+        terms = [torch.tensor(torch.nan, device=device)] * (len(names) + 1)
     # One collective per step: the rank-mean of every term (for logging and the finite check)
     # and the stop flag, so that all processes stop at the same iteration.
-    reduced = du.all_reduce_mean(torch.stack(
-        [t.detach().float() for t in (*loss_dict.values(), total)]
-        + [torch.tensor(float(stop_requested), device=device)])).tolist()
-    values = dict(zip([*loss_dict, "total"], reduced[:-1]))
-    check_finite(iteration, values)
+    reduced = du.all_reduce_mean(torch.stack(terms + [torch.tensor(float(stop_requested), device=device)])).tolist()
+    values = dict(zip([*names, "total"], reduced[:-1]))
+    stop_everywhere = reduced[-1] > 0
+    if not all(math.isfinite(v) for v in values.values()):
+        nonfinite.nonfinite(NonFiniteLossError(f"non-finite loss at {describe_step(iteration, values, None)}{cause}"))
+        return StepResult(values, None, stop_everywhere, dropped=True)
 
     optimizer.zero_grad(set_to_none=True)
+    du.mark_collective()  # DDP all-reduces the gradients during the backward pass
     scaler.scale(total).backward()
+    scaler.unscale_(optimizer)  # the norm (and the clipping) of the true gradients, not the loss-scaled ones
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    norm = gradient_norm(params)
     if clip_grad_norm is not None:
-        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, norm)
+    grad_norm = norm.item()
+    # Under fp16 loss scaling an overflowing gradient is routine: the scaler skips that update and
+    # lowers the scale. Otherwise it means divergence.
+    if not math.isfinite(grad_norm) and not scaler.is_enabled():
+        nonfinite.nonfinite(DivergenceError(f"non-finite gradient at {describe_step(iteration, values, grad_norm)}"))
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(values, grad_norm, stop_everywhere, dropped=True)
     scaler.step(optimizer)
     scaler.update()
-    return values, reduced[-1] > 0
+    check_weights(iteration, values, grad_norm, model, optimizer)
+    nonfinite.finite()
+    return StepResult(values, grad_norm, stop_everywhere)
 
 
 def _restore_rng(rng_states: list[dict], seed: int, iteration: int) -> None:
@@ -137,7 +171,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     """
     check_train_config(cfg)
     tc = cfg.train
-    device = du.init_distributed(resolve_device(_plain(cfg.device)))
+    device = du.init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
     rank, world_size, main = du.get_rank(), du.get_world_size(), du.is_main_process()
     run_dir = _shared_run_dir(run_dir)
     seed_everything(cfg.seed + rank, deterministic=tc.deterministic)
@@ -158,23 +192,26 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints)
 
-    iteration, best_metric, rng_states = 0, None, None
-    resume_path = resolve_resume(tc.resume, run_dir)
+    # saved_at: the iteration of the newest checkpoint; staged_at: of the newest one written, which
+    # becomes a checkpoint once the next step computed finite gradients from its weights.
+    iteration, best_metric, rng_states, saved_at, staged_at = 0, None, None, None, None
+    if main:
+        checkpoints.remove_temporaries()
+    resume_path, state = load_resume_checkpoint(tc.resume, run_dir, map_location=device)
     if resume_path is not None:
-        state = load_checkpoint(resume_path, map_location=device)
         if "optimizer" not in state:
             raise ValueError(f"train.resume={resume_path}: it holds model weights only (as best.pt does); resume "
                              f"from last.pt or a periodic checkpoint, or fine-tune with model.weights={resume_path}")
         check_resume_config(state["config"], cfg, resume_path)
-        model.load_state_dict(state["model"])
+        load_checkpoint_weights(model, state, str(resume_path), cfg.model, len(test_set.class_names))
         optimizer.load_state_dict(state["optimizer"])
-        # Only the position is restored: the LR curve itself follows the current config.
-        scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+        restore_schedule_position(scheduler, state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         iteration, best_metric = state["iteration"], state["best_metric"]
         if state["config"]["train"].get("best_metric", "voc07/mAP") != tc.best_metric:
             best_metric = None  # the recorded best is another number: best.pt follows the new one from here
         rng_states = state["rng"]
+        saved_at = staged_at = iteration
         log.info("resumed from %s at iteration %d", resume_path, iteration)
     elif tc.resume == "auto":
         log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
@@ -209,6 +246,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         model, device_ids=[device.index] if device.type == "cuda" else None)
     events = TrainingEvents(run_dir, iteration, tc.max_iters, tc.log_period, enabled=main, val_loss=val_loss)
     metrics, stopped = None, False
+    nonfinite = NonFiniteSteps(tc.on_nonfinite, tc.max_nonfinite_steps)
     try:
         with StopRequest() as stop:
             batches = iter(build_train_loader(cfg.dataset, tc.batch_size, cfg.seed, start_iter=iteration))
@@ -222,22 +260,31 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
                 batch = next(batches).to(device, non_blocking=True)
                 data_time = time.perf_counter() - t0
                 lr = scheduler.get_last_lr()[0]
-                values, stop_everywhere = train_step(ddp_model, batch, optimizer, scaler, amp,
-                                                     tc.clip_grad_norm, stop.requested, iteration + 1)
+                step = train_step(ddp_model, batch, optimizer, scaler, amp, tc.clip_grad_norm,
+                                  stop.requested, iteration + 1, nonfinite)
                 scheduler.step()
                 iteration += 1
+                if not step.dropped:  # the staged checkpoint's weights produced finite gradients
+                    if main:
+                        checkpoints.commit()
+                    saved_at = staged_at
+                else:
+                    log.warning("iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
+                                iteration, nonfinite.in_a_row, nonfinite.total,
+                                describe_step(iteration, step.losses, step.grad_norm))
 
-                events.iteration(iteration, values, lr, time.perf_counter() - t0, data_time,
+                events.iteration(iteration, step.losses, lr, time.perf_counter() - t0, data_time,
                                  torch.cuda.max_memory_allocated(device) / 2**20
-                                 if device.type == "cuda" else None)
-                if stop_everywhere:
+                                 if device.type == "cuda" else None, grad_norm=step.grad_norm)
+                if step.stop_requested:
                     stopped = True
                     log.warning("stopping at iteration %d on request", iteration)
                     break
                 if iteration % tc.checkpoint_period == 0 and iteration < tc.max_iters:
                     state = training_state()
                     if main:
-                        checkpoints.save_last(state, periodic=True)
+                        checkpoints.stage_last(state, periodic=True)
+                    staged_at = iteration
                 if tc.eval_period > 0 and iteration % tc.eval_period == 0 and iteration < tc.max_iters:
                     run_evaluation()
 
@@ -246,15 +293,30 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
             du.broadcast_buffers(model)
             state = training_state()
             if main:
+                checkpoints.commit()
                 checkpoints.save_last(state, periodic=iteration % tc.checkpoint_period == 0)
                 if metrics is not None:
                     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             if world_size > 1:
                 du.check_replicas_in_sync(model)
-    except NonFiniteLossError as e:
-        log.error("%s", e)
-        raise
+    except DivergenceError as e:
+        kept = (f"{checkpoints.last} (iteration {saved_at}) is the last checkpoint" if saved_at is not None
+                else "no checkpoint was written")
+        if staged_at != saved_at:
+            kept += f" (the one of iteration {staged_at} was discarded: its weights fail a step)"
+        error = type(e)(f"training diverged: {e}. Stopped before saving anything of it: {kept}. Lower "
+                        f"optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip")
+        log.error("%s", error)
+        raise error from None
+    except RuntimeError as e:
+        stalled = du.stalled_rank_error(e)
+        if stalled is None:
+            raise
+        log.error("%s", stalled)
+        raise stalled from e
     finally:
+        if main:
+            checkpoints.discard()  # staged weights that no step has validated
         events.close()
         du.destroy_distributed()
 
@@ -264,6 +326,9 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         log.info("checkpoints: %s", checkpoints.directory)
         if metrics is not None:
             log.info("metrics: %s (VOC07 mAP@0.5 %.4f)", run_dir / "metrics.json", metrics["voc07"]["mAP"])
+        if nonfinite.total:
+            log.warning("%d updates dropped for a non-finite loss or gradient (train.on_nonfinite=skip)",
+                        nonfinite.total)
         if stopped:
             log.info("stopped at iteration %d of %d; continue with: python scripts/train.py "
                      "train.resume=auto hydra.run.dir=%s [same overrides]", iteration, tc.max_iters, run_dir)

@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from frcnn.config import Device, EvaluationConfig
+from frcnn.config_ranges import check_ranges
 from frcnn.data.config import DatasetConfig
 from frcnn.models.config import ModelConfig
 
@@ -28,6 +29,8 @@ class EvaluateConfig:
 
     checkpoint: Optional[str] = None  # evaluate this trained model (builds it from its own config)
     predictions: Optional[str] = None  # or score this COCO-results file, no model
+    # predictions= entries with a non-finite or negative-size box or a non-finite score: error | drop
+    invalid_predictions: str = "error"
     runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
     exported_model: Optional[str] = None  # DIR/model.onnx of scripts/export.py; `model=PATH` on the command line
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # used as is with predictions=
@@ -104,4 +107,6 @@ def checkpoint_run_config(
         if node_name in ("model", "dataset"):
             target = model if node_name == "model" else dataset
             OmegaConf.update(target, subkey, OmegaConf.select(cfg, key), merge=False)
+    check_ranges(dataset, "dataset")
+    check_ranges(model, "model")
     return dataset, model

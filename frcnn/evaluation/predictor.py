@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,10 +42,18 @@ def list_images(path: str | Path) -> list[Path]:
 
 
 def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
-    """Raise ValueError when ``output_dir`` holds input images: drawn copies would replace them."""
+    """Create ``output_dir`` and check that files can be written there, before any model is
+    loaded; raise ValueError when it cannot be, or when it holds input images (drawn copies would
+    replace them)."""
     output_dir = Path(output_dir).resolve()
     if any(path.parent.resolve() == output_dir for path in paths):
         raise ValueError(f"output {output_dir} holds the input images: drawing would overwrite them; use another folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"output {output_dir} is not a writable folder ({error.strerror or error})") from error
 
 
 class Predictor:

@@ -9,12 +9,16 @@ so a file read back scores exactly like the detections it was written from.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
 from frcnn.evaluation.voc_eval import Detections, devkit_boxes
+
+log = logging.getLogger(__name__)
 
 _PREDICTION_KEYS = ("image_id", "category_id", "bbox", "score")
 _MAX_NAMED = 10
@@ -72,23 +76,74 @@ def save_predictions(path: str | Path, predictions: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def load_predictions(path: str | Path) -> list[dict]:
-    """Read a COCO-results file, checking its structure; errors name the file and the entry."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _structure_problem(prediction) -> str | None:
+    """Why ``prediction`` is not a COCO-results entry (keys and types), or None."""
+    if not isinstance(prediction, dict):
+        return f"expected an object with keys {_PREDICTION_KEYS}, got {type(prediction).__name__}"
+    missing = [key for key in _PREDICTION_KEYS if key not in prediction]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    bbox = prediction["bbox"]
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        return f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}"
+    if not _is_number(prediction["score"]):
+        return f"score must be a number, got {prediction['score']!r}"
+    if not isinstance(prediction["image_id"], (int, str)) or isinstance(prediction["image_id"], bool):
+        return f"image_id must be an integer or a string, got {prediction['image_id']!r}"
+    if not isinstance(prediction["category_id"], int) or isinstance(prediction["category_id"], bool):
+        return f"category_id must be an integer, got {prediction['category_id']!r}"
+    return None
+
+
+def _value_problem(prediction: dict) -> str | None:
+    """Why a well-formed entry cannot be scored (non-finite numbers, negative size), or None."""
+    x, y, w, h = prediction["bbox"]
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return f"bbox has a non-finite number: {prediction['bbox']!r}"
+    if w < 0 or h < 0:
+        return f"bbox has a negative width or height: {prediction['bbox']!r}"
+    if not math.isfinite(prediction["score"]):
+        return f"score is not finite: {prediction['score']!r}"
+    return None
+
+
+def load_predictions(path: str | Path, invalid: str = "error") -> list[dict]:
+    """Read a COCO-results file, checking every entry; errors name the file and the entry index.
+
+    Entries of the wrong structure or types are always errors. Entries whose box has a NaN or
+    infinite number or a negative width or height, or whose score is not finite, are errors
+    under ``invalid="error"``; ``invalid="drop"`` drops them and logs how many.
+    """
     path = Path(path)
+    if invalid not in ("error", "drop"):
+        raise ValueError(f"invalid_predictions must be error or drop, got {invalid!r}")
     try:
         with open(path) as f:
             predictions = json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read predictions file {path}: {error}") from error
     if not isinstance(predictions, list):
         raise ValueError(f"{path}: expected a list of detections, got {type(predictions).__name__}")
+    kept, dropped = [], []
     for position, prediction in enumerate(predictions):
-        missing = [key for key in _PREDICTION_KEYS if not isinstance(prediction, dict) or key not in prediction]
-        if missing or len(prediction["bbox"]) != 4:
-            raise ValueError(
-                f"{path}: entry {position} needs {_PREDICTION_KEYS} with a 4-number bbox, got {prediction!r}"
-            )
-    return predictions
+        problem = _structure_problem(prediction)
+        if problem is not None:
+            raise ValueError(f"{path}: entry {position}: {problem}")
+        problem = _value_problem(prediction)
+        if problem is None:
+            kept.append(prediction)
+        elif invalid == "error":
+            raise ValueError(f"{path}: entry {position}: {problem} (invalid_predictions=drop drops such entries)")
+        else:
+            dropped.append(position)
+    if dropped:
+        log.warning("%s: dropped %d of %d entries with a non-finite or negative-size box or a non-finite score "
+                    "(invalid_predictions=drop; first: entry %d)", path, len(dropped), len(predictions), dropped[0])
+    return kept
 
 
 def write_voc_devkit_results(

@@ -8,6 +8,7 @@ ResNet-50/101, 256 for ResNet-18/34); layer4 maps pooled RoIs ``[R, C4, S, S]`` 
 import logging
 import os
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 import torchvision
@@ -93,6 +94,26 @@ def _load_local_state_dict(net: nn.Module, path: str, depth: int) -> None:
         )
 
 
+class WeightsUnavailableError(FileNotFoundError):
+    """Weights that are neither in the torch cache nor downloadable (offline)."""
+
+
+def imagenet_state_dict(weights: torchvision.models.WeightsEnum) -> dict[str, torch.Tensor]:
+    """The state dict of torchvision ``weights``: from the torch cache, downloaded there on first use.
+
+    The cached file is read with ``weights_only=True``: a file planted in a shared cache cannot
+    run code. Offline, :class:`WeightsUnavailableError` says where to put the file by hand.
+    """
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except OSError as error:  # URLError is an OSError: offline, DNS, refused
+        name = Path(weights.url).name
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / name
+        raise WeightsUnavailableError(
+            f"cannot download the ImageNet weights {weights.url} ({getattr(error, 'reason', error)}): download "
+            f"that file elsewhere and place it at {cache}, or pass model.backbone.weights=/path/to/{name}") from None
+
+
 def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvision.models.ResNet:
     """A torchvision ResNet of ``depth`` with ``weights`` loaded: "imagenet", a local path or None.
 
@@ -114,7 +135,7 @@ def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvi
     if weights == "imagenet":
         enum = torchvision.models.get_model_weights(f"resnet{depth}").DEFAULT
         logger.info("loading backbone weights %s", enum)
-        net.load_state_dict(enum.get_state_dict(progress=False))
+        net.load_state_dict(imagenet_state_dict(enum))
     elif weights is not None:
         _load_local_state_dict(net, os.path.expanduser(weights), depth)
     return net

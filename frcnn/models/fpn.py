@@ -18,6 +18,7 @@ from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet
+from frcnn.models.finite import check_finite_rois
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
@@ -70,6 +71,7 @@ class MultiLevelRoIAlign(nn.Module):
         return level.clamp(self.k_min, self.k_max).long() - self.k_min
 
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        check_finite_rois(rois)  # torchvision's kernels would crash on them
         indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
         levels = self.levels(indexed[:, 1:])
         channels = features[0].shape[1]

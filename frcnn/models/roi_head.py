@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
 from frcnn.models.box_coder import BoxCoder, clip_boxes
+from frcnn.models.finite import check_finite_rois
 from frcnn.models.matching import GroundTruth, pairwise_iou, rank_within_image, subsample_labels
 from frcnn.models.rpn import Proposals
 
@@ -150,6 +151,7 @@ class RoIPooler(nn.Module):
 
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
         feature = features[0]
+        check_finite_rois(rois)  # torchvision's kernels would crash on them
         # Box coordinates stay fp32 under autocast: in bf16 a 1000 px coordinate is off by 4 px.
         indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
         if self.kind == "roi_pool":  # no autocast kernel: pool in fp32, hand back the features' dtype

@@ -62,7 +62,7 @@ def _torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], list[st
     except (ValueError, KeyError) as error:
         raise ValueError(f"model.weights={TORCHVISION_PREFIX}{name}: torchvision has no model {name!r}") from error
     try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
+        state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except OSError as error:  # URLError is an OSError: offline, DNS, refused
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise RuntimeError(

@@ -6,7 +6,7 @@ type, a missing file or folder, an unreadable checkpoint, a value a check reject
 line ``<program>: error: <what and where>`` (plus the fix where there is one) and exits with
 code 2, as argparse does for usage errors. Bad data is reported the same way (one line,
 the first problem, exit code 2). A failure of the run itself that the project reports in words
-(a non-finite loss) prints one line and exits with 1. Anything else
+(divergence, a stalled process of a distributed run) prints one line and exits with 1. Anything else
 is a bug: its traceback goes to the console. In every case the full traceback is appended to
 the log files of the run (``train.log``, ``evaluate.log``), so the log records every exception
 that ends a run. ``HYDRA_FULL_ERROR=1`` in the environment shows every traceback on the console.
@@ -26,14 +26,16 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from frcnn.data.validation import DatasetError
+from frcnn.engine.distributed import StalledRankError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 log = logging.getLogger("frcnn")
 
-# Failures of a run (not of its command line) that the project explains in one sentence.
-_REPORTED_FAILURES = (FloatingPointError,)
+# Failures of a run (not of its command line) that the project explains in one sentence:
+# divergence (non-finite losses, gradients, weights or boxes) and a stalled distributed process.
+_REPORTED_FAILURES = (FloatingPointError, StalledRankError)
 # Wrong keys, values, paths or files given on the command line (bad data included: the fix is
 # to point at other files or change a dataset.* value).
 _USAGE_ERRORS = (HydraException, OmegaConfBaseException, FileNotFoundError, NotADirectoryError, ValueError)
