@@ -49,8 +49,9 @@ class RPNConfig:
     bbox_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     loc_sigma: float = 3.0  # smooth-L1 transition at 1 / sigma^2
     # Anchors reaching more than this many pixels past the image border are left out of
-    # training; -1 keeps every anchor (torchvision), 0 is the seed's rule.
-    boundary_thresh: float = 0.0
+    # training; -1 keeps every anchor (torchvision, detectron2; trains better, README
+    # "Reference parity"), 0 is the seed's rule.
+    boundary_thresh: float = -1.0
     # true: top-k by objectness, then drop boxes under min_size (torchvision); false: the reverse (seed).
     min_size_after_top_n: bool = False
 
