@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from faults import forward_with, nan_rpn_loc
 from torch import nn
 
 from frcnn.engine.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
@@ -104,22 +105,6 @@ def test_grad_norm_is_logged_every_step_before_clipping(tiny_cfg, tmp_path):
     assert len(norms) == 2 and all(n > 0.001 for n in norms)  # the norm measured, not the clipped one
 
 
-def _forward_with(fault, at: set[int]):
-    """FasterRCNN.forward with ``fault(self, losses)`` applied at the given training calls."""
-    forward = FasterRCNN.forward
-    calls = {"train": 0}
-
-    def patched(self, images, image_sizes, targets=None):
-        out = forward(self, images, image_sizes, targets)
-        if self.training:
-            calls["train"] += 1
-            if calls["train"] in at:
-                out = fault(self, out)
-        return out
-
-    return patched
-
-
 def _nan_gradient(model, losses):
     # A finite loss (sqrt(0) = 0) whose gradient is NaN (0 * 1 / (2 sqrt(0))).
     weight = model.roi_head.score.weight
@@ -128,7 +113,7 @@ def _nan_gradient(model, losses):
 
 
 def test_nonfinite_gradient_with_a_finite_loss_stops(tiny_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(FasterRCNN, "forward", _forward_with(_nan_gradient, {3}))
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(_nan_gradient, {3}))
     with pytest.raises(DivergenceError, match=r"non-finite gradient at iteration 3: .*grad_norm=nan.*/last.pt "
                                               r"\(iteration 1\) is the last checkpoint \(the one of iteration 2 was "
                                               r"discarded"):
@@ -139,11 +124,7 @@ def test_nonfinite_gradient_with_a_finite_loss_stops(tiny_cfg, tmp_path, monkeyp
 
 
 def test_skip_drops_updates_and_stops_after_too_many_in_a_row(tiny_cfg, tmp_path, monkeypatch, caplog):
-    def nan_loss(model, losses):
-        losses["rpn_loc"] = losses["rpn_loc"] * torch.nan
-        return losses
-
-    monkeypatch.setattr(FasterRCNN, "forward", _forward_with(nan_loss, {2, 4}))
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(nan_rpn_loc, {2, 4}))
     skip = ("train.on_nonfinite=skip", "train.eval_at_end=false", "train.max_iters=5", "train.checkpoint_period=5")
     with caplog.at_level(logging.WARNING):
         train(tiny_cfg(*skip), tmp_path / "skip")
@@ -151,7 +132,7 @@ def test_skip_drops_updates_and_stops_after_too_many_in_a_row(tiny_cfg, tmp_path
     assert load_checkpoint(tmp_path / "skip" / "checkpoints" / "last.pt")["iteration"] == 5
     assert all_finite(tmp_path / "skip" / "checkpoints" / "last.pt")
 
-    monkeypatch.setattr(FasterRCNN, "forward", _forward_with(_nan_gradient, {2, 3}))
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(_nan_gradient, {2, 3}))
     with pytest.raises(DivergenceError, match=r"2 steps in a row dropped \(train.max_nonfinite_steps=2\)"):
         train(tiny_cfg(*skip, "train.max_nonfinite_steps=2"), tmp_path / "stop")
 
@@ -160,7 +141,7 @@ def test_nonfinite_rois_in_the_forward_pass_stop_the_run_by_name(tiny_cfg, tmp_p
     def boxes_overflowed(model, losses):
         raise NonFiniteBoxError("3 of 50 RoIs have a non-finite coordinate")
 
-    monkeypatch.setattr(FasterRCNN, "forward", _forward_with(boxes_overflowed, {2}))
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(boxes_overflowed, {2}))
     with pytest.raises(NonFiniteLossError, match=r"iteration 2: .*\(3 of 50 RoIs have a non-finite coordinate\)"):
         train(tiny_cfg("train.eval_at_end=false"), tmp_path)
 

@@ -4,7 +4,7 @@ and the non-finite-loss stop."""
 import json
 
 import pytest
-import torch
+from faults import forward_with, nan_rpn_loc
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -105,18 +105,7 @@ def test_best_checkpoint_follows_the_chosen_metric_and_is_not_resumable(tiny_cfg
 
 
 def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeypatch, caplog):
-    forward = FasterRCNN.forward
-    calls = {"train": 0}
-
-    def forward_with_nan_at_5(self, images, image_sizes, targets=None):
-        out = forward(self, images, image_sizes, targets)
-        if self.training:
-            calls["train"] += 1
-            if calls["train"] == 5:
-                out["rpn_loc"] = out["rpn_loc"] * torch.nan
-        return out
-
-    monkeypatch.setattr(FasterRCNN, "forward", forward_with_nan_at_5)
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(nan_rpn_loc, {5}))
     with pytest.raises(NonFiniteLossError) as info:
         train(tiny_cfg(), tmp_path)
     message = str(info.value)
