@@ -3,6 +3,7 @@
     python scripts/benchmark.py                                   # CPU-sized defaults, a few minutes
     python scripts/benchmark.py sections=[model] compare.image_size=[600,800] compare.timed_iters=20
     python scripts/benchmark.py device=cuda compare.batch_size=4 model.rpn.pre_nms_top_n_train=12000
+    python scripts/benchmark.py device=cuda sections=[model] compare.amp=bf16      # both models under autocast
     python scripts/benchmark.py sections=[accuracy]               # training parity, ~1 h per seed pair on a CPU
     python scripts/benchmark.py sections=[accuracy] accuracy.seeds=[0,1] accuracy.reference=false \
         '+accuracy.variants.offset_half=["model.anchors.offset=0.5"]'       # an ablation beside "ours"
@@ -42,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from frcnn.data.config import DatasetConfig
 from frcnn.engine.benchmark import benchmark_training_parity
-from frcnn.engine.trainer import resolve_device
+from frcnn.engine.trainer import autocast_dtype, resolve_device
 from frcnn.models import ModelConfig, build_model
 from frcnn.models.reference import torchvision_detector
 
@@ -61,6 +62,7 @@ class CompareConfig:
     lr: float = 1e-4
     profile: bool = False
     fpn: bool = True  # also time the ResNet-FPN pair (fpn_train_ratio, fpn_infer_ratio)
+    amp: str = "off"  # off | bf16 | fp16: autocast around both models' forward passes (CUDA only, as train.amp)
 
 
 @dataclass
@@ -148,18 +150,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_step(name, model, optimizer, images, sizes, targets):
-    if name.endswith("torchvision"):
-        losses = model(list(images), targets)
-    else:
-        losses = model(images, sizes, targets)
+def _train_step(name, model, optimizer, images, sizes, targets, amp: Optional[torch.dtype] = None, scaler=None):
+    """One SGD step; under ``amp`` the forward pass is autocast and ``scaler`` (fp16) scales the loss."""
+    with torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
+        if name.endswith("torchvision"):
+            losses = model(list(images), targets)
+        else:
+            losses = model(images, sizes, targets)
     optimizer.zero_grad(set_to_none=True)
-    sum(losses.values()).backward()
-    optimizer.step()
+    loss = sum(losses.values())
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
 
 
-def _infer(name, model, images, sizes):
-    with torch.inference_mode():
+def _infer(name, model, images, sizes, amp: Optional[torch.dtype] = None):
+    with torch.inference_mode(), torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
         return model(list(images)) if name.endswith("torchvision") else model(images, sizes)
 
 
@@ -182,6 +192,8 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path, fpn_model
         name: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=compare.lr, momentum=0.9)
         for name, m in models.items()
     }
+    amp = autocast_dtype(compare.amp, device)
+    scalers = {name: torch.amp.GradScaler(device.type) if amp == torch.float16 else None for name in models}
     images, targets = synthetic_batch(compare, device, torch.Generator().manual_seed(cfg.seed))
     sizes = [tuple(compare.image_size)] * compare.batch_size
     times = {phase: {name: [] for name in models} for phase in ("train", "infer")}
@@ -192,9 +204,9 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path, fpn_model
                 _sync(device)
                 start = time.perf_counter()
                 if phase == "train":
-                    _train_step(name, model, optimizers[name], images, sizes, targets)
+                    _train_step(name, model, optimizers[name], images, sizes, targets, amp, scalers[name])
                 else:
-                    _infer(name, model, images, sizes)
+                    _infer(name, model, images, sizes, amp)
                 _sync(device)
                 if iteration >= compare.warmup_iters:
                     times[phase][name].append(time.perf_counter() - start)
@@ -203,6 +215,8 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path, fpn_model
     result = {
         "settings": OmegaConf.to_container(compare),
         "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
         "threads": torch.get_num_threads(),
         "median_seconds": medians,
         "train_ratio": medians["train"]["ours"] / medians["train"]["torchvision"],

@@ -1,5 +1,6 @@
 """Fixtures of the engine tests: configs composed in-process, a tiny shapes dataset."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import frcnn.config  # noqa: F401  (registers the train_schema)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
+TEST_DEVICE = os.environ.get("FRCNN_TEST_DEVICE", "cpu")  # as tests/conftest.py's test_device
 
 
 def compose_train(*overrides: str) -> DictConfig:
@@ -26,9 +28,9 @@ def tiny_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_cfg(tiny_root):
-    """Compose ``debug=tiny`` on the session's tiny shapes set, on the CPU."""
+    """Compose ``debug=tiny`` on the session's tiny shapes set, on ``FRCNN_TEST_DEVICE`` (default cpu)."""
 
     def make(*overrides: str) -> DictConfig:
-        return compose_train("debug=tiny", f"dataset.root={tiny_root}", "device=cpu", *overrides)
+        return compose_train("debug=tiny", f"dataset.root={tiny_root}", f"device={TEST_DEVICE}", *overrides)
 
     return make

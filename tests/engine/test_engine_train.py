@@ -119,16 +119,18 @@ def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_short_fpn_run_learns(tiny_cfg, tmp_path):
-    """A ResNet-18-FPN on the tiny shapes set: the loss falls and mAP rises over a short run."""
+    """A ResNet-18-FPN on the tiny shapes set: the loss falls and mAP rises over a short run.
+    Scored on its 12 training images: 60 steps from scratch fit them (VOC07 mAP ~0.01 -> ~0.12)
+    but do not generalise measurably to the 6 test images (both ~0.01, noise)."""
     fpn = ("model=resnet50_fpn", "model.backbone.depth=18", "model.backbone.weights=null",
            "model.anchors.scales=[0.5]", "model.rpn.pre_nms_top_n_train=200", "model.rpn.post_nms_top_n_train=100",
            "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=50",
            "model.roi_head.batch_size_per_image=32", "model.roi_head.mlp_dim=128",
            "optimizer=adamw", "optimizer.base_lr=0.002", "optimizer.reference_batch_size=2",
-           "schedule=cosine", "schedule.warmup_iters=5")
+           "schedule=cosine", "schedule.warmup_iters=5", "dataset.test_sets=[train]")
     untrained = train(tiny_cfg(*fpn, "train.max_iters=1"), tmp_path / "one")
     trained = train(tiny_cfg(*fpn, "train.max_iters=60", "train.checkpoint_period=60"), tmp_path / "sixty")
     losses = read_losses(tmp_path / "sixty")
     first, last = losses[min(losses)][-1], losses[max(losses)][-1]
     assert last < 0.7 * first
-    assert trained["voc07"]["mAP"] > untrained["voc07"]["mAP"]
+    assert trained["voc07"]["mAP"] > untrained["voc07"]["mAP"] + 0.05

@@ -1,0 +1,21 @@
+"""Fixtures of every test package: the device the model and training tests run on.
+
+``FRCNN_TEST_DEVICE=cuda python -m pytest -q`` runs the training, model-on-device and
+mixed-precision tests on the GPU; the default is the CPU.
+"""
+
+import os
+
+import pytest
+import torch
+
+TEST_DEVICE = os.environ.get("FRCNN_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
+def test_device() -> torch.device:
+    """``torch.device(FRCNN_TEST_DEVICE)`` (default cpu); an unusable device fails every test that asks."""
+    device = torch.device(TEST_DEVICE)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"FRCNN_TEST_DEVICE={TEST_DEVICE} but torch sees no CUDA device")
+    return device
