@@ -166,3 +166,17 @@ def test_a_checkpoint_with_nonfinite_tensors_is_never_written(tmp_path):
     with pytest.raises(DivergenceError, match=r"refusing to write .*last.pt: non-finite values in model.w"):
         save_checkpoint(poisoned, path)
     assert load_checkpoint(path)["iteration"] == 1 and os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_nonfinite_tensors_names_exactly_the_nonfinite_ones():
+    """Huge but finite values whose sum overflows (fp16, float32) are not reported; NaN and inf are,
+    in any floating or complex dtype, at any depth of the state."""
+    big16 = torch.full((100,), 60000.0, dtype=torch.float16)  # sum 6e6: overflows fp16, finite in float32
+    big32 = torch.full((4,), 3e38)  # the float32 sum overflows
+    nan = torch.ones(3, 3)
+    nan[1, 2] = torch.nan
+    inf_complex = torch.ones(2, dtype=torch.complex64)
+    inf_complex[1] = complex(1.0, float("inf"))
+    state = {"model": {"a": big16, "b": big32, "c": nan, "steps": torch.tensor([1, 2])},
+             "optimizer": {"state": [{"exp_avg": inf_complex}, {"exp_avg": torch.zeros(2)}]}}
+    assert nonfinite_tensors(state) == ["model.c", "optimizer.state.0.exp_avg"]
