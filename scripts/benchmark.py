@@ -192,7 +192,7 @@ def compare_with_torchvision(cfg, device: torch.device, run_dir: Path, fpn_model
         name: torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=compare.lr, momentum=0.9)
         for name, m in models.items()
     }
-    amp = autocast_dtype(compare.amp, device)
+    amp = autocast_dtype(compare.amp, device, key="compare.amp")
     scalers = {name: torch.amp.GradScaler(device.type) if amp == torch.float16 else None for name in models}
     images, targets = synthetic_batch(compare, device, torch.Generator().manual_seed(cfg.seed))
     sizes = [tuple(compare.image_size)] * compare.batch_size

@@ -55,12 +55,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype for ``train.amp`` (None: full precision). AMP is used on CUDA only."""
+def autocast_dtype(amp: str, device: torch.device, key: str = "train.amp") -> Optional[torch.dtype]:
+    """The autocast dtype for ``amp`` (off | bf16 | fp16; None: full precision), the value of config
+    ``key``. AMP is used on CUDA only."""
     if amp == "off":
         return None
     if device.type != "cuda":
-        log.warning("train.amp=%s ignored: mixed precision is used on CUDA only", amp)
+        log.warning("%s=%s ignored: mixed precision is used on CUDA only", key, amp)
         return None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 

@@ -36,7 +36,7 @@ def test_model_section_writes_both_pairs_ratios(tmp_path):
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["device"] == "cpu" and report["device_name"] == "cpu"
     assert report["amp"] == "off"  # as train.amp: mixed precision on CUDA only, with a warning
-    assert "train.amp=bf16 ignored" in result.stdout + result.stderr
+    assert "compare.amp=bf16 ignored" in result.stdout + result.stderr
     for phase in ("train", "infer"):
         assert set(report["median_seconds"][phase]) == {"ours", "ours_roi_pool", "torchvision", "fpn", "fpn_torchvision"}
     for key in ("train_ratio", "infer_ratio", "fpn_train_ratio", "fpn_infer_ratio"):
