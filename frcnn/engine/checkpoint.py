@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import torch
 
-from frcnn.engine.divergence import DivergenceError, nonfinite_tensors
+from frcnn.engine.divergence import DivergenceError, name_list, nonfinite_tensors
 from frcnn.models.weights import TORCHVISION_PREFIX, torchvision_checkpoint
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ def write_temporary(state: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     bad = nonfinite_tensors(state)
     if bad:  # a diverged state never replaces the last good checkpoint
-        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DivergenceError(f"refusing to write {path}: non-finite values in {listed}")
+        raise DivergenceError(f"refusing to write {path}: non-finite values in {name_list(bad)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

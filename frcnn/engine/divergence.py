@@ -80,6 +80,11 @@ def nonfinite_tensors(state: Any) -> list[str]:
     return [named[i][0] for i in sorted(bad)]
 
 
+def name_list(names: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``names`` joined by commas, then ``and N more`` for the rest."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _sum(tensor: torch.Tensor) -> torch.Tensor:
     """The sum of every element, accumulated in at least float32 (complex: of the real and imaginary parts)."""
     if tensor.is_complex():
@@ -96,8 +101,7 @@ def check_weights(iteration: int, losses: Mapping[str, float], grad_norm: float,
     # Buffers too: a forward pass on overflowing activations leaves NaN BatchNorm statistics.
     bad = nonfinite_tensors({"model": {**parameters, **dict(model.named_buffers())}, "optimizer": state})
     if bad:
-        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise DivergenceError(f"the update of {describe_step(iteration, losses, grad_norm)} made {listed} "
+        raise DivergenceError(f"the update of {describe_step(iteration, losses, grad_norm)} made {name_list(bad)} "
                               f"non-finite")
 
 

@@ -56,12 +56,12 @@ def test_an_autocast_training_step_updates_both_models(two_images, tiny_model_co
     images, sizes, targets = two_images
     for name, model in models.items():
         model.train()
-        before = model.roi_head.score.weight.clone() if name == "ours" else model.roi_heads.box_predictor.cls_score.weight.clone()
+        score = model.roi_head.score if name == "ours" else model.roi_heads.box_predictor.cls_score
+        before = score.weight.clone()
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
         scaler = torch.amp.GradScaler("cpu") if dtype == torch.float16 else None
         bench._train_step(name, model, optimizer, images, sizes, targets, dtype, scaler)
-        after = model.roi_head.score.weight if name == "ours" else model.roi_heads.box_predictor.cls_score.weight
-        assert torch.isfinite(after).all() and not torch.equal(after, before), name
+        assert torch.isfinite(score.weight).all() and not torch.equal(score.weight, before), name
         model.eval()
         detections = bench._infer(name, model, images, sizes, dtype)
         assert len(detections) == 2 and all(torch.isfinite(d["boxes"]).all() for d in detections)
