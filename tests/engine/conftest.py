@@ -1,23 +1,10 @@
-"""Fixtures of the engine tests: configs composed in-process, a tiny shapes dataset."""
+"""Fixtures of the engine tests: a tiny shapes dataset and configs composed on it."""
 
-import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
-
-import frcnn.config  # noqa: F401  (registers the train_schema)
-
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
-TEST_DEVICE = os.environ.get("FRCNN_TEST_DEVICE", "cpu")  # as tests/conftest.py's test_device
-
-
-def compose_train(*overrides: str) -> DictConfig:
-    """``configs/train.yaml`` composed with ``overrides``, as scripts/train.py would see it."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        return compose("train", overrides=list(overrides))
+from train_configs import compose_train
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +14,10 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tiny_cfg(tiny_root):
-    """Compose ``debug=tiny`` on the session's tiny shapes set, on ``FRCNN_TEST_DEVICE`` (default cpu)."""
+def tiny_cfg(tiny_root, test_device):
+    """Compose ``debug=tiny`` on the session's tiny shapes set, on ``test_device`` (``FRCNN_TEST_DEVICE``, default cpu)."""
 
     def make(*overrides: str) -> DictConfig:
-        return compose_train("debug=tiny", f"dataset.root={tiny_root}", f"device={TEST_DEVICE}", *overrides)
+        return compose_train("debug=tiny", f"dataset.root={tiny_root}", f"device={test_device}", *overrides)
 
     return make

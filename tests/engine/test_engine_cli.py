@@ -16,7 +16,7 @@ from frcnn.data import build_test_loader
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.models import build_model
-from conftest import REPO, compose_train
+from train_configs import REPO, compose_train
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from frcnn.config import check_train_config, preset_warning
 from frcnn.engine.best_metric import is_better, metric_value
 from frcnn.engine.optim import scaled_lr
-from conftest import CONFIGS, REPO, compose_train
+from train_configs import CONFIGS, REPO, compose_train
 
 
 def _options(group: str) -> list[str]:

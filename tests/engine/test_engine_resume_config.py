@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.resume import check_resume_config, config_differences, with_saved_overrides
-from conftest import REPO, compose_train
+from train_configs import REPO, compose_train
 
 
 def save_overrides(run_dir, overrides):
