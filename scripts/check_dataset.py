@@ -5,51 +5,9 @@ every image, then prints a per-class count table and every problem found (file, 
 reason) for each split::
 
     python scripts/check_dataset.py dataset=voc dataset.root=data/VOCdevkit
-    python scripts/check_dataset.py dataset=coco splits=[test] images=false
-"""
+    python scripts/check_dataset.py dataset=coco splits=[test] images=false"""
 
-import logging
-import sys
-from dataclasses import dataclass, field
-
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
-
-from frcnn.data.check import check_dataset, format_report
-from frcnn.data.config import DatasetConfig
-from frcnn.utils.command import run_command
-
-logger = logging.getLogger("check_dataset")
-
-
-@dataclass
-class CheckDatasetConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    splits: list[str] = field(default_factory=lambda: ["train", "test"])
-    images: bool = True
-    num_workers: int = 2
-
-
-ConfigStore.instance().store(name="check_dataset_schema", node=CheckDatasetConfig)
-
-
-@hydra.main(version_base=None, config_path="../configs", config_name="check_dataset")
-def main(cfg: DictConfig) -> None:
-    reports = check_dataset(cfg.dataset, cfg.splits, cfg.images, cfg.num_workers)
-    for report in reports:
-        logger.info(format_report(report))
-    num_errors = sum(len(r.errors) for r in reports)
-    if num_errors:
-        logger.error("%s: %d errors", cfg.dataset.name, num_errors)
-        sys.exit(1)
-    logger.info("%s: no errors", cfg.dataset.name)
-
-
-def command() -> None:
-    """``python scripts/check_dataset.py`` and the ``frcnn-check-dataset`` console command."""
-    run_command(main)
-
+from frcnn.cli.check_dataset import command
 
 if __name__ == "__main__":
     command()

@@ -5,33 +5,9 @@
 Writes ``output/model.onnx`` (one graph for any batch size and image size: NMS and RoI pooling
 inside, padded outputs) and ``output/model.json`` (class names, category ids, the preprocessing
 the graph expects, thresholds, the frcnn version and the checkpoint's config). Run the file with
-``scripts/predict.py runtime=onnxruntime model=output/model.onnx ...`` or any ONNX Runtime.
-"""
+``scripts/predict.py runtime=onnxruntime model=output/model.onnx ...`` or any ONNX Runtime."""
 
-import logging
-
-import hydra
-from omegaconf import DictConfig
-
-import frcnn.export.config  # noqa: F401  (registers export_schema)
-from frcnn.export import export_checkpoint
-from frcnn.utils.command import run_command
-from frcnn.utils.logging import setup_logging
-
-log = logging.getLogger("export")
-
-
-@hydra.main(config_path="../configs", config_name="export", version_base=None)
-def main(cfg: DictConfig) -> None:
-    setup_logging()
-    metadata = export_checkpoint(cfg.checkpoint, cfg.output, cfg.opset)
-    log.info("classes %s; preprocessing %s", metadata.class_names, metadata.preprocessing)
-
-
-def command() -> None:
-    """``python scripts/export.py`` and the ``frcnn-export`` console command."""
-    run_command(main)
-
+from frcnn.cli.export import command
 
 if __name__ == "__main__":
     command()

@@ -6,66 +6,9 @@
 
 Writes every image with its detections drawn (class name and score) under its own file name in
 ``output``, and one ``predictions.json`` (COCO results format; ``image_id`` is the file name,
-boxes in original-image pixels, ``category_id`` the training dataset's id).
-"""
+boxes in original-image pixels, ``category_id`` the training dataset's id)."""
 
-import logging
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from frcnn.config_ranges import PREDICT_RANGES, check_ranges
-from frcnn.data.config import DatasetConfig
-from frcnn.data.transforms import build_transform
-from frcnn.detector import Detector
-from frcnn.engine.checkpoint import load_checkpoint
-from frcnn.evaluation import save_predictions
-from frcnn.evaluation.config import checkpoint_run_config
-from frcnn.evaluation.predictor import Predictor, check_output_dir, list_images
-from frcnn.export.cli import check_runtime, exported_detector, route_model_argument
-from frcnn.utils.command import run_command
-from frcnn.utils.logging import setup_logging
-
-log = logging.getLogger("predict")
-
-
-@hydra.main(config_path="../configs", config_name="predict", version_base=None)
-def main(cfg: DictConfig) -> None:
-    setup_logging()
-    check_ranges(cfg, ranges=PREDICT_RANGES)
-    output = Path(cfg.output)
-    paths = list_images(cfg.input)
-    check_output_dir(paths, output)
-    overrides = HydraConfig.get().overrides.task
-    check_runtime(cfg, overrides)
-
-    if cfg.runtime == "onnxruntime":
-        model, dataset_cfg = exported_detector(cfg, overrides)
-        dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset_cfg)
-        detector = Detector(model, build_transform(dataset_cfg, train=False), dataset_cfg.size_divisibility,
-                            model.class_names, "cpu")
-        category_ids = list(model.category_ids)
-    else:
-        if cfg.checkpoint is None:
-            raise ValueError("give checkpoint=PATH, or runtime=onnxruntime model=DIR/model.onnx")
-        checkpoint = load_checkpoint(cfg.checkpoint)
-        dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], overrides)
-        detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
-        category_ids = list(checkpoint["category_ids"])
-    predictor = Predictor(detector, category_ids, cfg.score_threshold)
-    predictions = predictor.predict(paths, cfg.batch_size, output)
-    save_predictions(output / "predictions.json", predictions)
-    log.info("%d detections on %d input image(s) written to %s", len(predictions), len(paths), output)
-
-
-def command() -> None:
-    """``python scripts/predict.py`` and the ``frcnn-predict`` console command."""
-    sys.argv = route_model_argument(sys.argv)
-    run_command(main)
-
+from frcnn.cli.predict import command
 
 if __name__ == "__main__":
     command()

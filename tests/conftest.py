@@ -1,13 +1,22 @@
-"""Fixtures of every test package: the device the model and training tests run on.
+"""The fixtures of every test package, in one set.
 
-``FRCNN_TEST_DEVICE=cuda python -m pytest -q`` runs the training, model-on-device and
-mixed-precision tests on the GPU; the default is the CPU.
+The device the model and training tests run on is defined here: ``FRCNN_TEST_DEVICE=cuda
+python -m pytest -q`` runs the training, model-on-device and mixed-precision tests on the GPU;
+the default is the CPU. The other fixtures live with their helpers in :mod:`tests.helpers`.
 """
 
 import os
 
 import pytest
 import torch
+
+pytest_plugins = [
+    "tests.helpers.checkpoints",
+    "tests.helpers.configs",
+    "tests.helpers.datasets",
+    "tests.helpers.fakes",
+    "tests.helpers.models",
+]
 
 TEST_DEVICE = os.environ.get("FRCNN_TEST_DEVICE", "cpu")
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from frcnn.data.build import build_dataset
+from frcnn.utils.dist import get_rank, get_world_size
 
 
 @dataclass
@@ -95,12 +95,6 @@ def collate(samples: Sequence[tuple[torch.Tensor, dict[str, Any]]], size_divisib
 def aspect_groups(aspect_ratios: np.ndarray) -> np.ndarray:
     """int64 [N]: 0 for landscape (w / h >= 1), 1 for portrait images."""
     return (np.asarray(aspect_ratios) < 1).astype(np.int64)
-
-
-def dist_rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -182,7 +176,7 @@ def build_train_loader(
     is ``loader.dataset``. ``num_workers`` defaults to ``cfg.num_workers``.
     """
     dataset = build_dataset(cfg, "train")
-    rank, world_size = dist_rank_world()
+    rank, world_size = get_rank(), get_world_size()
     sampler = GroupedBatchSampler(aspect_groups(dataset.aspect_ratios), batch_size, seed, start_iter, rank, world_size)
     return _loader(dataset, sampler, cfg, num_workers)
 
@@ -191,6 +185,6 @@ def build_test_loader(cfg, batch_size: int, num_workers: int | None = None) -> D
     """Finite DataLoader of test :class:`Batch` es in dataset order; when distributed, rank r
     gets indices ``r::world_size`` (no padding, no duplicates)."""
     dataset = build_dataset(cfg, "test")
-    rank, world_size = dist_rank_world()
+    rank, world_size = get_rank(), get_world_size()
     sampler = BatchSampler(range(rank, len(dataset), world_size), batch_size, drop_last=False)
     return _loader(dataset, sampler, cfg, num_workers)

@@ -1,8 +1,8 @@
-"""torch.distributed set-up for torchrun launches, and rank helpers.
+"""torch.distributed set-up for torchrun launches, and naming the rank that stalled a run.
 
 ``torchrun`` (single node or ``--nnodes`` / ``--rdzv_endpoint``) exports RANK, LOCAL_RANK,
 WORLD_SIZE, MASTER_ADDR and MASTER_PORT; without them the process runs alone and every helper
-here degrades to the single-process answer.
+of :mod:`frcnn.utils.dist` degrades to the single-process answer.
 
 A process that stops responding (hung, stopped, swapped out) would hold the others in their
 next collective until the timeout of the process group. That timeout is ``train.dist_timeout``
@@ -24,40 +24,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from frcnn.utils.dist import PROGRESS_KEY, all_gather_object, collectives, get_rank, get_world_size, is_distributed
+
 log = logging.getLogger(__name__)
 
 # Seconds a collective may wait for the other processes: a CPU run's steps and evaluations are
 # short; a GPU run's rank 0 may evaluate COCO or write large checkpoints while the others wait.
 DEFAULT_TIMEOUT_S = {"gloo": 300.0, "nccl": 1800.0}
-_PROGRESS_KEY = "frcnn/collectives/{rank}"
-
-
 class StalledRankError(TimeoutError):
     """A collective timed out; the message names the ranks that fell behind."""
-
-
-class _Progress:
-    """How many collectives this process has entered, mirrored in the rendezvous store."""
-
-    def __init__(self):
-        self.count = 0
-        self.store: Optional[dist.Store] = None
-        self.timeout_s = 0.0
-
-    def enter(self) -> None:
-        if self.store is None:
-            return
-        self.count += 1
-        self.store.set(_PROGRESS_KEY.format(rank=get_rank()), str(self.count))
-
-
-_progress = _Progress()
-
-
-def mark_collective() -> None:
-    """Record that this process enters a collective the helpers here do not run (DDP's
-    gradient all-reduce in the backward pass)."""
-    _progress.enter()
 
 
 def stop_with_launcher() -> None:
@@ -93,16 +68,16 @@ def init_distributed(device: torch.device, timeout_s: Optional[float] = None) ->
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
     # A client of the rendezvous store (torchrun's agent, or rank 0) for the progress records.
-    _progress.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+    collectives.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
                                     timeout=timedelta(seconds=min(timeout_s, 30.0)))
-    _progress.count, _progress.timeout_s = 0, timeout_s
+    collectives.count, collectives.timeout_s = 0, timeout_s
     log.info("process group: backend %s, rank %d of %d, collective timeout %g s", backend, get_rank(),
              get_world_size(), timeout_s)
     return device
 
 
 def destroy_distributed() -> None:
-    _progress.store = None
+    collectives.store = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -117,92 +92,28 @@ def stalled_rank_error(error: BaseException) -> Optional[StalledRankError]:
     """For an ``error`` raised by a collective that timed out (or lost a peer): a
     :class:`StalledRankError` naming the ranks that entered fewer collectives than this one;
     None for any other error."""
-    if not is_distributed() or _progress.store is None or not _is_peer_failure(error):
+    if not is_distributed() or collectives.store is None or not _is_peer_failure(error):
         return None
     rank, world_size = get_rank(), get_world_size()
     cause = str(error).splitlines()[0] if str(error) else type(error).__name__
     try:
         counts = {}
         for other in range(world_size):
-            key = _PROGRESS_KEY.format(rank=other)
-            counts[other] = int(_progress.store.get(key)) if _progress.store.check([key]) else 0
+            key = PROGRESS_KEY.format(rank=other)
+            counts[other] = int(collectives.store.get(key)) if collectives.store.check([key]) else 0
     except (RuntimeError, ValueError) as store_error:  # the store's host may be the stalled process
         return StalledRankError(
-            f"rank {rank} waited {_progress.timeout_s:g} s (train.dist_timeout) in a collective ({cause}); the "
+            f"rank {rank} waited {collectives.timeout_s:g} s (train.dist_timeout) in a collective ({cause}); the "
             f"rendezvous store does not answer either ({store_error}), so its host (rank 0 or torchrun) stalled")
     behind = [r for r, count in counts.items() if count < counts[rank]]
     if behind:
         listed = ", ".join(f"{r} ({counts[rank] - counts[r]} behind)" for r in behind)
         return StalledRankError(
-            f"rank(s) {listed} stopped responding: rank {rank} waited {_progress.timeout_s:g} s "
+            f"rank(s) {listed} stopped responding: rank {rank} waited {collectives.timeout_s:g} s "
             f"(train.dist_timeout) in collective {counts[rank]} ({cause})")
     return StalledRankError(
-        f"rank {rank} waited {_progress.timeout_s:g} s (train.dist_timeout) in collective {counts[rank]}, "
+        f"rank {rank} waited {collectives.timeout_s:g} s (train.dist_timeout) in collective {counts[rank]}, "
         f"which every rank entered ({cause}): a rank stalled inside it")
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    if is_distributed():
-        _progress.enter()
-        dist.barrier()
-
-
-def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` (any shape) over all processes; the input itself is not modified."""
-    if not is_distributed():
-        return values
-    values = values.clone()
-    _progress.enter()
-    dist.all_reduce(values)
-    return values / get_world_size()
-
-
-def all_reduce_any(flag: bool, device: torch.device) -> bool:
-    """True on every process if ``flag`` is true on any one of them."""
-    if not is_distributed():
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    _progress.enter()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def all_gather_object(obj: object) -> list:
-    """``[obj of rank 0, obj of rank 1, ...]`` on every process."""
-    if not is_distributed():
-        return [obj]
-    gathered = [None] * get_world_size()
-    _progress.enter()
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def broadcast_buffers(model: nn.Module) -> None:
-    """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every process.
-
-    DDP does this at the start of each forward; after the last training step the ranks'
-    buffers still differ (each updated them on its own batch), so evaluation calls this first.
-    """
-    if is_distributed():
-        _progress.enter()
-        for buffer in model.buffers():
-            dist.broadcast(buffer.data, src=0)
 
 
 def parameter_checksum(model: nn.Module) -> str:

@@ -17,21 +17,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
-from frcnn.config import check_train_config
+from frcnn.config.compose import check_train_config
 from frcnn.data import build_test_loader, build_train_loader
 from frcnn.engine import distributed as du
-from frcnn.engine.best_metric import is_better, metric_value
-from frcnn.engine.checkpoint import CheckpointDir, load_resume_checkpoint
+from frcnn.utils import dist as dist_utils
+from frcnn.evaluation.best_metric import is_better, metric_value
+from frcnn.checkpoint.io import CheckpointDir, load_resume_checkpoint
 from frcnn.engine.divergence import (
     DivergenceError,
     NonFiniteLossError,
-    NonFinitePolicy,
     NonFiniteSteps,
     check_weights,
     describe_step,
     gradient_norm,
 )
-from frcnn.engine.evaluation import evaluate
+from frcnn.engine.periodic_evaluation import evaluate
+from frcnn.config.schema import NonFinitePolicy
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
@@ -40,30 +41,11 @@ from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
 from frcnn.evaluation import DetectionEvaluator
 from frcnn.evaluation.val_loss import LOSS_TERMS, has_annotations
 from frcnn.models import build_model, load_weights
-from frcnn.models.checkpoint_fit import load_checkpoint_weights
+from frcnn.checkpoint.fit import load_checkpoint_weights
 from frcnn.models.finite import NonFiniteBoxError
+from frcnn.utils.device import autocast_dtype, resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA device is available (use device=cpu or auto)")
-    return torch.device(name)
-
-
-def autocast_dtype(amp: str, device: torch.device, key: str = "train.amp") -> Optional[torch.dtype]:
-    """The autocast dtype for ``amp`` (off | bf16 | fp16; None: full precision), the value of config
-    ``key``. AMP is used on CUDA only."""
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        log.warning("%s=%s ignored: mixed precision is used on CUDA only", key, amp)
-        return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def _plain(value: Any) -> Any:
@@ -78,7 +60,7 @@ def _shared_run_dir(run_dir: Path) -> Path:
     differ by microseconds; all ranks adopt rank 0's (a multi-node resume needs it on a shared
     file system), and a rank's own directory is removed if it is empty.
     """
-    shared = Path(du.all_gather_object(str(run_dir))[0])
+    shared = Path(dist_utils.all_gather_object(str(run_dir))[0])
     if shared != run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
     return shared
@@ -120,7 +102,7 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
         terms = [torch.tensor(torch.nan, device=device)] * (len(names) + 1)
     # One collective per step: the rank-mean of every term (for logging and the finite check)
     # and the stop flag, so that all processes stop at the same iteration.
-    reduced = du.all_reduce_mean(torch.stack(terms + [torch.tensor(float(stop_requested), device=device)])).tolist()
+    reduced = dist_utils.all_reduce_mean(torch.stack(terms + [torch.tensor(float(stop_requested), device=device)])).tolist()
     values = dict(zip([*names, "total"], reduced[:-1]))
     stop_everywhere = reduced[-1] > 0
     if not all(math.isfinite(v) for v in values.values()):
@@ -128,7 +110,7 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
         return StepResult(values, None, stop_everywhere, dropped=True)
 
     optimizer.zero_grad(set_to_none=True)
-    du.mark_collective()  # DDP all-reduces the gradients during the backward pass
+    dist_utils.mark_collective()  # DDP all-reduces the gradients during the backward pass
     scaler.scale(total).backward()
     scaler.unscale_(optimizer)  # the norm (and the clipping) of the true gradients, not the loss-scaled ones
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -151,7 +133,7 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
 
 def _restore_rng(rng_states: list[dict], seed: int, iteration: int) -> None:
     """Set this rank's RNG state from a checkpoint's per-rank list (reseed if the world size changed)."""
-    rank, world_size = du.get_rank(), du.get_world_size()
+    rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
     if len(rng_states) == world_size:
         set_rng_state(rng_states[rank])
     else:
@@ -173,7 +155,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
     check_train_config(cfg)
     tc = cfg.train
     device = du.init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
-    rank, world_size, main = du.get_rank(), du.get_world_size(), du.is_main_process()
+    rank, world_size, main = dist_utils.get_rank(), dist_utils.get_world_size(), dist_utils.is_main_process()
     run_dir = _shared_run_dir(run_dir)
     seed_everything(cfg.seed + rank, deterministic=tc.deterministic)
     amp = autocast_dtype(_plain(tc.amp), device)
@@ -221,14 +203,14 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
         # Collective (every rank's RNG state is gathered): call on all ranks, save on rank 0.
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "iteration": iteration, "rng": du.all_gather_object(get_rng_state()),
+                "iteration": iteration, "rng": dist_utils.all_gather_object(get_rng_state()),
                 "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
                 "class_names": list(test_set.class_names),
                 "category_ids": list(test_set.category_ids), "best_metric": best_metric}
 
     def run_evaluation() -> dict:
         nonlocal best_metric
-        du.broadcast_buffers(model)
+        dist_utils.broadcast_buffers(model)
         metrics = evaluate(model, evaluator, test_loader, device, amp, tc.vis_images, iteration, events,
                            val_loss_seed=cfg.seed if val_loss else None)
         value = metric_value(metrics, tc.best_metric)
@@ -291,7 +273,7 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] 
 
             if not stopped and tc.eval_at_end:
                 metrics = run_evaluation()
-            du.broadcast_buffers(model)
+            dist_utils.broadcast_buffers(model)
             state = training_state()
             if main:
                 checkpoints.commit()

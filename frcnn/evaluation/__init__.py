@@ -1,4 +1,5 @@
-"""Detection metrics (VOC07, VOC, COCO), the evaluator run over a loader, and result files."""
+"""Detection metrics (VOC07, VOC, COCO), the evaluator run over a loader, result files, the
+validation loss and the metric that picks the best checkpoint."""
 
 from frcnn.evaluation.coco_eval import coco_metrics
 from frcnn.evaluation.evaluator import (

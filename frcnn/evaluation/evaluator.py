@@ -13,12 +13,13 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
 from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
+from frcnn.utils.device import autocast
+from frcnn.utils.dist import all_gather_object, broadcast_object, is_main_process
 from frcnn.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -89,12 +90,8 @@ def boxes_to_original(boxes: torch.Tensor, scale: torch.Tensor, height: int, wid
 
 def _gather(outputs: dict) -> dict:
     """Merge every rank's {dataset index: detections} (all_gather_object) when distributed."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return outputs
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, outputs)
     merged = {}
-    for part in parts:
+    for part in all_gather_object(outputs):
         merged.update(part)
     return merged
 
@@ -166,43 +163,42 @@ class DetectionEvaluator:
         self.val_loss.gather()
         if len(self._outputs) < len(self.dataset.image_ids):
             logger.warning("evaluating %d of %d images", len(self._outputs), len(self.dataset.image_ids))
-        distributed = dist.is_available() and dist.is_initialized()
-        result = [None]
-        if not distributed or dist.get_rank() == 0:
+        result = None
+        if is_main_process():
             # one rank scores (COCOeval is slow, and CPU ranks share cores), then shares the result
             if self._ground_truth is None:
                 self._ground_truth = ground_truth_arrays(self.dataset)
-            result = [score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth,
-                                        self.coco_backend)]
-        if distributed:
-            dist.broadcast_object_list(result, src=0)
-        metrics, self.pr_curves = result[0]
+            result = score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth,
+                                       self.coco_backend)
+        metrics, self.pr_curves = broadcast_object(result)
         if self.val_loss:
             metrics["val_loss"] = self.val_loss.summarize()
         return metrics
 
 
 def run_inference(
-    model: torch.nn.Module, loader, evaluator: DetectionEvaluator, device, amp: bool = False,
+    model: torch.nn.Module, loader, evaluator: DetectionEvaluator, device, amp: torch.dtype | None = None,
     val_loss_seed: int | None = None,
 ) -> dict:
     """Run ``model`` over ``loader`` (Batch items) and return ``evaluator.evaluate()``.
 
-    The model runs in eval mode under no_grad (autocast when ``amp`` on CUDA) and is put back in
+    The model runs in eval mode under no_grad (autocast to ``amp``, e.g. ``torch.bfloat16``, as
+    :func:`frcnn.utils.device.autocast_dtype` gives it for the run's AMP setting; None: full
+    precision) and is put back in
     its previous mode afterwards; the progress bar shows on rank 0 only. With ``val_loss_seed``,
     the model also gets the batch's targets (as training filters them) and returns its losses
     from the same forward; their RoI sampling is seeded per batch (see frcnn.evaluation.val_loss).
     The caller's RNG streams are left as they were either way.
     """
     device = torch.device(device)
-    is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    is_main = is_main_process()
     was_training = model.training
     model.eval()
     evaluator.reset()
     use_difficult = getattr(evaluator.dataset, "use_difficult", True)
     try:
         # The fork also covers the loader, whose iterator draws its base seed from the global RNG.
-        with forked_rng(device), torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        with forked_rng(device), torch.no_grad(), autocast(device, amp):
             with progress_bar(len(loader), "inference", "batch", disable=not is_main) as bar:
                 for batch in loader:
                     batch = batch.to(device, non_blocking=True)

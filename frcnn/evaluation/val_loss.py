@@ -14,7 +14,8 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
-import torch.distributed as dist
+
+from frcnn.utils.dist import all_gather_object
 
 LOSS_TERMS = ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc")
 
@@ -83,10 +84,7 @@ class ValidationLoss:
 
     def gather(self) -> None:
         """Merge every rank's batches into each rank's record (a collective when distributed)."""
-        if dist.is_available() and dist.is_initialized():
-            parts = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, self._batches)
-            self._batches = {k: v for part in parts for k, v in part.items()}
+        self._batches = {k: v for part in all_gather_object(self._batches) for k, v in part.items()}
 
     def summarize(self) -> dict[str, float]:
         """metrics.json's ``val_loss``: each term's image-weighted mean and their sum, ``total``."""

@@ -19,17 +19,17 @@ import onnx
 import torch
 from omegaconf import OmegaConf
 
+from frcnn.config.export import OPSET
 from frcnn.data.config import DatasetConfig
 from frcnn.data.transforms import build_transform
-from frcnn.engine.checkpoint import load_checkpoint
-from frcnn.evaluation.checkpoint_model import model_from_checkpoint
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.export.graph import OUTPUT_NAMES, DetectorGraph
 from frcnn.export.metadata import INPUTS, ONNX_FILE, ExportMetadata, Preprocessing
 from frcnn.models import FasterRCNN, ModelConfig
 
 logger = logging.getLogger(__name__)
 
-OPSET = 17  # RoiAlign's coordinate_transformation_mode (aligned=True) needs 16
 CHECKPOINT_KEYS = ("model", "config", "class_names", "category_ids")
 
 

@@ -7,11 +7,6 @@ a file (an frcnn checkpoint, whose ``"model"`` entry is used, or a bare state di
 torchvision detector's state dict is renamed key by key onto this model (:func:`from_torchvision`).
 Tensors whose shape differs (the predictor, for another class count) keep their fresh
 initialisation: that is the fine-tuning path. The report names them.
-
-``torchvision_checkpoint(name)`` wraps such a detector as an frcnn checkpoint (weights, class
-names from the weights' metadata, the model config that is the same network, a COCO dataset
-node), so that ``checkpoint=torchvision:fasterrcnn_resnet50_fpn`` evaluates, predicts and
-exports as is.
 """
 
 import logging
@@ -20,17 +15,12 @@ from pathlib import Path
 
 import torch
 import torchvision
-from omegaconf import OmegaConf
 from torch import nn
 
 log = logging.getLogger(__name__)
 
 TORCHVISION_PREFIX = "torchvision:"
 
-# torchvision detector -> the configs/model file that builds the same network.
-TORCHVISION_MODEL_CONFIGS = {"fasterrcnn_resnet50_fpn": "resnet50_fpn"}
-# Its test-time input: torchvision's GeneralizedRCNNTransform defaults (800 px short side up to 1333).
-_TORCHVISION_TEST_SIZES = {"min_size": [800], "test_min_size": 800, "max_size": 1333}
 
 # torchvision detector key prefix -> frcnn key prefix (the rest of the key is the same).
 _TORCHVISION_RENAMES = (
@@ -55,7 +45,7 @@ def from_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return renamed
 
 
-def _torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], list[str] | None]:
     """The default weights of torchvision detector ``name`` and their class names."""
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
@@ -93,7 +83,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike) -> dict[str, list[
     source = str(source)
     class_names: list[str] = []
     if source.startswith(TORCHVISION_PREFIX):
-        state, categories = _torchvision_state_dict(source[len(TORCHVISION_PREFIX) :])
+        state, categories = torchvision_state_dict(source[len(TORCHVISION_PREFIX) :])
         class_names = list(categories or [])
     else:
         state = _read_state_dict(Path(os.path.expanduser(source)))
@@ -123,35 +113,3 @@ def load_weights(model: nn.Module, source: str | os.PathLike) -> dict[str, list[
         if report[kind]:
             log.warning("%d tensors %s:\n  %s", len(report[kind]), reason, "\n  ".join(report[kind]))
     return report
-
-
-def torchvision_checkpoint(source: str) -> dict:
-    """``torchvision:<name>`` as an frcnn checkpoint dict.
-
-    Returns ``model`` (frcnn key names), ``class_names`` (the weights' categories without the
-    background: COCO_V1's 90 ids 1..90, "N/A" at the unused ones, so label ``k`` is COCO category
-    ``k``), ``config`` (``model``: configs/model/<same network>.yaml with frozen BatchNorm and no
-    backbone download; ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size)
-    ``category_ids`` (1..90) and ``iteration`` 0.
-    """
-    from frcnn.config import config_dir  # frcnn.config imports this package's config schema
-
-    name = source[len(TORCHVISION_PREFIX) :]
-    if name not in TORCHVISION_MODEL_CONFIGS:
-        raise ValueError(
-            f"checkpoint={source}: frcnn builds {sorted(TORCHVISION_MODEL_CONFIGS)} of torchvision's detectors, not {name!r}"
-        )
-    state, categories = _torchvision_state_dict(name)
-    model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
-    model_cfg.backbone.weights = None
-    model_cfg.backbone.norm = "frozen_bn"
-    dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), _TORCHVISION_TEST_SIZES)
-    config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
-    class_names = list(categories)[1:]
-    return {
-        "model": from_torchvision(state),
-        "class_names": class_names,
-        "category_ids": list(range(1, len(class_names) + 1)),
-        "config": config,
-        "iteration": 0,
-    }

@@ -1,7 +1,7 @@
 """Progress reporting that suits where the console goes.
 
 On a terminal: a tqdm bar (log records are written above it by
-:class:`frcnn.utils.logging.TqdmHandler`, so the two never share a line). Redirected to a file
+:class:`frcnn.utils.logs.TqdmHandler`, so the two never share a line). Redirected to a file
 (nohup, a batch scheduler): no carriage-return output at all, but a log line every
 ``log_every_s`` seconds with the count, the rate and the estimated time left.
 """

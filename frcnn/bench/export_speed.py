@@ -1,0 +1,121 @@
+"""CPU latency of the exported detector: PyTorch eager vs ONNX Runtime vs torchvision's composition.
+
+:func:`benchmark_export` builds the benchmark's detector (random weights), exports it as
+``scripts/export.py`` does, and times inference of one image and of a batch, interleaved in one
+process with the same weights and inputs: this model in eager PyTorch, the ONNX file in ONNX
+Runtime (each graph-optimisation level, the headline at ``optimization``; and, for a C4 RoIAlign
+model, the graph that runs layer4's first 1x1 convolutions per RoI, :mod:`frcnn.export.hoist`,
+as ``onnxruntime_per_roi``), and torchvision's ``FasterRCNN`` composed as the same model
+(:func:`frcnn.bench.reference.torchvision_detector`).
+``onnx_infer_ratio`` is ONNX Runtime's median time / torchvision's for one image (below 1:
+ONNX Runtime is faster); ``onnx_infer_ratio_batch`` the same for the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from frcnn.data.transforms import resized_size
+from frcnn.export.exporter import write_onnx
+from frcnn.export.graph import DetectorGraph
+from frcnn.export.runtime import OPTIMIZATION_LEVELS, session_options
+from frcnn.models import build_model
+from frcnn.bench.reference import torchvision_detector
+
+logger = logging.getLogger(__name__)
+
+
+def padded_test_size(min_size: int, max_size: int, size_divisibility: int, aspect: float = 4 / 3) -> tuple[int, int]:
+    """(h, w) of a landscape image of ``aspect`` (w / h) after the test resize, padded to the divisor."""
+    height, width = resized_size(1000, round(1000 * aspect), min_size, max_size)
+    return tuple(-(-side // size_divisibility) * size_divisibility for side in (height, width))
+
+
+def _median_times(runners: dict, inputs: dict, warmup: int, iters: int) -> dict[str, dict[str, float]]:
+    """Median seconds of every runner on every input, interleaved round by round."""
+    times = {case: {name: [] for name in runners} for case in inputs}
+    for iteration in range(warmup + iters):
+        for case, (images, sizes) in inputs.items():
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run(images, sizes)
+                if iteration >= warmup:
+                    times[case][name].append(time.perf_counter() - start)
+    return {case: {name: statistics.median(t) for name, t in per.items()} for case, per in times.items()}
+
+
+def benchmark_export(
+    model_cfg,
+    image_size: tuple[int, int],
+    *,
+    batch_size: int = 4,
+    num_classes: int = 20,
+    threads: int | None = None,
+    optimization: str = "all",
+    warmup_iters: int = 2,
+    timed_iters: int = 10,
+    seed: int = 0,
+) -> dict:
+    """Median CPU inference times (seconds) of one ``image_size`` (h, w) image and of a batch of
+    ``batch_size``; see the module docstring. ``threads``: ONNX Runtime's intra-op threads
+    (None: PyTorch's thread count, so that both use the same cores)."""
+    threads = torch.get_num_threads() if threads is None else threads
+    torch.manual_seed(seed)
+    model = build_model(model_cfg, num_classes).eval()
+    reference = torchvision_detector(model, model_cfg).eval()
+    height, width = image_size
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.randn(batch_size, 3, height, width, generator=generator)
+    inputs = {"single": (batch[:1], torch.tensor([[height, width]])),
+              "batch": (batch, torch.tensor([[height, width]] * batch_size))}  # fmt: skip
+
+    graph = DetectorGraph(model)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.onnx"
+        write_onnx(graph, inputs["batch"], path)
+        sessions = {level: ort.InferenceSession(str(path), session_options(threads, level), providers=["CPUExecutionProvider"])
+                    for level in OPTIMIZATION_LEVELS}  # fmt: skip
+        if graph.hoisted is not None:
+            write_onnx(DetectorGraph(model, hoist=False), inputs["batch"], path)
+            sessions["per_roi"] = ort.InferenceSession(
+                str(path), session_options(threads, optimization), providers=["CPUExecutionProvider"]
+            )
+
+    def onnxruntime(session):
+        return lambda images, sizes: session.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})
+
+    def pytorch(images, sizes):
+        with torch.inference_mode():
+            model(images, sizes)
+
+    def torchvision(images, sizes):
+        with torch.inference_mode():
+            reference(list(images))
+
+    runners = {"pytorch": pytorch, "onnxruntime": onnxruntime(sessions[optimization]), "torchvision": torchvision}
+    runners.update({f"onnxruntime_{level}": onnxruntime(s) for level, s in sessions.items() if level != optimization})
+    medians = _median_times(runners, inputs, warmup_iters, timed_iters)
+    result = {
+        "architecture": getattr(model_cfg.architecture, "value", model_cfg.architecture),
+        "image_size": [height, width],
+        "batch_size": batch_size,
+        "num_classes": num_classes,
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime_threads": threads,
+        "optimization": optimization,
+        "onnxruntime_version": ort.__version__,
+        "median_seconds": medians,
+        "onnx_infer_ratio": medians["single"]["onnxruntime"] / medians["single"]["torchvision"],
+        "onnx_infer_ratio_batch": medians["batch"]["onnxruntime"] / medians["batch"]["torchvision"],
+        "pytorch_ratio": medians["single"]["pytorch"] / medians["single"]["torchvision"],
+    }
+    logger.info("export latency (s): %s; onnx_infer_ratio %.3f (batch %.3f)",
+                medians, result["onnx_infer_ratio"], result["onnx_infer_ratio_batch"])  # fmt: skip
+    return result

@@ -1,0 +1,47 @@
+"""torchvision's trained detectors as frcnn checkpoints: ``checkpoint=torchvision:<name>``.
+
+``torchvision_checkpoint(name)`` wraps such a detector as a checkpoint (weights renamed key by
+key, class names from the weights' metadata, the model config that is the same network, a COCO
+dataset node), so that ``checkpoint=torchvision:fasterrcnn_resnet50_fpn`` evaluates, predicts
+and exports as is.
+"""
+
+from omegaconf import OmegaConf
+
+from frcnn.config.compose import config_dir
+from frcnn.models.weights import TORCHVISION_PREFIX, from_torchvision, torchvision_state_dict
+
+# torchvision detector -> the configs/model file that builds the same network.
+TORCHVISION_MODEL_CONFIGS = {"fasterrcnn_resnet50_fpn": "resnet50_fpn"}
+# Its test-time input: torchvision's GeneralizedRCNNTransform defaults (800 px short side up to 1333).
+_TORCHVISION_TEST_SIZES = {"min_size": [800], "test_min_size": 800, "max_size": 1333}
+
+
+def torchvision_checkpoint(source: str) -> dict:
+    """``torchvision:<name>`` as an frcnn checkpoint dict.
+
+    Returns ``model`` (frcnn key names), ``class_names`` (the weights' categories without the
+    background: COCO_V1's 90 ids 1..90, "N/A" at the unused ones, so label ``k`` is COCO category
+    ``k``), ``config`` (``model``: configs/model/<same network>.yaml with frozen BatchNorm and no
+    backbone download; ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size)
+    ``category_ids`` (1..90) and ``iteration`` 0.
+    """
+    name = source[len(TORCHVISION_PREFIX) :]
+    if name not in TORCHVISION_MODEL_CONFIGS:
+        raise ValueError(
+            f"checkpoint={source}: frcnn builds {sorted(TORCHVISION_MODEL_CONFIGS)} of torchvision's detectors, not {name!r}"
+        )
+    state, categories = torchvision_state_dict(name)
+    model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
+    model_cfg.backbone.weights = None
+    model_cfg.backbone.norm = "frozen_bn"
+    dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), _TORCHVISION_TEST_SIZES)
+    config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
+    class_names = list(categories)[1:]
+    return {
+        "model": from_torchvision(state),
+        "class_names": class_names,
+        "category_ids": list(range(1, len(class_names) + 1)),
+        "config": config,
+        "iteration": 0,
+    }

@@ -1,0 +1,18 @@
+"""Schema of ``configs/export.yaml`` (scripts/export.py)."""
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+OPSET = 17  # the default ONNX opset: RoiAlign's coordinate_transformation_mode (aligned=True) needs 16
+
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = "???"  # a training checkpoint (checkpoints/last.pt, best.pt, ...)
+    output: str = "???"  # folder for model.onnx and model.json (created if needed)
+    opset: int = OPSET  # ONNX opset; RoIAlign with aligned=true needs >= 16
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)

@@ -1,0 +1,55 @@
+"""Evaluation during training: metrics on the test split, their log and TensorBoard views."""
+
+import logging
+from collections import defaultdict
+from typing import Optional
+
+import torch
+from torchvision.ops import box_convert
+
+from frcnn.data.image_io import read_image
+from frcnn.utils.dist import is_main_process
+from frcnn.engine.events import TrainingEvents
+from frcnn.evaluation import DetectionEvaluator, format_metrics_table, run_inference
+from frcnn.utils.visualize import draw_detections
+
+log = logging.getLogger(__name__)
+
+VIS_SCORE_THRESHOLD = 0.3
+
+
+def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch.Tensor]:
+    """The first ``count`` test images with ground truth (dashed, with a legend) and predictions
+    (class colours, scores >= 0.3) drawn, each uint8 ``[3, H, W]`` at its original size.
+
+    ``predictions`` are predictions.json dicts (``bbox`` [x, y, w, h] in original coordinates).
+    """
+    by_image = defaultdict(list)
+    for p in predictions:
+        by_image[p["image_id"]].append(p)
+    label_of = {c: label for label, c in enumerate(dataset.category_ids, start=1)}
+    images = []
+    for i in range(min(count, len(dataset))):
+        gt = dataset.get_annotation(i)
+        dets = by_image[dataset.image_ids[i]]
+        boxes = box_convert(torch.tensor([p["bbox"] for p in dets], dtype=torch.float32).reshape(-1, 4),
+                            "xywh", "xyxy")
+        labels = torch.tensor([label_of[p["category_id"]] for p in dets], dtype=torch.int64)
+        scores = torch.tensor([p["score"] for p in dets], dtype=torch.float32)
+        images.append(draw_detections(read_image(dataset.image_path(i)), boxes, labels, scores, dataset.class_names,
+                                      score_threshold=VIS_SCORE_THRESHOLD, ground_truth=gt["boxes"]))
+    return images
+
+
+def evaluate(model: torch.nn.Module, evaluator: DetectionEvaluator, loader, device: torch.device,
+             amp: Optional[torch.dtype], vis_images: int, iteration: int,
+             events: TrainingEvents, val_loss_seed: Optional[int] = None) -> dict:
+    """Run ``model`` over the test ``loader`` (every rank its shard; the evaluator gathers them)
+    and return the metrics.json dict, with ``val_loss`` when ``val_loss_seed`` is given (see
+    :func:`frcnn.evaluation.run_inference`). Rank 0 logs the table and records the TensorBoard views."""
+    metrics = run_inference(model, loader, evaluator, device, amp=amp, val_loss_seed=val_loss_seed)
+    if is_main_process():
+        log.info("evaluation at iteration %d:\n%s", iteration, format_metrics_table(metrics))
+        images = draw_test_images(evaluator.dataset, evaluator.predictions(), vis_images)
+        events.evaluation(iteration, metrics, evaluator.pr_curves, evaluator.dataset.class_names, images)
+    return metrics

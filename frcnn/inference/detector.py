@@ -1,0 +1,139 @@
+"""``Detector``: a trained checkpoint as a callable on images, for use from Python.
+
+    detector = frcnn.Detector.from_checkpoint("outputs/<run>/checkpoints/last.pt")
+    result = detector("photo.jpg")               # one dict
+    results = detector(["a.jpg", image_tensor])  # a list of dicts, one per input
+
+Each result holds ``boxes`` float32 Tensor[N, 4] (x1, y1, x2, y2) in continuous 0-based pixel
+coordinates of the original image, ``scores`` Tensor[N], ``labels`` int64 Tensor[N] in 1..K
+and ``class_names`` (N strings, ``class_names[i]`` names ``labels[i]``), sorted by score.
+Images get the model's own test-time preprocessing (the training run's resize and
+normalisation) and run in batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from frcnn.data import collate
+from frcnn.data.config import DatasetConfig
+from frcnn.data.image_io import read_image
+from frcnn.data.transforms import DetectionTransform, build_transform
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.utils.device import resolve_device
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.evaluation.evaluator import boxes_to_original
+from frcnn.models import FasterRCNN
+from frcnn.models.config import ModelConfig
+
+ImageInput = Union[str, os.PathLike, torch.Tensor, np.ndarray, Image.Image]
+
+
+def as_uint8_image(image: ImageInput) -> torch.Tensor:
+    """Any supported image input -> uint8 Tensor[3, H, W] in RGB (on the CPU).
+
+    A path is decoded with EXIF orientation applied; a PIL image is converted to RGB; an array
+    is ``[H, W, 3]`` uint8 (as PIL and OpenCV-converted-to-RGB give); a tensor is ``[3, H, W]``,
+    uint8 or float in [0, 1].
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(str(image))
+    if isinstance(image, Image.Image):
+        image = np.array(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be uint8 [H, W, 3] RGB, got {image.dtype} {list(image.shape)}")
+        return torch.from_numpy(image.copy()).permute(2, 0, 1)  # copy: the caller keeps its array
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"an image tensor must be [3, H, W], got {list(image.shape)}")
+        if image.dtype != torch.uint8:
+            image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+        return image.cpu()
+    raise TypeError(f"cannot detect on a {type(image).__name__}: give a path, a PIL image, an array or a tensor")
+
+
+class Detector:
+    """A detector with its preprocessing, class names and device.
+
+    model: a :class:`FasterRCNN`. transform: the test transform (resize + normalise).
+    size_divisibility: batches are padded to a multiple of it. score_threshold: detections
+    scoring below it are dropped (on top of the model's own ``roi_head.score_thresh``).
+    """
+
+    def __init__(self, model: FasterRCNN, transform: DetectionTransform, size_divisibility: int,
+                 class_names: Sequence[str], device: torch.device | str = "cpu",
+                 score_threshold: float = 0.0, batch_size: int = 4):
+        self.device = resolve_device(str(getattr(device, "value", device)))
+        self.model = model.eval().to(self.device)
+        self.transform = transform
+        self.size_divisibility = size_divisibility
+        self.class_names = list(class_names)
+        self.score_threshold = score_threshold
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", score_threshold: float = 0.0,
+                        batch_size: int = 4, overrides: Optional[dict[str, Any]] = None) -> Detector:
+        """The detector of a training checkpoint (``checkpoints/last.pt`` of a run).
+
+        The model and the test-time resize are the run's own; ``overrides`` (e.g.
+        ``{"model": {"roi_head": {"nms_thresh": 0.4}}, "dataset": {"test_min_size": 800}}``)
+        apply on top.
+        """
+        checkpoint = load_checkpoint(path)
+        saved = OmegaConf.merge({"model": {}, "dataset": {}}, checkpoint["config"], overrides or {})
+        return cls.from_checkpoint_state(checkpoint, saved.model, saved.dataset, device, score_threshold, batch_size)
+
+    @classmethod
+    def from_checkpoint_state(cls, checkpoint: dict, model_cfg: DictConfig, dataset_cfg: DictConfig,
+                              device: str | torch.device = "auto", score_threshold: float = 0.0,
+                              batch_size: int = 4) -> Detector:
+        """From a loaded checkpoint dict and the (possibly overridden) ``model``/``dataset`` nodes."""
+        model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), model_cfg)
+        dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset_cfg)
+        return cls(model_from_checkpoint(checkpoint, model_cfg), build_transform(dataset_cfg, train=False),
+                   dataset_cfg.size_divisibility, checkpoint["class_names"], device, score_threshold, batch_size)
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> dict | list[dict]:
+        """Detect on one image (returns one dict) or a list of them (returns a list of dicts)."""
+        single = not isinstance(images, (list, tuple))
+        inputs = [images] if single else list(images)
+        results = []
+        for start in range(0, len(inputs), self.batch_size):
+            results += self.detect([as_uint8_image(x) for x in inputs[start : start + self.batch_size]])
+        return results[0] if single else results
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[torch.Tensor]) -> list[dict]:
+        """One batch: uint8 Tensor[3, H, W] images -> one result dict each (see the module docstring)."""
+        if not images:
+            return []
+        samples = []
+        for index, image in enumerate(images):
+            tensor, _, scale = self.transform(image, torch.zeros(0, 4))
+            empty = torch.zeros(0, dtype=torch.bool)
+            samples.append((tensor, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                                     "difficult": empty, "iscrowd": empty, "image_id": index, "index": index,
+                                     "orig_size": tuple(image.shape[1:]), "scale": scale}))  # fmt: skip
+        batch = collate(samples, self.size_divisibility).to(self.device)
+        outputs = self.model(batch.images, batch.image_sizes)
+        results = []
+        for image, output, scale in zip(images, outputs, batch.scales):
+            keep = output["scores"] >= self.score_threshold
+            labels = output["labels"][keep].cpu()
+            results.append({
+                "boxes": boxes_to_original(output["boxes"][keep], scale, image.shape[1], image.shape[2]),
+                "scores": output["scores"][keep].float().cpu(),
+                "labels": labels,
+                "class_names": [self.class_names[label - 1] for label in labels.tolist()],
+            })  # fmt: skip
+        return results

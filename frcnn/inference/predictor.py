@@ -1,0 +1,100 @@
+"""Detection on image files: batched inference, drawn images and a predictions.json list."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from frcnn.data.image_io import read_image
+from frcnn.data.validation import DatasetError
+from frcnn.inference.detector import Detector
+from frcnn.evaluation.results_io import predictions_from_detections
+from frcnn.evaluation.voc_eval import Detections
+from frcnn.utils.progress import progress_bar
+from frcnn.utils.visualize import draw_detections
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """The image files of ``path`` (one file, or a folder's files, not recursive), sorted.
+
+    Files whose extension is not an image type are skipped with a log note.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist")
+    candidates = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [p.name for p in candidates if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if skipped:
+        kinds = "/".join(IMAGE_SUFFIXES)
+        logger.info("skipping %d file(s) that are not %s images: %s", len(skipped), kinds, ", ".join(skipped))
+    return images
+
+
+def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
+    """Create ``output_dir`` and check that files can be written there, before any model is
+    loaded; raise ValueError when it cannot be, or when it holds input images (drawn copies would
+    replace them)."""
+    output_dir = Path(output_dir).resolve()
+    if any(path.parent.resolve() == output_dir for path in paths):
+        raise ValueError(f"output {output_dir} holds the input images: drawing would overwrite them; use another folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"output {output_dir} is not a writable folder ({error.strerror or error})") from error
+
+
+class Predictor:
+    """Runs a :class:`frcnn.Detector` on image files: drawn images and a predictions.json list.
+
+    category_ids: the id written for label l is ``category_ids[l - 1]``; detections scoring
+    below ``score_threshold`` are neither drawn nor written.
+    """
+
+    def __init__(self, detector: Detector, category_ids: list[int], score_threshold: float = 0.5):
+        self.detector = detector
+        self.category_ids = category_ids
+        self.score_threshold = score_threshold
+
+    def predict(self, paths: Iterable[Path], batch_size: int, output_dir: str | Path) -> list[dict]:
+        """Detect on every readable image of ``paths``; write each, boxes drawn, to ``output_dir``
+        under its own file name; return the predictions.json dicts (``image_id``: the file name,
+        boxes in original-image pixels). Unreadable images are reported and skipped."""
+        paths = list(paths)
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        predictions = []
+        with progress_bar(total=len(paths), desc="predict", unit="image") as bar:
+            for chunk in (paths[start : start + batch_size] for start in range(0, len(paths), batch_size)):
+                readable, images = [], []
+                for path in chunk:
+                    try:
+                        images.append(read_image(str(path)))
+                    except DatasetError as error:
+                        logger.warning("skipping unreadable image: %s", error)
+                        continue
+                    readable.append(path)
+                for path, image, result in zip(readable, images, self.detector.detect(images)):
+                    predictions += self._write(path, image, result, output_dir)
+                bar.update(len(chunk))
+        return predictions
+
+    def _write(self, path: Path, image: torch.Tensor, result: dict, output_dir: Path) -> list[dict]:
+        keep = result["scores"] >= self.score_threshold
+        boxes, labels, scores = result["boxes"][keep], result["labels"][keep], result["scores"][keep]
+        drawn = draw_detections(image, boxes, labels, scores, self.detector.class_names)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output_dir / path.name)
+        detections = Detections(np.zeros(len(boxes), dtype=np.int64), labels.numpy(), scores.numpy(), boxes.numpy())
+        return predictions_from_detections(detections, [path.name], self.category_ids)

@@ -1,0 +1,144 @@
+"""scripts/evaluate.py and scripts/predict.py end to end on a tiny checkpoint; config merging."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from tests.helpers.configs import REPO, compose_config
+from omegaconf import OmegaConf
+from PIL import Image
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from frcnn.data import build_dataset
+from frcnn.models import build_model
+from frcnn.checkpoint.restore import check_classes, model_from_checkpoint
+from frcnn.config.commands import check_evaluate_source, checkpoint_run_config
+from frcnn.inference.predictor import check_output_dir, list_images
+
+COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def run_script(script, *overrides):
+    command = [sys.executable, f"scripts/{script}", *overrides]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_checkpoint_config_with_command_line_overrides(tiny_checkpoint):
+    _, train_cfg = tiny_checkpoint
+    saved = OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
+    overrides = ["checkpoint=x.pt", "model.roi_head.score_thresh=0.01", "dataset.test_sets=[2007-test]"]
+    dataset, model = checkpoint_run_config(compose_config("evaluate", *overrides), saved, overrides)
+    assert model.roi_head.score_thresh == 0.01
+    assert model.backbone.depth == train_cfg.model.backbone.depth == 18  # the checkpoint's, not the schema default
+    assert dataset.test_sets == ["2007-test"]
+    assert dataset.root == train_cfg.dataset.root and dataset.max_size == train_cfg.dataset.max_size
+
+    overrides = ["checkpoint=x.pt", "dataset=voc", "dataset.root=/data/VOCdevkit"]
+    dataset, _ = checkpoint_run_config(compose_config("evaluate", *overrides), saved, overrides)
+    assert dataset.name == "voc" and dataset.root == "/data/VOCdevkit"
+
+
+@pytest.mark.slow
+def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, tmp_path):
+    checkpoint, train_cfg = tiny_checkpoint
+    run = tmp_path / "run"
+    result = run_script("evaluate.py", f"checkpoint={checkpoint}", f"hydra.run.dir={run}", "device=cpu",
+                        "model.roi_head.score_thresh=0.0", "voc_results_dir=voc", f"tensorboard_dir={tmp_path / 'tb'}")  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    predictions = json.loads((run / "predictions.json").read_text())
+    test_set = build_dataset(train_cfg.dataset, "test")
+
+    assert set(metrics) == {"voc07", "voc", "coco", "val_loss"}
+    assert list(metrics["coco"]) == COCO_KEYS
+    assert list(metrics["val_loss"]) == ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
+    assert all(value > 0 for value in metrics["val_loss"].values())
+    assert "validation loss rpn_cls" in result.stderr
+    for key in ("voc07", "voc"):
+        assert list(metrics[key]["AP"]) == test_set.class_names
+        assert 0.0 <= metrics[key]["mAP"] <= 1.0
+    assert all(value == -1.0 or 0.0 <= value <= 1.0 for value in metrics["coco"].values())
+    assert "AP(voc07)" in result.stderr and "circle" in result.stderr
+
+    assert predictions, "score_thresh=0 leaves detections"
+    sizes = {image_id: test_set.get_annotation(i) for i, image_id in enumerate(test_set.image_ids)}
+    for p in predictions:
+        assert set(p) == {"image_id", "category_id", "bbox", "score"}
+        assert p["category_id"] in test_set.category_ids
+        x, y, w, h = p["bbox"]
+        size = sizes[p["image_id"]]
+        assert 0 <= x <= x + w <= size["width"] and 0 <= y <= y + h <= size["height"]
+    expected_files = [f"comp4_det_test_{c}.txt" for c in sorted(test_set.class_names)]
+    assert sorted(path.name for path in (run / "voc").iterdir()) == expected_files
+    assert any((tmp_path / "tb").iterdir())
+
+    # the results file alone, against the same test split, gives the same numbers
+    shapes = [f"dataset.shapes.{key}={value}" for key, value in train_cfg.dataset.shapes.items()]
+    rescored = tmp_path / "rescored"
+    run_script("evaluate.py", f"predictions={run / 'predictions.json'}", f"hydra.run.dir={rescored}",
+               f"dataset.root={train_cfg.dataset.root}", *shapes)  # fmt: skip
+    del metrics["val_loss"]  # needs the model
+    assert json.loads((rescored / "metrics.json").read_text()) == metrics
+    assert json.loads((rescored / "predictions.json").read_text()) == predictions
+
+
+@pytest.mark.slow
+def test_predict_script_on_a_folder(tiny_checkpoint, tmp_path):
+    checkpoint, train_cfg = tiny_checkpoint
+    test_set = build_dataset(train_cfg.dataset, "test")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.open(test_set.image_path(0)).save(images / "a.jpg")
+    Image.open(test_set.image_path(1)).save(images / "b.png")
+    (images / "c.jpg").write_bytes(b"not an image")
+    (images / "notes.txt").write_text("not an image either")
+    output = tmp_path / "out"
+    result = run_script("predict.py", f"checkpoint={checkpoint}", f"input={images}", f"output={output}",
+                        "score_threshold=0.2", "batch_size=2", "device=cpu")  # fmt: skip
+
+    assert sorted(path.name for path in output.iterdir()) == ["a.jpg", "b.png", "predictions.json"]
+    assert Image.open(output / "b.png").size == Image.open(images / "b.png").size
+    predictions = json.loads((output / "predictions.json").read_text())
+    assert {p["image_id"] for p in predictions} <= {"a.jpg", "b.png"}
+    assert all(p["score"] >= 0.2 and p["category_id"] in test_set.category_ids for p in predictions)
+    assert "c.jpg" in result.stderr and "notes.txt" in result.stderr
+
+
+def test_predict_refuses_to_draw_over_its_input(tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "b.bmp")
+    (tmp_path / "c.gif").write_bytes(b"GIF89a")
+    paths = list_images(tmp_path)
+    assert [p.name for p in paths] == ["a.png", "b.bmp"]
+    assert list_images(tmp_path / "a.png") == [tmp_path / "a.png"]
+    with pytest.raises(ValueError, match="would overwrite"):
+        check_output_dir(paths, tmp_path)
+    check_output_dir(paths, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        list_images(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("arguments", [["checkpoint=null"], ["checkpoint=a.pt", "predictions=b.json"]])
+def test_evaluate_needs_exactly_one_source(arguments):
+    with pytest.raises(ValueError, match="exactly one of checkpoint=PATH"):
+        check_evaluate_source(compose_config("evaluate", *arguments))
+    check_evaluate_source(compose_config("evaluate", "predictions=b.json"))
+
+
+def test_model_from_checkpoint_keeps_the_trained_norm_layers_without_fetching_weights(tiny_checkpoint):
+    _, train_cfg = tiny_checkpoint
+    trained_cfg = OmegaConf.merge(train_cfg.model, {"backbone": {"norm": "frozen_bn", "weights": None}})
+    trained = build_model(trained_cfg, num_classes=3)
+    # the run started from ImageNet weights (norm auto -> frozen BN); rebuilding must not download them
+    run_cfg = OmegaConf.merge(train_cfg.model, {"backbone": {"norm": "auto", "weights": "imagenet"}})
+    checkpoint = {"model": trained.state_dict(), "class_names": ["circle", "square", "triangle"], "iteration": 5}
+    model = model_from_checkpoint(checkpoint, run_cfg)
+    assert not model.training
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, trained.state_dict()[name]), name
+    with pytest.raises(ValueError, match="differ from the dataset's"):
+        check_classes(checkpoint, ["circle", "square"])

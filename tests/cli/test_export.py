@@ -1,0 +1,89 @@
+"""scripts/export.py, then scripts/predict.py and scripts/evaluate.py with runtime=onnxruntime
+against the PyTorch runtime; the export benchmark section."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tests.helpers.checkpoints import VARIANTS, tiny_config
+from tests.helpers.configs import REPO
+from PIL import Image
+
+from frcnn.data import build_test_loader
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.evaluation import DetectionEvaluator, run_inference
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.bench.export_speed import benchmark_export
+
+
+def run_script(script, *overrides):
+    command = [sys.executable, f"scripts/{script}", *overrides]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_predict_with_onnxruntime_writes_what_pytorch_writes(exported, shapes_root, tmp_path):
+    checkpoint, _, _ = exported("roi_align")
+    run_script("export.py", f"checkpoint={checkpoint}", f"output={tmp_path / 'exported'}")
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["model.json", "model.onnx"]
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in sorted((shapes_root / "JPEGImages").iterdir())[:3]:
+        shutil.copy(path, images)
+    common = [f"input={images}", "score_threshold=0.1", "batch_size=2"]
+    run_script("predict.py", f"checkpoint={checkpoint}", f"output={tmp_path / 'torch'}", *common)
+    run_script("predict.py", "runtime=onnxruntime", f"model={tmp_path / 'exported' / 'model.onnx'}",
+               f"output={tmp_path / 'onnx'}", *common)  # fmt: skip
+
+    expected = json.loads((tmp_path / "torch" / "predictions.json").read_text())
+    got = json.loads((tmp_path / "onnx" / "predictions.json").read_text())
+    assert expected and len(got) == len(expected)
+    for want, have in zip(expected, got):
+        assert (have["image_id"], have["category_id"]) == (want["image_id"], want["category_id"])
+        assert np.abs(np.subtract(have["bbox"], want["bbox"])).max() <= 0.01
+        assert abs(have["score"] - want["score"]) <= 1e-4
+    for path in images.iterdir():
+        drawn_torch = np.asarray(Image.open(tmp_path / "torch" / path.name))
+        drawn_onnx = np.asarray(Image.open(tmp_path / "onnx" / path.name))
+        assert np.array_equal(drawn_torch, drawn_onnx), path.name
+
+
+@pytest.mark.slow
+def test_evaluate_with_onnxruntime_gives_the_pytorch_metrics(exported, tmp_path):
+    checkpoint, cfg, directory = exported("roi_align")
+    model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)
+    loader = build_test_loader(cfg.dataset, batch_size=4, num_workers=0)
+    expected = run_inference(model, loader, DetectionEvaluator(loader.dataset), "cpu")
+    run_script("evaluate.py", "runtime=onnxruntime", f"model={directory / 'model.onnx'}", f"hydra.run.dir={tmp_path}")
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    assert expected["voc07"]["mAP"] > 0.01, "a trained model: equal mAPs are not both zero"
+    assert abs(got["voc07"]["mAP"] - expected["voc07"]["mAP"]) <= 1e-4
+    assert abs(got["voc"]["mAP"] - expected["voc"]["mAP"]) <= 1e-4
+    for key, value in expected["coco"].items():
+        assert abs(got["coco"][key] - value) <= 1e-4, key
+
+
+@pytest.mark.parametrize("variant", ["c4_r50", "fpn"])
+def test_export_benchmark_reports_every_runtime(shapes_root, variant):
+    # C4: a ResNet-50 head with an even RoIAlign size, whose 1x1 convolutions move before RoIAlign.
+    overrides = {"c4_r50": ["model.backbone.depth=50", "model.roi_head.pooler=roi_align", "model.roi_head.roi_size=8"],
+                 "fpn": VARIANTS["fpn"]}[variant]  # fmt: skip
+    model_cfg = tiny_config(shapes_root, *overrides).model
+    result = benchmark_export(model_cfg, (64, 96), batch_size=2, num_classes=3,
+                              warmup_iters=0, timed_iters=1)  # fmt: skip
+    runners = {"pytorch", "torchvision", "onnxruntime", "onnxruntime_disable", "onnxruntime_basic", "onnxruntime_extended"}
+    if variant == "c4_r50":
+        runners.add("onnxruntime_per_roi")
+    for case in ("single", "batch"):
+        times = result["median_seconds"][case]
+        assert set(times) == runners
+        assert all(t > 0 for t in times.values())
+    single = result["median_seconds"]["single"]
+    assert result["onnx_infer_ratio"] == single["onnxruntime"] / single["torchvision"]
+    assert result["image_size"] == [64, 96] and result["optimization"] == "all"
+    assert result["architecture"] == ("c4" if variant == "c4_r50" else "fpn")

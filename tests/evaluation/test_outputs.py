@@ -1,0 +1,110 @@
+"""Evaluation side outputs: distributed gather, VOC devkit files, TensorBoard, drawings, benchmark."""
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from tests.helpers.fakes import batch_of, evaluate_on_rank, gt_detections, make_fake_dataset
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tests.evaluation.test_evaluator import evaluate_all
+from torch.utils.tensorboard import SummaryWriter
+
+from frcnn.evaluation import DetectionEvaluator, add_pr_curves, log_metrics, write_voc_devkit_results
+from frcnn.bench.eval_speed import benchmark_eval
+from frcnn.evaluation.tensorboard import pr_curve_counts
+from frcnn.evaluation.voc_eval import ClassPR, Detections
+from frcnn.utils.visualize import OUTLINE, caption_place, class_colors, draw_detections
+
+
+def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
+    mp.spawn(evaluate_on_rank, args=(2, tmp_path / "init", tmp_path / "result"), nprocs=2)
+    dataset = make_fake_dataset()
+    evaluator = DetectionEvaluator(dataset)
+    for rank in range(2):
+        indices = list(range(rank, len(dataset), 2))
+        detections = gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0)
+        evaluator.process(batch_of(dataset, indices, (2.0, 0.5)), detections)
+    expected = evaluator.evaluate()
+    for rank in range(2):
+        result = torch.load(f"{tmp_path / 'result'}.{rank}", weights_only=False)
+        assert result["metrics"] == expected
+        assert result["predictions"] == len(evaluator.predictions())
+
+
+def test_voc_devkit_result_files(fake_dataset, tmp_path):
+    dataset = make_fake_dataset(image_ids=[f"2007_{i:06d}" for i in range(12)])
+    boxes = np.array([[0.0, 1.0, 10.0, 20.5], [3, 4, 5, 6]])
+    dets = Detections(np.array([0, 5]), np.array([2, 2]), np.array([0.75, 0.5]), boxes)
+    paths = write_voc_devkit_results(tmp_path, dets, dataset.image_ids, dataset.class_names, "test")
+    assert [p.name for p in paths] == ["comp4_det_test_cat.txt", "comp4_det_test_dog.txt", "comp4_det_test_bird.txt"]
+    assert paths[0].read_text() == ""
+    # devkit boxes are 1-based inclusive: (x1 + 1, y1 + 1, x2, y2)
+    lines = ["2007_000000 0.750000 1.00 2.00 10.00 20.50", "2007_000005 0.500000 4.00 5.00 5.00 6.00"]
+    assert paths[1].read_text().splitlines() == lines
+
+
+def test_pr_curve_counts_at_score_thresholds():
+    curve = ClassPR(scores=np.array([0.95, 0.85, 0.65, 0.55]), tp=np.array([True, False, True, False]), num_positives=3)
+    counts = pr_curve_counts(curve, num_thresholds=11)
+    # thresholds 0, 0.1, ..., 1: detections kept = 4 up to 0.5, 3 at 0.6, 2 at 0.7 and 0.8, 1 at 0.9, 0 at 1
+    np.testing.assert_array_equal(counts["true_positive_counts"], [2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 0])
+    np.testing.assert_array_equal(counts["false_positive_counts"], [2, 2, 2, 2, 2, 2, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(counts["false_negative_counts"], [1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 3])
+    np.testing.assert_allclose(counts["precision"][[0, 6, 9, 10]], [0.5, 2 / 3, 1.0, 1.0])
+    np.testing.assert_allclose(counts["recall"][[0, 9, 10]], [2 / 3, 1 / 3, 0.0])
+
+
+def test_tensorboard_scalars_and_pr_curves(fake_dataset, tmp_path):
+    evaluator, metrics = evaluate_all(fake_dataset, noise=4.0)
+    with SummaryWriter(tmp_path) as writer:
+        log_metrics(writer, metrics, step=7)
+        add_pr_curves(writer, evaluator.pr_curves, fake_dataset.class_names, step=7)
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0, "scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"eval/voc07_mAP", "eval/voc_mAP", "eval/coco_AP", "eval_AP/cat", "eval_AP/dog", "eval_AP/bird"} <= set(scalars)
+    assert events.Scalars("eval/voc_mAP")[0].value == pytest.approx(metrics["voc"]["mAP"])
+    assert events.Scalars("eval/voc_mAP")[0].step == 7
+    assert {"pr/cat", "pr/dog", "pr/bird"} <= set(events.Tags()["tensors"])
+
+
+def test_draw_detections_draws_only_confident_boxes_in_class_colours():
+    image = torch.zeros(3, 64, 96, dtype=torch.uint8)
+    boxes = torch.tensor([[10.0, 10.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]])
+    labels = torch.tensor([2, 1])
+    drawn = draw_detections(image, boxes, labels, torch.tensor([0.9, 0.3]), ["cat", "dog"], score_threshold=0.5)
+    assert drawn.dtype == torch.uint8 and drawn.shape == (3, 64, 96)
+    assert tuple(drawn[:, 30, 11].tolist()) == class_colors(2)[1]  # left edge of the dog box
+    assert tuple(drawn[:, 30, 10].tolist()) == OUTLINE  # its dark outline
+    assert drawn[:, 20, 90].sum() == 0  # right edge of the 0.3 box: not drawn
+    float_image = draw_detections(torch.full((3, 64, 96), 0.5), boxes, labels, torch.tensor([0.9, 0.9]), ["cat", "dog"])
+    assert float_image.dtype == torch.uint8 and float_image[0, 60, 5] == 128
+
+
+def test_captions_never_overlap_and_ground_truth_is_dashed_with_a_legend():
+    image = torch.full((3, 120, 160), 60, dtype=torch.uint8)
+    boxes = torch.tensor([[20.0, 30.0, 80.0, 90.0], [22.0, 32.0, 82.0, 92.0], [24.0, 34.0, 84.0, 94.0]])
+    labels, scores = torch.tensor([1, 2, 1]), torch.tensor([0.9, 0.8, 0.7])
+    ground_truth = torch.tensor([[100.0, 10.0, 150.0, 60.0]])
+    drawn = draw_detections(image, boxes, labels, scores, ["circle", "square"], ground_truth=ground_truth)
+    top_edge = drawn[:, 10, 102:148].T.tolist()  # along the dashed top edge: white dashes and dark gaps
+    assert [255, 255, 255] in top_edge and list(OUTLINE) in top_edge
+    bottom_row = drawn[:, 118, :].T.tolist()  # the legend strip along the bottom edge
+    assert bottom_row.count(list(OUTLINE)) > 100
+
+    taken = []
+    for box in boxes.tolist():
+        place = caption_place(box, (50, 12), (160, 120), taken)
+        assert place is not None and not any(place[0] < t[2] and t[0] < place[2] and place[1] < t[3] and t[1] < place[3]
+                                             for t in taken)  # fmt: skip
+        taken.append(place)
+    assert caption_place([0.0, 0.0, 160.0, 12.0], (160, 12), (160, 24), [(0, 0, 160, 24)]) is None
+
+
+def test_benchmark_eval_reports_times():
+    result = benchmark_eval(num_images=50, dets_per_image=20, num_classes=5)
+    assert result["num_detections"] == 1000
+    assert result["voc_seconds"] > 0 and set(result["coco_seconds"]) == {"faster_coco_eval", "pycocotools"}
+    assert result["coco_speedup"] == result["coco_seconds"]["pycocotools"] / result["coco_seconds"]["faster_coco_eval"]
+    assert result["coco_max_abs_difference"] <= 1e-12
+    assert 0.0 < result["voc_mAP"] < 1.0 and 0.0 < result["coco_AP"] < 1.0

@@ -1,0 +1,97 @@
+"""Tiny trained checkpoints (a few steps of the debug=tiny detector) and shapes test batches."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from frcnn.data import build_dataset, build_train_loader, collate
+from frcnn.models import build_model
+from tests.helpers.configs import compose_train
+
+# Test models: name -> overrides of the debug=tiny config.
+VARIANTS = {
+    "roi_align": ["model.roi_head.pooler=roi_align"],
+    "roi_pool": ["model.roi_head.pooler=roi_pool"],
+    # ResNet-18-FPN with narrow pyramid levels and box head (torchvision's FPN settings otherwise).
+    "fpn": ["model=resnet50_fpn", "model.backbone.depth=18", "model.fpn_channels=32", "model.roi_head.mlp_dim=64"],
+}
+
+
+def tiny_config(shapes_root: Path, *overrides: str) -> DictConfig:
+    """debug=tiny (a dozen 64-96 px shapes images, ResNet-18 C4 from scratch) under shapes_root, on the CPU."""
+    return compose_train("debug=tiny", f"dataset.root={shapes_root}", "device=cpu", *overrides)
+
+
+def train_tiny_checkpoint(path: Path, cfg: DictConfig, steps: int = 1, lr: float = 0.01,
+                          optimizer: str = "sgd") -> DictConfig:
+    """Train the detector of ``cfg`` for ``steps`` steps (SGD with momentum 0.9, or AdamW) from
+    seed 0 and save it as a training checkpoint at ``path``; returns ``cfg``."""
+    torch.manual_seed(0)
+    dataset = build_dataset(cfg.dataset, "train")
+    model = build_model(cfg.model, num_classes=len(dataset.class_names))
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _, batch in zip(range(steps), build_train_loader(cfg.dataset, batch_size=2, seed=0)):
+        loss = sum(model(batch.images, batch.image_sizes, batch.targets).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": {}, "scaler": {},
+         "iteration": steps, "rng": {}, "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+         "class_names": dataset.class_names, "category_ids": dataset.category_ids, "best_metric": None},  # fmt: skip
+        path,
+    )
+    return cfg
+
+
+def write_tiny_checkpoint(path: Path, shapes_root: Path, steps: int = 1) -> DictConfig:
+    """The debug=tiny detector under ``shapes_root`` after ``steps`` SGD steps, saved at ``path``."""
+    return train_tiny_checkpoint(path, tiny_config(shapes_root), steps)
+
+
+def shapes_batch(cfg: DictConfig, indices: list[int]):
+    """Shapes test images ``indices`` (test transform: resized, normalised), padded into one Batch."""
+    dataset = build_dataset(cfg.dataset, "test")
+    return collate([dataset[index] for index in indices], cfg.dataset.size_divisibility)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """(checkpoint path, its train config) of a 1-step tiny shapes run, made once per session."""
+    directory = tmp_path_factory.mktemp("tiny_run")
+    cfg = write_tiny_checkpoint(directory / "last.pt", directory / "shapes")
+    return directory / "last.pt", cfg
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory) -> Path:
+    """The tiny shapes set of the exported test models."""
+    return tmp_path_factory.mktemp("shapes_tiny")
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, shapes_root):
+    """``exported(variant) -> (checkpoint path, train config, export folder)``, made once per
+    variant of :data:`VARIANTS`. The RoIAlign model is trained a little longer (12 AdamW steps):
+    its mAP is compared too."""
+    from frcnn.export import export_checkpoint
+
+    made = {}
+
+    def make(variant: str):
+        if variant not in made:
+            directory = tmp_path_factory.mktemp(f"export_{variant}")
+            cfg = tiny_config(shapes_root, *VARIANTS[variant])
+            steps, lr = {"roi_align": (12, 4e-3), "fpn": (2, 1e-3)}.get(variant, (2, 1e-2))
+            train_tiny_checkpoint(directory / "last.pt", cfg, steps=steps, lr=lr, optimizer="adamw")
+            export_checkpoint(directory / "last.pt", directory / "exported")
+            made[variant] = (directory / "last.pt", cfg, directory / "exported")
+        return made[variant]
+
+    return make

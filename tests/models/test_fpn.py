@@ -1,0 +1,121 @@
+"""ResNet-50-FPN: torchvision's fasterrcnn_resnet50_fpn state dict loaded into ours gives the
+same proposals, detections and losses (the proof that the FPN detector is right)."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
+from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+from frcnn.models import ModelConfig, build_model, load_weights
+from frcnn.bench.reference import LOSS_NAMES, NoResizeTransform, torchvision_detector
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
+
+
+def _fpn_config(**overrides):
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIG))
+    # From scratch: torchvision then uses trainable BatchNorm in every stage, and so do we.
+    cfg.backbone.weights, cfg.backbone.norm, cfg.backbone.frozen_stages = None, "bn", 0
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def torchvision_fpn(tmp_path_factory):
+    """A randomly initialised torchvision fasterrcnn_resnet50_fpn (2 classes + background), its
+    state dict saved to a file (as a user's downloaded or fine-tuned weights would be)."""
+    torch.manual_seed(0)
+    reference = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3)
+    reference.transform = NoResizeTransform()  # inputs come resized and normalised
+    path = tmp_path_factory.mktemp("weights") / "fasterrcnn_resnet50_fpn.pth"
+    torch.save(reference.state_dict(), path)
+    return reference, path
+
+
+
+
+
+
+def test_torchvision_state_dict_loads_key_by_key(torchvision_fpn):
+    _, path = torchvision_fpn
+    ours = build_model(_fpn_config(), num_classes=2)
+    report = load_weights(ours, path)
+    assert report["mismatched"] == [] and report["missing"] == [] and report["unexpected"] == []
+    other_classes = build_model(_fpn_config(), num_classes=5)
+    report = load_weights(other_classes, path)
+    # The fine-tuning path: only the class-dependent predictor is re-initialised.
+    assert sorted(k.split(":")[0] for k in report["mismatched"]) == [
+        "roi_head.cls_loc.bias", "roi_head.cls_loc.weight", "roi_head.score.bias", "roi_head.score.weight"
+    ]
+
+
+def test_same_proposals_and_detections_as_torchvision(torchvision_fpn, two_images):
+    reference, path = torchvision_fpn
+    ours = build_model(_fpn_config(), num_classes=2)
+    load_weights(ours, path)
+    images, sizes, _ = two_images
+    ours.eval(), reference.eval()
+    with torch.inference_mode():
+        features = ours.backbone(images)
+        their_features = reference.backbone(images)
+        for mine, theirs in zip(features, their_features.values()):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+        proposals, _ = ours.rpn(features, torch.tensor(sizes))
+        image_list, _ = reference.transform(unpadded(images, sizes))
+        their_proposals, _ = reference.rpn(image_list, their_features)
+        detections = ours(images, sizes)
+        their_detections = reference(unpadded(images, sizes))
+    assert_same_proposals(proposals, their_proposals, min_count=101)
+    assert_same_detections(detections, their_detections, min_count=6)
+
+
+def test_same_losses_as_torchvision_when_every_candidate_is_sampled(torchvision_fpn, two_images):
+    reference, path = copy.deepcopy(torchvision_fpn[0]), torchvision_fpn[1]
+    ours = build_model(
+        _fpn_config(**{"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000}), num_classes=2
+    )
+    load_weights(ours, path)
+    reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
+    reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
+    images, sizes, targets = two_images
+    ours.train(), reference.train()
+    losses = ours(images, sizes, targets)
+    their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
+    for ours_name, their_name in LOSS_NAMES.items():
+        assert losses[ours_name] > 0
+        torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)
+
+
+def test_torchvision_weights_offline_name_the_url_and_the_local_file_option(monkeypatch):
+    import urllib.error
+
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.__class__, "get_state_dict", offline)
+    model = build_model(_fpn_config(), num_classes=2)
+    with pytest.raises(RuntimeError) as error:
+        load_weights(model, "torchvision:fasterrcnn_resnet50_fpn")
+    message = str(error.value)
+    assert FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url in message and "model.weights=" in message
+    with pytest.raises(ValueError, match="no model"):
+        load_weights(model, "torchvision:not_a_detector")
+
+
+def test_reference_composition_of_an_fpn_model_detects_alike(two_images):
+    """torchvision_detector(model) works for FPN too (the training-parity benchmark's reference)."""
+    torch.manual_seed(0)
+    cfg = _fpn_config(**{"backbone.depth": 18})
+    ours = build_model(cfg, num_classes=2).eval()
+    reference = torchvision_detector(ours, cfg).eval()
+    images, sizes, _ = two_images
+    with torch.inference_mode():
+        detections, theirs = ours(images, sizes), reference(unpadded(images, sizes))
+    assert_same_detections(detections, theirs, min_count=1)
