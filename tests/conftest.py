@@ -10,9 +10,12 @@ import os
 import pytest
 import torch
 
+# The helpers' asserts report their operands as the tests' own do.
+pytest.register_assert_rewrite("tests.helpers")
+
 pytest_plugins = [
-    "tests.helpers.checkpoints",
     "tests.helpers.configs",
+    "tests.helpers.checkpoints",
     "tests.helpers.datasets",
     "tests.helpers.fakes",
     "tests.helpers.models",

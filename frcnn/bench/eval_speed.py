@@ -1,21 +1,17 @@
-"""Evaluation costs (called by scripts/benchmark.py): scoring speed on a synthetic
-VOC07-test-sized result set, and what the validation loss adds to the evaluation forward."""
+"""Section ``eval``: scoring speed of the VOC metrics and of both COCO backends on a synthetic
+VOC07-test-sized result set."""
 
 from __future__ import annotations
 
 import time
-
-import statistics
+from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from frcnn.data import build_test_loader
+from frcnn.bench.timing import interleaved_times, medians
 from frcnn.evaluation.coco_eval import COCO_BACKENDS, coco_from_dict, coco_metrics
 from frcnn.evaluation.results_io import predictions_from_detections
-from frcnn.evaluation.val_loss import loss_targets
 from frcnn.evaluation.voc_eval import Detections, GroundTruth, voc_metrics, voc_pr_curves
-from frcnn.models import build_model
 
 
 def synthetic_split(
@@ -48,6 +44,20 @@ def synthetic_split(
     return gts, dets
 
 
+def coco_ground_truth(gts: GroundTruth, num_images: int, class_names: list[str]):
+    """``gts`` as a COCO ground-truth object: image ids 0..num_images-1 (500x375), category ids
+    1..K named ``class_names``, boxes as COCO's [x, y, w, h]."""
+    return coco_from_dict({
+        "images": [{"id": i, "height": 375, "width": 500} for i in range(num_images)],
+        "categories": [{"id": c, "name": n} for c, n in enumerate(class_names, start=1)],
+        "annotations": [
+            {"id": n + 1, "image_id": int(i), "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
+             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+            for n, (i, c, (x1, y1, x2, y2)) in enumerate(zip(gts.image_index, gts.labels, gts.boxes.tolist()))
+        ],
+    })  # fmt: skip
+
+
 def benchmark_eval(num_images: int = 4952, dets_per_image: int = 100, num_classes: int = 20, seed: int = 0,
                    coco_repeats: int = 2) -> dict:  # fmt: skip
     """Seconds to score ``num_images x dets_per_image`` detections with both VOC metrics
@@ -63,26 +73,18 @@ def benchmark_eval(num_images: int = 4952, dets_per_image: int = 100, num_classe
     voc = voc_metrics(voc_pr_curves(dets, gts, num_classes), class_names)
     voc_seconds = time.perf_counter() - start
 
-    image_ids = list(range(num_images))
-    category_ids = list(range(1, num_classes + 1))
-    gt_boxes = gts.boxes
-    coco_gt = coco_from_dict({
-        "images": [{"id": i, "height": 375, "width": 500} for i in image_ids],
-        "categories": [{"id": c, "name": n} for c, n in zip(category_ids, class_names)],
-        "annotations": [
-            {"id": n + 1, "image_id": int(i), "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
-             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
-            for n, (i, c, (x1, y1, x2, y2)) in enumerate(zip(gts.image_index, gts.labels, gt_boxes.tolist()))
-        ],
-    })
-    predictions = predictions_from_detections(dets, image_ids, category_ids)
-    times, coco = {backend: [] for backend in COCO_BACKENDS}, {}
-    for _ in range(coco_repeats):  # interleaved: a change in the machine's load hits both alike
-        for backend in COCO_BACKENDS:
-            start = time.perf_counter()
+    coco_gt = coco_ground_truth(gts, num_images, class_names)
+    predictions = predictions_from_detections(dets, list(range(num_images)), list(range(1, num_classes + 1)))
+    coco: dict[str, dict] = {}
+
+    def score(backend: str) -> Callable[[], None]:
+        def run() -> None:
             coco[backend] = coco_metrics(coco_gt, predictions, backend=backend)
-            times[backend].append(time.perf_counter() - start)
-    coco_seconds = {backend: statistics.median(seconds) for backend, seconds in times.items()}
+
+        return run
+
+    times = interleaved_times({"coco": {backend: score(backend) for backend in COCO_BACKENDS}}, 0, coco_repeats)
+    coco_seconds = medians(times)["coco"]
     reference, fast = coco["pycocotools"], coco["faster_coco_eval"]
     return {
         "num_images": num_images,
@@ -95,45 +97,4 @@ def benchmark_eval(num_images: int = 4952, dets_per_image: int = 100, num_classe
         "voc07_mAP": voc["voc07"]["mAP"],
         "voc_mAP": voc["voc"]["mAP"],
         "coco_AP": fast["AP"],
-    }
-
-
-def benchmark_val_loss(dataset_cfg, model_cfg, device: torch.device, batch_size: int = 4, num_batches: int = 5,
-                       repeats: int = 3, seed: int = 0) -> dict:  # fmt: skip
-    """Evaluation forward time without and with the validation loss (one forward for both).
-
-    ``num_batches`` test batches of ``dataset_cfg`` are loaded once; a model of ``model_cfg`` with
-    seeded random weights runs over all of them in eval mode, detections only then detections
-    and losses, interleaved ``repeats`` times after one warm-up round. Medians of the seconds per
-    pass; ``extra_fraction`` = with / without - 1.
-    """
-    loader = build_test_loader(dataset_cfg, batch_size, num_workers=0)
-    batches = [batch.to(device) for _, batch in zip(range(num_batches), loader)]
-    torch.manual_seed(seed)
-    model = build_model(model_cfg, len(loader.dataset.class_names)).to(device).eval()
-    targets = [loss_targets(batch.targets) for batch in batches]
-    times = {"detections": [], "detections_and_losses": []}
-    for round_ in range(1 + repeats):
-        for name, seconds in times.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            with torch.no_grad():
-                for batch, batch_targets in zip(batches, targets):
-                    if name == "detections":
-                        model(batch.images, batch.image_sizes)
-                    else:
-                        model(batch.images, batch.image_sizes, batch_targets)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if round_ > 0:
-                seconds.append(time.perf_counter() - start)
-    medians = {name: statistics.median(seconds) for name, seconds in times.items()}
-    return {
-        "images": sum(len(batch) for batch in batches),
-        "batch_size": batch_size,
-        "device": str(device),
-        "median_seconds": medians,
-        "extra_fraction": medians["detections_and_losses"] / medians["detections"] - 1,
-        "times": times,
     }

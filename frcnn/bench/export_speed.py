@@ -1,4 +1,5 @@
-"""CPU latency of the exported detector: PyTorch eager vs ONNX Runtime vs torchvision's composition.
+"""Section ``export``: CPU latency of the exported detector, PyTorch eager vs ONNX Runtime vs
+torchvision's composition.
 
 :func:`benchmark_export` builds the benchmark's detector (random weights), exports it as
 ``scripts/export.py`` does, and times inference of one image and of a batch, interleaved in one
@@ -13,21 +14,21 @@ ONNX Runtime is faster); ``onnx_infer_ratio_batch`` the same for the batch.
 
 from __future__ import annotations
 
+import functools
 import logging
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 
+from frcnn.bench.reference import ReferenceDetector, torchvision_detector
+from frcnn.bench.timing import interleaved_times, medians
 from frcnn.data.transforms import resized_size
 from frcnn.export.exporter import write_onnx
 from frcnn.export.graph import DetectorGraph
 from frcnn.export.runtime import OPTIMIZATION_LEVELS, session_options
 from frcnn.models import build_model
-from frcnn.bench.reference import torchvision_detector
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +39,44 @@ def padded_test_size(min_size: int, max_size: int, size_divisibility: int, aspec
     return tuple(-(-side // size_divisibility) * size_divisibility for side in (height, width))
 
 
-def _median_times(runners: dict, inputs: dict, warmup: int, iters: int) -> dict[str, dict[str, float]]:
-    """Median seconds of every runner on every input, interleaved round by round."""
-    times = {case: {name: [] for name in runners} for case in inputs}
-    for iteration in range(warmup + iters):
-        for case, (images, sizes) in inputs.items():
-            for name, run in runners.items():
-                start = time.perf_counter()
-                run(images, sizes)
-                if iteration >= warmup:
-                    times[case][name].append(time.perf_counter() - start)
-    return {case: {name: statistics.median(t) for name, t in per.items()} for case, per in times.items()}
+def _session(path: Path, threads: int, level: str) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), session_options(threads, level), providers=["CPUExecutionProvider"])
+
+
+def onnx_sessions(model, example: tuple[torch.Tensor, torch.Tensor], threads: int, optimization: str) -> dict:
+    """ONNX Runtime CPU sessions of ``model`` exported as ``scripts/export.py`` exports it (traced
+    on ``example``: images [B, 3, H, W], image_sizes [B, 2] as (h, w)): one per graph-optimisation
+    level and, when the export hoists layer4's first 1x1 convolutions before RoIAlign, ``per_roi``
+    (the graph without that, at ``optimization``)."""
+    graph = DetectorGraph(model)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.onnx"
+        write_onnx(graph, example, path)
+        sessions = {level: _session(path, threads, level) for level in OPTIMIZATION_LEVELS}
+        if graph.hoisted is not None:
+            write_onnx(DetectorGraph(model, hoist=False), example, path)
+            sessions["per_roi"] = _session(path, threads, optimization)
+    return sessions
+
+
+def _runners(model, reference, sessions: dict, optimization: str) -> dict:
+    """name -> ``run(images, sizes)``: ``pytorch`` (``model``), ``onnxruntime`` (at ``optimization``),
+    ``torchvision`` (``reference``, frcnn's call contract) and ``onnxruntime_<level>`` for every other session."""
+
+    def onnxruntime(session):
+        return lambda images, sizes: session.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})
+
+    def eager(detector):
+        def run(images, sizes):
+            with torch.inference_mode():
+                detector(images, sizes)
+
+        return run
+
+    runners = {"pytorch": eager(model), "onnxruntime": onnxruntime(sessions[optimization]),
+               "torchvision": eager(reference)}  # fmt: skip
+    runners.update({f"onnxruntime_{level}": onnxruntime(s) for level, s in sessions.items() if level != optimization})
+    return runners
 
 
 def benchmark_export(
@@ -69,39 +97,15 @@ def benchmark_export(
     threads = torch.get_num_threads() if threads is None else threads
     torch.manual_seed(seed)
     model = build_model(model_cfg, num_classes).eval()
-    reference = torchvision_detector(model, model_cfg).eval()
+    reference = ReferenceDetector(torchvision_detector(model, model_cfg)).eval()
     height, width = image_size
-    generator = torch.Generator().manual_seed(seed)
-    batch = torch.randn(batch_size, 3, height, width, generator=generator)
+    batch = torch.randn(batch_size, 3, height, width, generator=torch.Generator().manual_seed(seed))
     inputs = {"single": (batch[:1], torch.tensor([[height, width]])),
               "batch": (batch, torch.tensor([[height, width]] * batch_size))}  # fmt: skip
-
-    graph = DetectorGraph(model)
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "model.onnx"
-        write_onnx(graph, inputs["batch"], path)
-        sessions = {level: ort.InferenceSession(str(path), session_options(threads, level), providers=["CPUExecutionProvider"])
-                    for level in OPTIMIZATION_LEVELS}  # fmt: skip
-        if graph.hoisted is not None:
-            write_onnx(DetectorGraph(model, hoist=False), inputs["batch"], path)
-            sessions["per_roi"] = ort.InferenceSession(
-                str(path), session_options(threads, optimization), providers=["CPUExecutionProvider"]
-            )
-
-    def onnxruntime(session):
-        return lambda images, sizes: session.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})
-
-    def pytorch(images, sizes):
-        with torch.inference_mode():
-            model(images, sizes)
-
-    def torchvision(images, sizes):
-        with torch.inference_mode():
-            reference(list(images))
-
-    runners = {"pytorch": pytorch, "onnxruntime": onnxruntime(sessions[optimization]), "torchvision": torchvision}
-    runners.update({f"onnxruntime_{level}": onnxruntime(s) for level, s in sessions.items() if level != optimization})
-    medians = _median_times(runners, inputs, warmup_iters, timed_iters)
+    runners = _runners(model, reference, onnx_sessions(model, inputs["batch"], threads, optimization), optimization)
+    runs = {case: {name: functools.partial(run, *args) for name, run in runners.items()}
+            for case, args in inputs.items()}  # fmt: skip
+    median = medians(interleaved_times(runs, warmup_iters, timed_iters))
     result = {
         "architecture": getattr(model_cfg.architecture, "value", model_cfg.architecture),
         "image_size": [height, width],
@@ -111,11 +115,11 @@ def benchmark_export(
         "onnxruntime_threads": threads,
         "optimization": optimization,
         "onnxruntime_version": ort.__version__,
-        "median_seconds": medians,
-        "onnx_infer_ratio": medians["single"]["onnxruntime"] / medians["single"]["torchvision"],
-        "onnx_infer_ratio_batch": medians["batch"]["onnxruntime"] / medians["batch"]["torchvision"],
-        "pytorch_ratio": medians["single"]["pytorch"] / medians["single"]["torchvision"],
+        "median_seconds": median,
+        "onnx_infer_ratio": median["single"]["onnxruntime"] / median["single"]["torchvision"],
+        "onnx_infer_ratio_batch": median["batch"]["onnxruntime"] / median["batch"]["torchvision"],
+        "pytorch_ratio": median["single"]["pytorch"] / median["single"]["torchvision"],
     }
     logger.info("export latency (s): %s; onnx_infer_ratio %.3f (batch %.3f)",
-                medians, result["onnx_infer_ratio"], result["onnx_infer_ratio_batch"])  # fmt: skip
+                median, result["onnx_infer_ratio"], result["onnx_infer_ratio_batch"])  # fmt: skip
     return result

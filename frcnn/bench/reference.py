@@ -129,7 +129,8 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_bg_iou_thresh=rpn.neg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign([str(level) for level in range(min(levels, 4))], roi.roi_size, roi.sampling_ratio),
+        box_roi_pool=MultiScaleRoIAlign([str(level) for level in range(min(levels, 4))], roi.roi_size,
+                                        roi.sampling_ratio),  # fmt: skip
         box_head=copy.deepcopy(model.roi_head.box_head),
         box_predictor=predictor,
         box_score_thresh=roi.score_thresh,
@@ -141,7 +142,8 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         box_positive_fraction=roi.positive_fraction,
         bbox_reg_weights=tuple(1.0 / s for s in roi.bbox_std),
     )
-    if levels == 1 and (roi.pooler != "roi_align" or roi.aligned):  # FasterRCNN's constructor accepts MultiScaleRoIAlign only
+    # FasterRCNN's constructor accepts MultiScaleRoIAlign only: other C4 poolers are swapped in after.
+    if levels == 1 and (roi.pooler != "roi_align" or roi.aligned):
         reference.roi_heads.box_roi_pool = SingleLevelPooler(
             roi.pooler, roi.roi_size, 1.0 / anchors.stride, roi.sampling_ratio, roi.aligned
         )

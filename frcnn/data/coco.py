@@ -67,6 +67,46 @@ ANNOTATION_FIELDS = {"id": (int,), "image_id": (int,), "category_id": (int,), "b
 CATEGORY_FIELDS = {"id": (int,), "name": (str,)}
 
 
+def _image_table(path: str, images: list[dict]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(ids, file names, heights, widths) of the image records; every malformed record is a problem."""
+    try:  # fast path: every image record well-formed (else list the malformed ones)
+        image_ids = np.array([im["id"] for im in images], dtype=np.int64)
+        file_names = [im["file_name"] for im in images]
+        heights = np.array([im["height"] for im in images], dtype=np.float64).astype(np.int32)
+        widths = np.array([im["width"] for im in images], dtype=np.float64).astype(np.int32)
+        if not all(isinstance(f, str) for f in file_names):
+            raise TypeError("file_name")
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(_records(path, "image", images, IMAGE_FIELDS)) from None
+    return image_ids, file_names, heights, widths
+
+
+def _select_categories(path: str, cats: list[dict], class_names: Sequence[str] | None) -> tuple[list[str], list[int]]:
+    """(class names, their category ids): all categories by id, or those of ``class_names`` in its order."""
+    cats = sorted(cats, key=lambda c: c["id"])
+    if class_names is None:
+        class_names = [c["name"] for c in cats]
+    id_of_name = {c["name"]: c["id"] for c in cats}
+    missing = [n for n in class_names if n not in id_of_name]
+    if missing:
+        raise DatasetError(Problem(path, None, f"classes {missing} have no category in the file"))
+    return list(class_names), [id_of_name[n] for n in class_names]
+
+
+def _annotation_table(path: str, anns: list[dict], problems: list[Problem]) -> tuple[np.ndarray, ...]:
+    """(ids, image ids, category ids, bbox [N, 4] xywh, iscrowd) of the annotation records; a malformed
+    record raises with ``problems`` and every malformed one."""
+    try:  # fast path: every annotation well-formed (else list the malformed ones)
+        ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
+        ann_images = np.array([a["image_id"] for a in anns], dtype=np.int64)
+        ann_cats = np.array([a["category_id"] for a in anns], dtype=np.int64)
+        bbox = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(len(anns), 4)
+        crowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=bool)
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(problems + _records(path, "annotation", anns, ANNOTATION_FIELDS)) from None
+    return ann_ids, ann_images, ann_cats, bbox, crowd
+
+
 def parse_coco(
     path: str, images_dir: str, class_names: Sequence[str] | None = None
 ) -> tuple[AnnotationIndex, list[str], list[int], list[Problem]]:
@@ -80,39 +120,15 @@ def parse_coco(
     images, anns, cats = data["images"], data["annotations"], data["categories"]
     problems = _records(path, "category", cats, CATEGORY_FIELDS)
     raise_if_any(problems)
-    try:  # fast path: every image record well-formed (else list the malformed ones)
-        image_ids = np.array([im["id"] for im in images], dtype=np.int64)
-        file_names = [im["file_name"] for im in images]
-        heights = np.array([im["height"] for im in images], dtype=np.float64).astype(np.int32)
-        widths = np.array([im["width"] for im in images], dtype=np.float64).astype(np.int32)
-        if not all(isinstance(f, str) for f in file_names):
-            raise TypeError("file_name")
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(_records(path, "image", images, IMAGE_FIELDS)) from None
-
-    cats = sorted(cats, key=lambda c: c["id"])
+    image_ids, file_names, heights, widths = _image_table(path, images)
+    class_names, category_ids = _select_categories(path, cats, class_names)
     name_of = {c["id"]: c["name"] for c in cats}
-    if class_names is None:
-        class_names = [c["name"] for c in cats]
-    id_of_name = {c["name"]: c["id"] for c in cats}
-    missing = [n for n in class_names if n not in id_of_name]
-    if missing:
-        raise DatasetError(Problem(path, None, f"classes {missing} have no category in the file"))
-    category_ids = [id_of_name[n] for n in class_names]
 
     order = np.argsort(image_ids, kind="stable")
     sorted_ids = image_ids[order]
     duplicated = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
     problems += [Problem(path, f"image id {i}", "image id listed twice") for i in np.unique(duplicated)]
-
-    try:  # fast path: every annotation well-formed (else list the malformed ones)
-        ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
-        ann_images = np.array([a["image_id"] for a in anns], dtype=np.int64)
-        ann_cats = np.array([a["category_id"] for a in anns], dtype=np.int64)
-        bbox = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(len(anns), 4)
-        crowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=bool)
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(problems + _records(path, "annotation", anns, ANNOTATION_FIELDS)) from None
+    ann_ids, ann_images, ann_cats, bbox, crowd = _annotation_table(path, anns, problems)
 
     row = np.minimum(np.searchsorted(sorted_ids, ann_images), max(len(sorted_ids) - 1, 0))
     known_image = sorted_ids[row] == ann_images if len(sorted_ids) else np.zeros(len(anns), dtype=bool)
@@ -132,7 +148,7 @@ def parse_coco(
     image_row = order[row[valid]]  # the annotation's position in the images list
     by_image = np.argsort(image_row, kind="stable")
     boxes = bbox[valid][by_image]
-    boxes[:, 2:] += boxes[:, :2]
+    boxes[:, 2:] += boxes[:, :2]  # (x, y, w, h) -> (x1, y1, x2, y2)
     index = AnnotationIndex.build(
         image_ids=image_ids,
         image_dirs=[images_dir],
@@ -147,7 +163,7 @@ def parse_coco(
         iscrowd=crowd[valid][by_image],
         object_ids=ann_ids[valid][by_image],
     )
-    return index, list(class_names), category_ids, problems
+    return index, class_names, category_ids, problems
 
 
 class COCODetection(DetectionDataset):

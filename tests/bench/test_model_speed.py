@@ -29,14 +29,14 @@ def _benchmark_module():
 
 @pytest.mark.slow
 def test_model_section_writes_both_pairs_ratios(tmp_path):
-    command = [sys.executable, "scripts/benchmark.py", "sections=[model]", "device=cpu", "compare.amp=bf16",
+    command = [sys.executable, "scripts/benchmark.py", "sections=[model]", "device=cpu", "compare.amp=fp16",
                f"hydra.run.dir={tmp_path}", *TINY]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["device"] == "cpu" and report["device_name"] == "cpu"
-    assert report["amp"] == "off"  # as train.amp: mixed precision on CUDA only, with a warning
-    assert "compare.amp=bf16 ignored" in result.stdout + result.stderr
+    assert report["amp"] == "off"  # as train.amp: float16 mixed precision on CUDA only, with a warning
+    assert "compare.amp=fp16 ignored" in result.stdout + result.stderr
     for phase in ("train", "infer"):
         assert set(report["median_seconds"][phase]) == {"ours", "ours_roi_pool", "torchvision", "fpn", "fpn_torchvision"}
     for key in ("train_ratio", "infer_ratio", "fpn_train_ratio", "fpn_infer_ratio"):

@@ -11,7 +11,7 @@ from tests.cli.test_errors import error_line, run_script
 
 from frcnn.data.shapes import generate_shapes
 from frcnn.checkpoint.io import load_checkpoint
-from frcnn.engine.divergence import nonfinite_tensors
+from frcnn.utils.finite import nonfinite_tensors
 
 
 @pytest.fixture(scope="module")

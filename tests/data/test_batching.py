@@ -94,7 +94,8 @@ def test_test_loader_dataset_order_and_rank_split(tiny_shapes_cfg, monkeypatch, 
     cfg = tiny_shapes_cfg()
     single = [i for b in build_test_loader(cfg, batch_size=4, num_workers=0) for i in b.indices]
     assert single == list(range(6))
-    monkeypatch.setattr("frcnn.data.batching.dist_rank_world", lambda: (rank, 2))
+    monkeypatch.setattr("frcnn.data.batching.get_rank", lambda: rank)
+    monkeypatch.setattr("frcnn.data.batching.get_world_size", lambda: 2)
     batches = list(build_test_loader(cfg, batch_size=2, num_workers=0))
     assert [i for b in batches for i in b.indices] == list(range(rank, 6, 2))
     assert batches[0].image_ids[0] == f"test_{rank:06d}"

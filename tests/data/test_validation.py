@@ -1,8 +1,10 @@
-"""Each bad-data case gives a clear error naming the file, the object and the reason."""
+"""frcnn/data/validation.py: each bad-data case gives a clear error naming the file, the object and
+the reason, also when a DataLoader worker meets it."""
 
 import json
 import logging
 import os
+import pickle
 
 import pytest
 import torch
@@ -11,7 +13,8 @@ from PIL import Image
 from frcnn.data.coco import COCODetection
 from frcnn.data.image_io import read_image
 from frcnn.data.transforms import DetectionTransform
-from frcnn.data.validation import DatasetError
+from frcnn.data import build_dataset
+from frcnn.data.validation import DatasetError, Problem
 from frcnn.data.voc import VOCDetection
 
 TRANSFORM = DetectionTransform((64,), 128)
@@ -167,3 +170,38 @@ def test_exif_orientation_is_respected(tmp_path):
     decoded = read_image(str(tmp_path / "rotated.jpg"))
     assert decoded.shape == (3, 40, 20)  # displayed: portrait
     assert decoded[0, 5, 10] > 200 and decoded[2, 35, 10] > 200  # red on top, blue at the bottom
+
+
+def test_dataset_error_survives_pickling():
+    error = DatasetError([Problem("a.jpg", None, "cannot decode image"), Problem("b.xml", "object 2", "bad box")])
+    again = pickle.loads(pickle.dumps(error))
+    assert again.problems == error.problems and str(again) == str(error)
+
+
+def test_dataset_error_rebuilt_from_a_worker_traceback():
+    """torch re-raises a worker's exception as ``type(text of its formatted traceback)``."""
+    original = DatasetError(Problem("/data/x.png", None, "cannot decode image (truncated)"))
+    text = ("Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+            '  File "dataset.py", line 3, in __getitem__\n'
+            f"frcnn.data.validation.DatasetError: {original}\n")
+    assert DatasetError(text).problems == [Problem("/data/x.png", None, "cannot decode image (truncated)")]
+
+
+def test_a_bad_image_met_by_a_worker_is_named(tiny_shapes_cfg, tiny_shapes_root, tmp_path):
+    """Workers are on by default; the message used to be one character per line, no file named."""
+    import shutil
+
+    root = tmp_path / "shapes"
+    shutil.copytree(tiny_shapes_root, root)
+    dataset = build_dataset(tiny_shapes_cfg(root=root), "train")
+    broken = dataset.image_path(5)
+    with open(broken, "wb") as f:
+        f.write(b"\xff\xd8 not really a jpeg")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=list)
+    with pytest.raises(DatasetError) as info:
+        for _ in loader:
+            pass
+    assert len(info.value.problems) == 1
+    problem = info.value.problems[0]
+    assert problem.file == broken and problem.reason.startswith("cannot decode image")
+    assert str(info.value) == f"invalid dataset: {broken}: {problem.reason}"

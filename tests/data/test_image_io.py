@@ -1,7 +1,5 @@
-"""Reliability of the data pipeline: errors met in DataLoader workers keep the file and the reason,
-and every image mode decodes to the right 8-bit pixels or is reported with the file named."""
-
-import pickle
+"""frcnn/data/image_io.py: every image mode decodes to the right 8-bit RGB pixels or is reported
+with the file named."""
 
 import numpy as np
 import pytest
@@ -11,42 +9,7 @@ from PIL import Image
 from frcnn.data import build_dataset
 from frcnn.data.check import check_dataset
 from frcnn.data.image_io import read_image
-from frcnn.data.validation import DatasetError, Problem
-
-
-def test_dataset_error_survives_pickling():
-    error = DatasetError([Problem("a.jpg", None, "cannot decode image"), Problem("b.xml", "object 2", "bad box")])
-    again = pickle.loads(pickle.dumps(error))
-    assert again.problems == error.problems and str(again) == str(error)
-
-
-def test_dataset_error_rebuilt_from_a_worker_traceback():
-    """torch re-raises a worker's exception as ``type(text of its formatted traceback)``."""
-    original = DatasetError(Problem("/data/x.png", None, "cannot decode image (truncated)"))
-    text = ("Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
-            '  File "dataset.py", line 3, in __getitem__\n'
-            f"frcnn.data.validation.DatasetError: {original}\n")
-    assert DatasetError(text).problems == [Problem("/data/x.png", None, "cannot decode image (truncated)")]
-
-
-def test_a_bad_image_met_by_a_worker_is_named(tiny_shapes_cfg, tiny_shapes_root, tmp_path):
-    """Workers are on by default; the message used to be one character per line, no file named."""
-    import shutil
-
-    root = tmp_path / "shapes"
-    shutil.copytree(tiny_shapes_root, root)
-    dataset = build_dataset(tiny_shapes_cfg(root=root), "train")
-    broken = dataset.image_path(5)
-    with open(broken, "wb") as f:
-        f.write(b"\xff\xd8 not really a jpeg")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=list)
-    with pytest.raises(DatasetError) as info:
-        for _ in loader:
-            pass
-    assert len(info.value.problems) == 1
-    problem = info.value.problems[0]
-    assert problem.file == broken and problem.reason.startswith("cannot decode image")
-    assert str(info.value) == f"invalid dataset: {broken}: {problem.reason}"
+from frcnn.data.validation import DatasetError
 
 
 GRADIENT = np.linspace(0, 1, 32 * 48).reshape(32, 48)  # 0 .. 1 over the image
