@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from frcnn.bench.reference import build_reference_model
 from frcnn.engine.trainer import train
 from frcnn.models import build_model
-from frcnn.bench.reference import build_reference_model
 
 log = logging.getLogger(__name__)
 

@@ -129,8 +129,9 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_bg_iou_thresh=rpn.neg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign([str(level) for level in range(min(levels, 4))], roi.roi_size,
-                                        roi.sampling_ratio),  # fmt: skip
+        box_roi_pool=MultiScaleRoIAlign(
+            [str(level) for level in range(min(levels, 4))], roi.roi_size, roi.sampling_ratio
+        ),
         box_head=copy.deepcopy(model.roi_head.box_head),
         box_predictor=predictor,
         box_score_thresh=roi.score_thresh,

@@ -10,33 +10,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-import torch
 from torch import nn
+
+from frcnn.checkpoint.format import Checkpoint
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model they are loaded into."""
 
 
-def _saved_model_config(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
-    config = checkpoint.get("config")
-    return config.get("model", {}) if isinstance(config, Mapping) else {}
-
-
-def mismatch_reason(model: nn.Module, checkpoint: Mapping[str, Any], model_cfg: Optional[Mapping[str, Any]] = None,
+def mismatch_reason(model: nn.Module, checkpoint: Checkpoint, model_cfg: Optional[Mapping[str, Any]] = None,
                     num_classes: Optional[int] = None) -> Optional[str]:
-    """Why ``checkpoint["model"]`` does not fit ``model`` (None when it does).
+    """Why ``checkpoint.model`` does not fit ``model`` (None when it does).
 
     ``model_cfg`` (the model's config node) and ``num_classes`` (its class count) let the reason
     name the key that differs: the backbone depth, the architecture or the class count.
     """
-    own, theirs = model.state_dict(), checkpoint["model"]
+    own, theirs = model.state_dict(), checkpoint.model
     missing = [k for k in own if k not in theirs]
     unexpected = [k for k in theirs if k not in own]
     mismatched = [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
     if not (missing or unexpected or mismatched):
         return None
-    saved = _saved_model_config(checkpoint)
+    saved = checkpoint.config["model"]  # as saved: the reason must not depend on it matching today's schema
     if model_cfg is not None and saved:
         if saved.get("architecture", "c4") != model_cfg.get("architecture", "c4"):
             return (f"it holds a {saved.get('architecture', 'c4')} detector, this model is "
@@ -44,8 +40,8 @@ def mismatch_reason(model: nn.Module, checkpoint: Mapping[str, Any], model_cfg: 
         depth, own_depth = saved.get("backbone", {}).get("depth"), model_cfg.get("backbone", {}).get("depth")
         if depth != own_depth:
             return f"it holds a ResNet-{depth} backbone, this model is ResNet-{own_depth} (model.backbone.depth)"
-    if num_classes is not None and "class_names" in checkpoint and len(checkpoint["class_names"]) != num_classes:
-        return (f"it was trained on {len(checkpoint['class_names'])} classes, this model has {num_classes} "
+    if num_classes is not None and len(checkpoint.class_names) != num_classes:
+        return (f"it was trained on {len(checkpoint.class_names)} classes, this model has {num_classes} "
                 f"(the dataset's class list)")
     parts = []
     if mismatched:
@@ -59,14 +55,11 @@ def mismatch_reason(model: nn.Module, checkpoint: Mapping[str, Any], model_cfg: 
     return "; ".join(parts)
 
 
-def load_checkpoint_weights(model: nn.Module, checkpoint: Mapping[str, Any], source: str,
+def load_checkpoint_weights(model: nn.Module, checkpoint: Checkpoint, source: str,
                             model_cfg: Optional[Mapping[str, Any]] = None, num_classes: Optional[int] = None) -> None:
-    """``model.load_state_dict(checkpoint["model"])``, raising :class:`CheckpointMismatchError`
+    """``model.load_state_dict(checkpoint.model)``, raising :class:`CheckpointMismatchError`
     ``"<source> does not fit this model: <reason>"`` (one line) when it does not fit."""
-    if not isinstance(checkpoint.get("model"), Mapping) or not all(
-            isinstance(v, torch.Tensor) for v in checkpoint["model"].values()):
-        raise CheckpointMismatchError(f"{source} is not a checkpoint: its 'model' entry is not a state dict")
     reason = mismatch_reason(model, checkpoint, model_cfg, num_classes)
     if reason is not None:
         raise CheckpointMismatchError(f"{source} does not fit this model: {reason}")
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(checkpoint.model)

@@ -8,6 +8,7 @@ and exports as is.
 
 from omegaconf import OmegaConf
 
+from frcnn.checkpoint.format import Checkpoint
 from frcnn.config.compose import config_dir
 from frcnn.models.weights import TORCHVISION_PREFIX, from_torchvision, torchvision_state_dict
 
@@ -17,10 +18,10 @@ TORCHVISION_MODEL_CONFIGS = {"fasterrcnn_resnet50_fpn": "resnet50_fpn"}
 _TORCHVISION_TEST_SIZES = {"min_size": [800], "test_min_size": 800, "max_size": 1333}
 
 
-def torchvision_checkpoint(source: str) -> dict:
-    """``torchvision:<name>`` as an frcnn checkpoint dict.
+def torchvision_checkpoint(source: str) -> Checkpoint:
+    """``torchvision:<name>`` as an frcnn checkpoint (weights only).
 
-    Returns ``model`` (frcnn key names), ``class_names`` (the weights' categories without the
+    It holds ``model`` (frcnn key names), ``class_names`` (the weights' categories without the
     background: COCO_V1's 90 ids 1..90, "N/A" at the unused ones, so label ``k`` is COCO category
     ``k``), ``config`` (``model``: configs/model/<same network>.yaml with frozen BatchNorm and no
     backbone download; ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size)
@@ -38,10 +39,5 @@ def torchvision_checkpoint(source: str) -> dict:
     dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), _TORCHVISION_TEST_SIZES)
     config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
     class_names = list(categories)[1:]
-    return {
-        "model": from_torchvision(state),
-        "class_names": class_names,
-        "category_ids": list(range(1, len(class_names) + 1)),
-        "config": config,
-        "iteration": 0,
-    }
+    return Checkpoint(model=from_torchvision(state), config=config, class_names=class_names,
+                      category_ids=list(range(1, len(class_names) + 1)), iteration=0)

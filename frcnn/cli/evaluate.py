@@ -21,11 +21,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.checkpoint.saved_config import checkpoint_run_config
+from frcnn.cli.errors import run_command
+from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
 from frcnn.config import config_dir
+from frcnn.config.commands import check_evaluate_source
 from frcnn.config.ranges import EVALUATE_RANGES, check_ranges
 from frcnn.data import build_dataset, build_test_loader
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.utils.device import autocast_dtype, resolve_device
 from frcnn.evaluation import (
     DetectionEvaluator,
     add_pr_curves,
@@ -37,12 +41,10 @@ from frcnn.evaluation import (
     score_predictions,
     write_voc_devkit_results,
 )
-from frcnn.checkpoint.restore import check_classes, model_for_dataset, model_from_checkpoint
-from frcnn.config.commands import check_evaluate_source, checkpoint_run_config
+from frcnn.evaluation.class_subset import check_classes, model_for_dataset
 from frcnn.evaluation.results_io import detections_from_predictions
-from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
 from frcnn.evaluation.val_loss import has_annotations
-from frcnn.cli.errors import run_command
+from frcnn.utils.device import autocast_dtype, resolve_device
 from frcnn.utils.logs import setup_logging
 
 log = logging.getLogger("evaluate")
@@ -60,26 +62,26 @@ class Evaluation(NamedTuple):
 def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     """The checkpoint's model on the test split of its (possibly overridden) dataset."""
     checkpoint = load_checkpoint(cfg.checkpoint)
-    dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], HydraConfig.get().overrides.task)
+    dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, HydraConfig.get().overrides.task)
     device = resolve_device(cfg.device.value)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
     model = model_from_checkpoint(checkpoint, model_cfg, source=cfg.checkpoint)
-    model = model_for_dataset(model, checkpoint, loader.dataset.class_names).to(device)
+    model = model_for_dataset(model, checkpoint.class_names, loader.dataset.class_names).to(device)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
     # The RoI sampling of the validation loss is seeded as in the training run's evaluations.
-    val_loss_seed = checkpoint["config"].get("seed", 0) if has_annotations(loader.dataset) else None
-    amp = autocast_dtype(cfg.amp or checkpoint["config"].get("train", {}).get("amp"), device, key="amp")
+    val_loss_seed = checkpoint.config.get("seed", 0) if has_annotations(loader.dataset) else None
+    amp = autocast_dtype(cfg.amp or checkpoint.config.get("train", {}).get("amp"), device, key="amp")
     metrics = run_inference(model, loader, evaluator, device, amp=amp, val_loss_seed=val_loss_seed)
-    step = checkpoint.get("iteration", 0)
-    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, step)
+    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves,
+                      checkpoint.iteration)
 
 
 def evaluate_exported(cfg: DictConfig) -> Evaluation:
     """The exported model (ONNX Runtime) on the test split of its checkpoint's dataset."""
     model, dataset_cfg = exported_detector(cfg, HydraConfig.get().overrides.task)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
-    check_classes({"class_names": model.class_names}, loader.dataset.class_names)
+    check_classes(model.class_names, loader.dataset.class_names)
     log.info("evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset)
     metrics = run_inference(model, loader, evaluator, "cpu")

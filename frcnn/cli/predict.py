@@ -15,19 +15,18 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.saved_config import checkpoint_run_config
+from frcnn.cli.errors import run_command
+from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
 from frcnn.config import config_dir
 from frcnn.config.ranges import PREDICT_RANGES, check_ranges
-from frcnn.data.config import DatasetConfig
 from frcnn.data.transforms import build_transform
-from frcnn.inference.detector import Detector
-from frcnn.checkpoint.io import load_checkpoint
 from frcnn.evaluation import save_predictions
-from frcnn.config.commands import checkpoint_run_config
+from frcnn.inference.detector import Detector
 from frcnn.inference.predictor import Predictor, check_output_dir, list_images
-from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
-from frcnn.cli.errors import run_command
 from frcnn.utils.logs import setup_logging
 
 log = logging.getLogger("predict")
@@ -45,7 +44,6 @@ def main(cfg: DictConfig) -> None:
 
     if cfg.runtime == "onnxruntime":
         model, dataset_cfg = exported_detector(cfg, overrides)
-        dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset_cfg)
         detector = Detector(model, build_transform(dataset_cfg, train=False), dataset_cfg.size_divisibility,
                             model.class_names, "cpu")
         category_ids = list(model.category_ids)
@@ -53,9 +51,9 @@ def main(cfg: DictConfig) -> None:
         if cfg.checkpoint is None:
             raise ValueError("give checkpoint=PATH, or runtime=onnxruntime model=DIR/model.onnx")
         checkpoint = load_checkpoint(cfg.checkpoint)
-        dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint["config"], overrides)
+        dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, overrides)
         detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
-        category_ids = list(checkpoint["category_ids"])
+        category_ids = list(checkpoint.category_ids)
     predictor = Predictor(detector, category_ids, cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)
     save_predictions(output / "predictions.json", predictions)

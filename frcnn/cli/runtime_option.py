@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from frcnn.config.commands import checkpoint_run_config
+from frcnn.checkpoint.saved_config import checkpoint_run_config
 from frcnn.export.runtime import OnnxDetector
 
 RUNTIMES = ("torch", "onnxruntime")

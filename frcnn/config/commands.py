@@ -1,10 +1,8 @@
-"""Schemas of ``configs/evaluate.yaml`` and ``configs/predict.yaml``, and how a checkpoint's own
-config meets the command line.
+"""Schemas of ``configs/evaluate.yaml`` and ``configs/predict.yaml``.
 
-A run on a checkpoint uses the checkpoint's ``model`` and ``dataset`` nodes (the config it was
-trained with); the user's ``model.*`` and ``dataset.*`` overrides are applied on top, e.g.
-``model.roi_head.score_thresh=0.01`` or ``dataset.test_sets=[2007-test]``. Choosing a dataset
-group (``dataset=voc ...``) replaces the checkpoint's dataset node altogether.
+Their ``model`` and ``dataset`` nodes hold the command line's overrides; a run on a checkpoint
+applies them on top of the checkpoint's own config
+(:func:`frcnn.checkpoint.saved_config.checkpoint_run_config`).
 """
 
 from __future__ import annotations
@@ -13,11 +11,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from frcnn.config.schema import Device, EvaluationConfig
-from frcnn.config.ranges import check_ranges
 from frcnn.data.config import DatasetConfig
 from frcnn.models.config import ModelConfig
 from frcnn.utils.device import Amp
@@ -80,34 +76,3 @@ def check_evaluate_source(cfg: DictConfig) -> None:
             "give exactly one of checkpoint=PATH (evaluate a model), predictions=FILE (score a results file) "
             "or runtime=onnxruntime model=DIR/model.onnx (evaluate an exported model)"
         )
-
-
-def checkpoint_run_config(
-    cfg: DictConfig, checkpoint_config: dict, overrides: list[str]
-) -> tuple[DictConfig, DictConfig]:
-    """(dataset, model) nodes of a run on a checkpoint.
-
-    cfg: the composed evaluate/predict config. checkpoint_config: the checkpoint's resolved train
-    config. overrides: the command line's task overrides (``HydraConfig.get().overrides.task``);
-    the values of the ``model.*``/``dataset.*`` ones are taken from ``cfg``, already parsed and
-    type-checked by Hydra. The checkpoint's nodes are validated against the schemas.
-    """
-    saved = OmegaConf.create(checkpoint_config)
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    dataset_group_chosen = any(o.key_or_group == "dataset" for o in parsed)
-    model = OmegaConf.merge(OmegaConf.structured(ModelConfig), saved.model)
-    if dataset_group_chosen:
-        dataset = cfg.dataset
-    else:
-        dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), saved.dataset)
-    for override in parsed:
-        key = override.key_or_group
-        node_name, _, subkey = key.partition(".")
-        if not subkey or (node_name == "dataset" and dataset_group_chosen):
-            continue
-        if node_name in ("model", "dataset"):
-            target = model if node_name == "model" else dataset
-            OmegaConf.update(target, subkey, OmegaConf.select(cfg, key), merge=False)
-    check_ranges(dataset, "dataset")
-    check_ranges(model, "model")
-    return dataset, model

@@ -100,7 +100,11 @@ def _annotation_table(path: str, anns: list[dict], problems: list[Problem]) -> t
         ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
         ann_images = np.array([a["image_id"] for a in anns], dtype=np.int64)
         ann_cats = np.array([a["category_id"] for a in anns], dtype=np.int64)
-        bbox = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(len(anns), 4)
+        bbox = np.asarray([a["bbox"] for a in anns])
+        # Numbers only, as COCO scoring reads them: numpy would also parse "12.5" (and pycocotools not).
+        if bbox.size and bbox.dtype.kind not in "iuf":
+            raise TypeError("bbox")
+        bbox = bbox.astype(np.float32).reshape(len(anns), 4)
         crowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=bool)
     except (KeyError, TypeError, ValueError):
         raise DatasetError(problems + _records(path, "annotation", anns, ANNOTATION_FIELDS)) from None
@@ -191,6 +195,23 @@ class COCODetection(DetectionDataset):
         super().__init__(index=index, class_names=class_names, category_ids=category_ids, **kwargs)
 
     def _build_coco_gt(self) -> COCO:
-        """The annotation file itself, loaded by pycocotools."""
+        """The annotation file with the index's own objects: the ones ``invalid_boxes`` dropped are
+        left out and the clipped ones carry their clipped box, so that COCO AP and the VOC metrics
+        score the same ground truth. Every other field (area, iscrowd, segmentation, ...) is the file's."""
+        data = load_coco_json(self.annotation_file)
+        kept = {int(i): box for i, box in zip(self.index.object_ids, self.index.boxes)}
+        annotations = []
+        for record in data["annotations"]:
+            box = kept.get(record["id"])
+            if box is None:
+                continue
+            raw = np.asarray(record["bbox"], dtype=np.float32)
+            if not np.array_equal(np.concatenate([raw[:2], raw[:2] + raw[2:]]), box):  # clipped
+                x1, y1, x2, y2 = (float(v) for v in box)
+                record = {**record, "bbox": [x1, y1, x2 - x1, y2 - y1]}
+            annotations.append(record)
+        coco = COCO()
+        coco.dataset = {**data, "annotations": annotations}
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            return COCO(self.annotation_file)
+            coco.createIndex()
+        return coco

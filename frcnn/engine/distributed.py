@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 # Seconds a collective may wait for the other processes: a CPU run's steps and evaluations are
 # short; a GPU run's rank 0 may evaluate COCO or write large checkpoints while the others wait.
 DEFAULT_TIMEOUT_S = {"gloo": 300.0, "nccl": 1800.0}
+
+
 class StalledRankError(TimeoutError):
     """A collective timed out; the message names the ranks that fell behind."""
 
@@ -74,6 +77,19 @@ def init_distributed(device: torch.device, timeout_s: Optional[float] = None) ->
     log.info("process group: backend %s, rank %d of %d, collective timeout %g s", backend, get_rank(),
              get_world_size(), timeout_s)
     return device
+
+
+def shared_run_dir(run_dir: Path) -> Path:
+    """Rank 0's run directory, on every rank.
+
+    Each torchrun process composes its own config, and Hydra's time-stamped run directories
+    differ by microseconds; all ranks adopt rank 0's (a multi-node resume needs it on a shared
+    file system), and a rank's own directory is removed if it is empty.
+    """
+    shared = Path(all_gather_object(str(run_dir))[0])
+    if shared != run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    return shared
 
 
 def destroy_distributed() -> None:

@@ -1,21 +1,51 @@
-"""Evaluation during training: metrics on the test split, their log and TensorBoard views."""
+"""Evaluation during training: the test split, its metrics, their log and TensorBoard views."""
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 from torchvision.ops import box_convert
 
+from frcnn.data import build_test_loader
 from frcnn.data.image_io import read_image
-from frcnn.utils.dist import is_main_process
 from frcnn.engine.events import TrainingEvents
 from frcnn.evaluation import DetectionEvaluator, format_metrics_table, run_inference
+from frcnn.evaluation.val_loss import has_annotations
+from frcnn.utils.dist import is_main_process
 from frcnn.utils.visualize import draw_detections
 
 log = logging.getLogger(__name__)
 
 VIS_SCORE_THRESHOLD = 0.3
+
+
+@dataclass
+class EvaluationSplit:
+    """What a training run evaluates on: the test loader (every rank its shard), the evaluator
+    over its dataset, and whether the validation loss is computed."""
+
+    loader: DataLoader
+    evaluator: DetectionEvaluator
+    val_loss: bool
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+
+def build_evaluation_split(cfg: DictConfig) -> EvaluationSplit:
+    """The test split of the train config ``cfg``; the validation loss when ``train.val_loss`` is
+    set and the split has annotated objects (else a warning)."""
+    loader = build_test_loader(cfg.dataset, cfg.train.eval_batch_size)
+    val_loss = cfg.train.val_loss and has_annotations(loader.dataset)
+    if cfg.train.val_loss and not val_loss:
+        log.warning("train.val_loss: the test split has no annotated objects, no validation loss")
+    backend = getattr(cfg.evaluation.coco_backend, "value", cfg.evaluation.coco_backend)
+    return EvaluationSplit(loader, DetectionEvaluator(loader.dataset, coco_backend=backend), val_loss)
 
 
 def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch.Tensor]:

@@ -4,12 +4,17 @@ The states are stored as plain numbers, lists and uint8 tensors so that checkpoi
 ``torch.load(weights_only=True)``.
 """
 
+import logging
 import os
 import random
 from typing import Any
 
 import numpy as np
 import torch
+
+from frcnn.utils.dist import get_rank, get_world_size
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -48,3 +53,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def restore_rng_states(states: list[dict[str, Any]], seed: int, iteration: int) -> None:
+    """Set this rank's RNG state from a checkpoint's per-rank list; reseed (``seed + rank +
+    iteration``) when the checkpoint was taken by another number of processes."""
+    rank, world_size = get_rank(), get_world_size()
+    if len(states) == world_size:
+        set_rng_state(states[rank])
+    else:
+        log.warning("the checkpoint holds the RNG states of %d processes, this run has %d: reseeding "
+                    "(the losses will not repeat the original run's)", len(states), world_size)
+        seed_everything(seed + rank + iteration)

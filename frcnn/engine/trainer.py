@@ -1,28 +1,39 @@
-"""The training loop: one plain function, :func:`train`, from a composed config to a trained
-model, its checkpoints and its metrics.
+"""The training loop: :func:`train`, from a composed config to a trained model, its checkpoints
+and its metrics, and :func:`train_step`, one optimiser step.
 
 Iterations are counted as completed steps: a checkpoint with ``iteration=n`` holds the state
 after ``n`` optimiser steps, and resuming from it continues with batch ``n`` of the sampler.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from frcnn.checkpoint.fit import load_checkpoint_weights
+from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
+from frcnn.checkpoint.format import Checkpoint, TrainingState
 from frcnn.config.compose import check_train_config
-from frcnn.data import build_test_loader, build_train_loader
-from frcnn.engine import distributed as du
-from frcnn.utils import dist as dist_utils
-from frcnn.evaluation.best_metric import is_better, metric_value
-from frcnn.checkpoint.io import CheckpointDir, load_resume_checkpoint
+from frcnn.config.schema import NonFinitePolicy
+from frcnn.data import build_train_loader
+from frcnn.engine.distributed import (
+    check_replicas_in_sync,
+    destroy_distributed,
+    init_distributed,
+    shared_run_dir,
+    stalled_rank_error,
+)
 from frcnn.engine.divergence import (
     DivergenceError,
     NonFiniteLossError,
@@ -31,21 +42,250 @@ from frcnn.engine.divergence import (
     describe_step,
     gradient_norm,
 )
-from frcnn.engine.periodic_evaluation import evaluate
-from frcnn.config.schema import NonFinitePolicy
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
+from frcnn.engine.periodic_evaluation import EvaluationSplit, build_evaluation_split, evaluate
 from frcnn.engine.resume import check_resume_config
-from frcnn.engine.rng import get_rng_state, seed_everything, set_rng_state
-from frcnn.evaluation import DetectionEvaluator
-from frcnn.evaluation.val_loss import LOSS_TERMS, has_annotations
+from frcnn.engine.rng import get_rng_state, restore_rng_states, seed_everything
+from frcnn.evaluation.best_metric import is_better, metric_value
+from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
-from frcnn.checkpoint.fit import load_checkpoint_weights
 from frcnn.models.finite import NonFiniteBoxError
 from frcnn.utils.device import autocast_dtype, resolve_device
+from frcnn.utils.dist import (
+    all_gather_object,
+    all_reduce_mean,
+    broadcast_buffers,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    mark_collective,
+)
 
 log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model) -> Optional[dict]:
+    """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
+
+    ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
+    contract may be trained by the same loop, e.g. the torchvision reference).
+
+    Writes ``checkpoints/``, ``tensorboard/``, ``losses.jsonl`` and, after the final
+    evaluation, ``metrics.json`` under ``run_dir`` (rank 0 only). Returns the final metrics,
+    or None when a signal stopped the run early or ``train.eval_at_end`` is false.
+    """
+    check_train_config(cfg)
+    tc = cfg.train
+    device = init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
+    main = is_main_process()
+    run_dir = shared_run_dir(run_dir)
+    seed_everything(cfg.seed + get_rank(), deterministic=tc.deterministic)
+    # The test split first: for shapes it generates the data (safe from several processes).
+    split = build_evaluation_split(cfg)
+    checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints, writes=main)
+    run, rng_states = build_training(cfg, build, split.dataset, device, checkpoints)
+    events = TrainingEvents(run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=main, val_loss=split.val_loss)
+    nonfinite = NonFiniteSteps(tc.on_nonfinite, tc.max_nonfinite_steps)
+    metrics, stopped = None, False
+    try:
+        with StopRequest() as stop:
+            batches = iter(build_train_loader(cfg.dataset, tc.batch_size, cfg.seed, start_iter=run.iteration))
+            # Restored only now: starting the loader draws from the global RNG, as it did at the
+            # start of the original run, not at the point where the checkpoint was taken.
+            if rng_states is not None:
+                restore_rng_states(rng_states, cfg.seed, run.iteration)
+            run.trained.train()
+            while run.iteration < tc.max_iters:
+                step = train_iteration(run, batches, stop.requested, nonfinite, checkpoints, events)
+                if step.stop_requested:
+                    stopped = True
+                    log.warning("stopping at iteration %d on request", run.iteration)
+                    break
+                if _due(run.iteration, tc.checkpoint_period, tc.max_iters):
+                    checkpoints.stage_last(run.checkpoint(), periodic=True)  # committed by the next finite step
+                if _due(run.iteration, tc.eval_period, tc.max_iters):
+                    evaluate_and_track_best(run, split, checkpoints, events)
+            metrics = finish(run, split, checkpoints, events, run_dir, evaluate_at_end=tc.eval_at_end and not stopped)
+    except DivergenceError as error:
+        raise diverged(error, checkpoints) from None
+    except RuntimeError as error:
+        stalled = stalled_rank_error(error)
+        if stalled is None:
+            raise
+        log.error("%s", stalled)
+        raise stalled from error
+    finally:
+        checkpoints.discard()  # staged weights that no step has validated
+        events.close()
+        destroy_distributed()
+    if main:
+        log_summary(run, run_dir, checkpoints, metrics, nonfinite, stopped)
+    return metrics
+
+
+@dataclass
+class TrainingRun:
+    """What the loop carries from step to step: the model and its optimisation state, the
+    iteration (completed steps) and the best value of ``train.best_metric`` so far."""
+
+    cfg: DictConfig  # the composed train config
+    model: nn.Module  # the detector, as checkpoints hold it
+    trained: nn.Module  # what the steps run: ``model``, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: Optional[torch.dtype]
+    class_names: list[str]
+    category_ids: list[int]
+    iteration: int = 0
+    best_metric: Optional[float] = None
+
+    def weights(self) -> Checkpoint:
+        """The weights to deploy (``best.pt``): no optimiser, scheduler, scaler or RNG state."""
+        return Checkpoint(model=self.model.state_dict(), iteration=self.iteration,
+                          config=OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
+                          class_names=list(self.class_names), category_ids=list(self.category_ids),
+                          best_metric=self.best_metric)  # fmt: skip
+
+    def checkpoint(self) -> Checkpoint:
+        """The whole training state. Collective (every rank's RNG state is gathered): call on
+        every rank; rank 0 saves it."""
+        training = TrainingState(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                                 scaler=self.scaler.state_dict(), rng=all_gather_object(get_rng_state()))
+        return replace(self.weights(), training=training)
+
+
+def build_training(cfg: DictConfig, build: Callable[..., nn.Module], dataset, device: torch.device,
+                   checkpoints: CheckpointDir) -> tuple[TrainingRun, Optional[list[dict[str, Any]]]]:
+    """The model (``build(cfg.model, num_classes)``, then ``model.weights``), optimiser, LR
+    schedule and loss scaler for ``dataset``'s classes, continued from ``train.resume``'s
+    checkpoint (:func:`restore`) and wrapped for DDP under torchrun. Returns the run and the
+    checkpoint's per-rank RNG states (None for a fresh start): the caller restores them once
+    the data loader has started."""
+    tc = cfg.train
+    amp = autocast_dtype(_plain(tc.amp), device)
+    model = build(cfg.model, num_classes=len(dataset.class_names)).to(device)
+    if cfg.model.weights:
+        load_weights(model, cfg.model.weights)
+    optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * get_world_size())
+    run = TrainingRun(cfg, model, model, optimizer, build_lr_scheduler(cfg.schedule, optimizer, tc.max_iters),
+                      torch.amp.GradScaler(device.type, enabled=amp == torch.float16), device, amp,
+                      list(dataset.class_names), list(dataset.category_ids))
+    rng_states = restore(run, checkpoints)
+    if get_world_size() > 1:  # wrapped after restoring: DDP starts from rank 0's weights
+        run.trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return run, rng_states
+
+
+def restore(run: TrainingRun, checkpoints: CheckpointDir) -> Optional[list[dict[str, Any]]]:
+    """Continue ``run`` from the checkpoint ``train.resume`` names, if any: weights, optimiser,
+    LR schedule position, loss scale, iteration and best metric. Returns its per-rank RNG states
+    (None for a fresh start). Raises ValueError for a weights-only checkpoint or a changed config."""
+    tc = run.cfg.train
+    checkpoints.remove_temporaries()
+    path, checkpoint = load_resume_checkpoint(tc.resume, checkpoints, map_location=run.device)
+    if path is None:
+        if tc.resume == "auto":
+            log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
+        return None
+    if checkpoint.training is None:
+        raise ValueError(f"train.resume={path}: it holds model weights only (as best.pt does); resume from "
+                         f"last.pt or a periodic checkpoint, or fine-tune with model.weights={path}")
+    check_resume_config(checkpoint.config, run.cfg, path)
+    load_checkpoint_weights(run.model, checkpoint, str(path), run.cfg.model, len(run.class_names))
+    run.optimizer.load_state_dict(checkpoint.training.optimizer)
+    restore_schedule_position(run.scheduler, checkpoint.training.scheduler)
+    run.scaler.load_state_dict(checkpoint.training.scaler)
+    run.iteration, run.best_metric = checkpoint.iteration, checkpoint.best_metric
+    if checkpoint.config["train"].get("best_metric", "voc07/mAP") != tc.best_metric:
+        run.best_metric = None  # the recorded best is another number: best.pt follows the new one from here
+    checkpoints.resumed_at(run.iteration)
+    log.info("resumed from %s at iteration %d", path, run.iteration)
+    return checkpoint.training.rng
+
+
+def train_iteration(run: TrainingRun, batches: Iterator, stop_requested: bool, nonfinite: NonFiniteSteps,
+                    checkpoints: CheckpointDir, events: TrainingEvents) -> StepResult:
+    """Iteration ``run.iteration + 1``: the next batch, one optimiser step, the LR schedule's step
+    and the record of it all. A step that computed finite gradients commits the staged
+    checkpoint: its weights have taken a step."""
+    t0 = time.perf_counter()
+    batch = next(batches).to(run.device, non_blocking=True)
+    data_time = time.perf_counter() - t0
+    lr = run.scheduler.get_last_lr()[0]
+    step = train_step(run.trained, batch, run.optimizer, run.scaler, run.amp, run.cfg.train.clip_grad_norm,
+                      stop_requested, run.iteration + 1, nonfinite)
+    run.scheduler.step()
+    run.iteration += 1
+    if not step.dropped:
+        checkpoints.commit()
+    else:
+        log.warning("iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
+                    run.iteration, nonfinite.in_a_row, nonfinite.total,
+                    describe_step(run.iteration, step.losses, step.grad_norm))
+    max_memory_mb = torch.cuda.max_memory_allocated(run.device) / 2**20 if run.device.type == "cuda" else None
+    events.iteration(run.iteration, step.losses, lr, time.perf_counter() - t0, data_time, max_memory_mb,
+                     grad_norm=step.grad_norm)
+    return step
+
+
+def evaluate_and_track_best(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir,
+                            events: TrainingEvents) -> dict:
+    """Evaluate the model on the test split (on every rank) and return the metrics.json dict; a
+    new best value of ``train.best_metric`` writes ``best.pt``."""
+    tc = run.cfg.train
+    broadcast_buffers(run.model)
+    metrics = evaluate(run.model, split.evaluator, split.loader, run.device, run.amp, tc.vis_images, run.iteration,
+                       events, val_loss_seed=run.cfg.seed if split.val_loss else None)
+    value = metric_value(metrics, tc.best_metric)
+    if is_better(value, run.best_metric, tc.best_metric):  # alike on every rank
+        run.best_metric = value
+        checkpoints.save_best(run.weights())
+        if is_main_process():
+            log.info("best %s so far (%.4f): %s", tc.best_metric, value, checkpoints.best)
+    return metrics
+
+
+def finish(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents,
+           run_dir: Path, evaluate_at_end: bool) -> Optional[dict]:
+    """After the last iteration (or a stop request): the final evaluation (``evaluate_at_end``),
+    ``last.pt``, ``metrics.json`` and, under torchrun, the check that every replica holds the
+    same weights. Returns the final metrics (None without the evaluation)."""
+    metrics = evaluate_and_track_best(run, split, checkpoints, events) if evaluate_at_end else None
+    broadcast_buffers(run.model)
+    checkpoint = run.checkpoint()
+    checkpoints.commit()
+    checkpoints.save_last(checkpoint, periodic=run.iteration % run.cfg.train.checkpoint_period == 0)
+    if metrics is not None and is_main_process():
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if get_world_size() > 1:
+        check_replicas_in_sync(run.model)
+    return metrics
+
+
+def diverged(error: DivergenceError, checkpoints: CheckpointDir) -> DivergenceError:
+    """``error`` (of the same type) saying what the run kept and how to continue; logged."""
+    error = type(error)(f"training diverged: {error}. Stopped before saving anything of it: {checkpoints.kept()}. "
+                        f"Lower optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip")
+    log.error("%s", error)
+    return error
+
+
+def log_summary(run: TrainingRun, run_dir: Path, checkpoints: CheckpointDir, metrics: Optional[dict],
+                nonfinite: NonFiniteSteps, stopped: bool) -> None:
+    """Where the run's outputs are, dropped updates, and how to continue a stopped run."""
+    log.info("TensorBoard logs: %s (view: tensorboard --logdir %s)", run_dir / "tensorboard", run_dir / "tensorboard")
+    log.info("checkpoints: %s", checkpoints.directory)
+    if metrics is not None:
+        log.info("metrics: %s (VOC07 mAP@0.5 %.4f)", run_dir / "metrics.json", metrics["voc07"]["mAP"])
+    if nonfinite.total:
+        log.warning("%d updates dropped for a non-finite loss or gradient (train.on_nonfinite=skip)", nonfinite.total)
+    if stopped:
+        log.info("stopped at iteration %d of %d; continue with: python scripts/train.py train.resume=auto "
+                 "hydra.run.dir=%s [same overrides]", run.iteration, run.cfg.train.max_iters, run_dir)
 
 
 def _plain(value: Any) -> Any:
@@ -53,17 +293,10 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def _shared_run_dir(run_dir: Path) -> Path:
-    """Rank 0's run directory, on every rank.
-
-    Each torchrun process composes its own config, and Hydra's time-stamped run directories
-    differ by microseconds; all ranks adopt rank 0's (a multi-node resume needs it on a shared
-    file system), and a rank's own directory is removed if it is empty.
-    """
-    shared = Path(dist_utils.all_gather_object(str(run_dir))[0])
-    if shared != run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-    return shared
+def _due(iteration: int, period: int, max_iters: int) -> bool:
+    """Whether a periodic action (checkpoint, evaluation; ``period`` 0: never) falls on
+    ``iteration``; the last iteration has its own, in :func:`finish`."""
+    return period > 0 and iteration % period == 0 and iteration < max_iters
 
 
 @dataclass
@@ -78,7 +311,7 @@ class StepResult:
     dropped: bool = False
 
 
-def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
+def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, amp: Optional[torch.dtype],
                clip_grad_norm: Optional[float], stop_requested: bool,
                iteration: int, nonfinite: Optional[NonFiniteSteps] = None) -> StepResult:
@@ -102,7 +335,7 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
         terms = [torch.tensor(torch.nan, device=device)] * (len(names) + 1)
     # One collective per step: the rank-mean of every term (for logging and the finite check)
     # and the stop flag, so that all processes stop at the same iteration.
-    reduced = dist_utils.all_reduce_mean(torch.stack(terms + [torch.tensor(float(stop_requested), device=device)])).tolist()
+    reduced = all_reduce_mean(torch.stack(terms + [torch.tensor(float(stop_requested), device=device)])).tolist()
     values = dict(zip([*names, "total"], reduced[:-1]))
     stop_everywhere = reduced[-1] > 0
     if not all(math.isfinite(v) for v in values.values()):
@@ -110,7 +343,7 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
         return StepResult(values, None, stop_everywhere, dropped=True)
 
     optimizer.zero_grad(set_to_none=True)
-    dist_utils.mark_collective()  # DDP all-reduces the gradients during the backward pass
+    mark_collective()  # DDP all-reduces the gradients during the backward pass
     scaler.scale(total).backward()
     scaler.unscale_(optimizer)  # the norm (and the clipping) of the true gradients, not the loss-scaled ones
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -129,190 +362,3 @@ def train_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer,
     check_weights(iteration, values, grad_norm, model, optimizer)
     nonfinite.finite()
     return StepResult(values, grad_norm, stop_everywhere)
-
-
-def _restore_rng(rng_states: list[dict], seed: int, iteration: int) -> None:
-    """Set this rank's RNG state from a checkpoint's per-rank list (reseed if the world size changed)."""
-    rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
-    if len(rng_states) == world_size:
-        set_rng_state(rng_states[rank])
-    else:
-        log.warning("the checkpoint holds the RNG states of %d processes, this run has %d: reseeding "
-                    "(the losses will not repeat the original run's)", len(rng_states), world_size)
-        seed_everything(seed + rank + iteration)
-
-
-def train(cfg: DictConfig, run_dir: Path, build: Callable[..., torch.nn.Module] = build_model) -> Optional[dict]:
-    """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
-
-    ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
-    contract may be trained by the same loop, e.g. the torchvision reference).
-
-    Writes ``checkpoints/``, ``tensorboard/``, ``losses.jsonl`` and, after the final
-    evaluation, ``metrics.json`` under ``run_dir`` (rank 0 only). Returns the final metrics,
-    or None when a signal stopped the run early or ``train.eval_at_end`` is false.
-    """
-    check_train_config(cfg)
-    tc = cfg.train
-    device = du.init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
-    rank, world_size, main = dist_utils.get_rank(), dist_utils.get_world_size(), dist_utils.is_main_process()
-    run_dir = _shared_run_dir(run_dir)
-    seed_everything(cfg.seed + rank, deterministic=tc.deterministic)
-    amp = autocast_dtype(_plain(tc.amp), device)
-
-    # The test loader first: for shapes it generates the data (safe from several processes).
-    test_loader = build_test_loader(cfg.dataset, tc.eval_batch_size)
-    test_set = test_loader.dataset
-    evaluator = DetectionEvaluator(test_set, coco_backend=_plain(cfg.evaluation.coco_backend))
-    val_loss = tc.val_loss and has_annotations(test_set)
-    if tc.val_loss and not val_loss:
-        log.warning("train.val_loss: the test split has no annotated objects, no validation loss")
-    model = build(cfg.model, num_classes=len(test_set.class_names)).to(device)
-    if cfg.model.weights:
-        load_weights(model, cfg.model.weights)
-    optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * world_size)
-    scheduler = build_lr_scheduler(cfg.schedule, optimizer, tc.max_iters)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints)
-
-    # saved_at: the iteration of the newest checkpoint; staged_at: of the newest one written, which
-    # becomes a checkpoint once the next step computed finite gradients from its weights.
-    iteration, best_metric, rng_states, saved_at, staged_at = 0, None, None, None, None
-    if main:
-        checkpoints.remove_temporaries()
-    resume_path, state = load_resume_checkpoint(tc.resume, run_dir, map_location=device)
-    if resume_path is not None:
-        if "optimizer" not in state:
-            raise ValueError(f"train.resume={resume_path}: it holds model weights only (as best.pt does); resume "
-                             f"from last.pt or a periodic checkpoint, or fine-tune with model.weights={resume_path}")
-        check_resume_config(state["config"], cfg, resume_path)
-        load_checkpoint_weights(model, state, str(resume_path), cfg.model, len(test_set.class_names))
-        optimizer.load_state_dict(state["optimizer"])
-        restore_schedule_position(scheduler, state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        iteration, best_metric = state["iteration"], state["best_metric"]
-        if state["config"]["train"].get("best_metric", "voc07/mAP") != tc.best_metric:
-            best_metric = None  # the recorded best is another number: best.pt follows the new one from here
-        rng_states = state["rng"]
-        saved_at = staged_at = iteration
-        log.info("resumed from %s at iteration %d", resume_path, iteration)
-    elif tc.resume == "auto":
-        log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
-
-    def training_state() -> dict[str, Any]:
-        # Collective (every rank's RNG state is gathered): call on all ranks, save on rank 0.
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "iteration": iteration, "rng": dist_utils.all_gather_object(get_rng_state()),
-                "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-                "class_names": list(test_set.class_names),
-                "category_ids": list(test_set.category_ids), "best_metric": best_metric}
-
-    def run_evaluation() -> dict:
-        nonlocal best_metric
-        dist_utils.broadcast_buffers(model)
-        metrics = evaluate(model, evaluator, test_loader, device, amp, tc.vis_images, iteration, events,
-                           val_loss_seed=cfg.seed if val_loss else None)
-        value = metric_value(metrics, tc.best_metric)
-        if is_better(value, best_metric, tc.best_metric):  # alike on every rank
-            best_metric = value
-            if main:  # the weights to deploy, not a training state: no optimiser, scheduler or RNG
-                checkpoints.save_best({
-                    "model": model.state_dict(), "iteration": iteration,
-                    "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-                    "class_names": list(test_set.class_names), "category_ids": list(test_set.category_ids),
-                    "best_metric": best_metric})
-                log.info("best %s so far (%.4f): %s", tc.best_metric, best_metric, checkpoints.best)
-        return metrics
-
-    ddp_model = model if world_size == 1 else DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
-    events = TrainingEvents(run_dir, iteration, tc.max_iters, tc.log_period, enabled=main, val_loss=val_loss)
-    metrics, stopped = None, False
-    nonfinite = NonFiniteSteps(tc.on_nonfinite, tc.max_nonfinite_steps)
-    try:
-        with StopRequest() as stop:
-            batches = iter(build_train_loader(cfg.dataset, tc.batch_size, cfg.seed, start_iter=iteration))
-            # Restored only now: starting the loader draws from the global RNG, as it did at the
-            # start of the original run, not at the point where the checkpoint was taken.
-            if rng_states is not None:
-                _restore_rng(rng_states, cfg.seed, iteration)
-            ddp_model.train()
-            while iteration < tc.max_iters:
-                t0 = time.perf_counter()
-                batch = next(batches).to(device, non_blocking=True)
-                data_time = time.perf_counter() - t0
-                lr = scheduler.get_last_lr()[0]
-                step = train_step(ddp_model, batch, optimizer, scaler, amp, tc.clip_grad_norm,
-                                  stop.requested, iteration + 1, nonfinite)
-                scheduler.step()
-                iteration += 1
-                if not step.dropped:  # the staged checkpoint's weights produced finite gradients
-                    if main:
-                        checkpoints.commit()
-                    saved_at = staged_at
-                else:
-                    log.warning("iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
-                                iteration, nonfinite.in_a_row, nonfinite.total,
-                                describe_step(iteration, step.losses, step.grad_norm))
-
-                events.iteration(iteration, step.losses, lr, time.perf_counter() - t0, data_time,
-                                 torch.cuda.max_memory_allocated(device) / 2**20
-                                 if device.type == "cuda" else None, grad_norm=step.grad_norm)
-                if step.stop_requested:
-                    stopped = True
-                    log.warning("stopping at iteration %d on request", iteration)
-                    break
-                if iteration % tc.checkpoint_period == 0 and iteration < tc.max_iters:
-                    state = training_state()
-                    if main:
-                        checkpoints.stage_last(state, periodic=True)
-                    staged_at = iteration
-                if tc.eval_period > 0 and iteration % tc.eval_period == 0 and iteration < tc.max_iters:
-                    run_evaluation()
-
-            if not stopped and tc.eval_at_end:
-                metrics = run_evaluation()
-            dist_utils.broadcast_buffers(model)
-            state = training_state()
-            if main:
-                checkpoints.commit()
-                checkpoints.save_last(state, periodic=iteration % tc.checkpoint_period == 0)
-                if metrics is not None:
-                    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            if world_size > 1:
-                du.check_replicas_in_sync(model)
-    except DivergenceError as e:
-        kept = (f"{checkpoints.last} (iteration {saved_at}) is the last checkpoint" if saved_at is not None
-                else "no checkpoint was written")
-        if staged_at != saved_at:
-            kept += f" (the one of iteration {staged_at} was discarded: its weights fail a step)"
-        error = type(e)(f"training diverged: {e}. Stopped before saving anything of it: {kept}. Lower "
-                        f"optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip")
-        log.error("%s", error)
-        raise error from None
-    except RuntimeError as e:
-        stalled = du.stalled_rank_error(e)
-        if stalled is None:
-            raise
-        log.error("%s", stalled)
-        raise stalled from e
-    finally:
-        if main:
-            checkpoints.discard()  # staged weights that no step has validated
-        events.close()
-        du.destroy_distributed()
-
-    if main:
-        log.info("TensorBoard logs: %s (view: tensorboard --logdir %s)",
-                 run_dir / "tensorboard", run_dir / "tensorboard")
-        log.info("checkpoints: %s", checkpoints.directory)
-        if metrics is not None:
-            log.info("metrics: %s (VOC07 mAP@0.5 %.4f)", run_dir / "metrics.json", metrics["voc07"]["mAP"])
-        if nonfinite.total:
-            log.warning("%d updates dropped for a non-finite loss or gradient (train.on_nonfinite=skip)",
-                        nonfinite.total)
-        if stopped:
-            log.info("stopped at iteration %d of %d; continue with: python scripts/train.py "
-                     "train.resume=auto hydra.run.dir=%s [same overrides]", iteration, tc.max_iters, run_dir)
-    return metrics

@@ -19,18 +19,16 @@ import onnx
 import torch
 from omegaconf import OmegaConf
 
-from frcnn.config.export import OPSET
-from frcnn.data.config import DatasetConfig
-from frcnn.data.transforms import build_transform
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.checkpoint.saved_config import saved_dataset_config, saved_model_config
+from frcnn.config.export import OPSET
+from frcnn.data.transforms import build_transform
 from frcnn.export.graph import OUTPUT_NAMES, DetectorGraph
 from frcnn.export.metadata import INPUTS, ONNX_FILE, ExportMetadata, Preprocessing
-from frcnn.models import FasterRCNN, ModelConfig
+from frcnn.models import FasterRCNN
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_KEYS = ("model", "config", "class_names", "category_ids")
 
 
 def frcnn_version() -> str:
@@ -103,18 +101,13 @@ def _prepare_output(output: str | os.PathLike) -> Path:
 def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathLike, opset: int = OPSET) -> ExportMetadata:
     """Write ``output/model.onnx`` and ``output/model.json`` for a training checkpoint.
 
-    Raises FileNotFoundError / RuntimeError (unreadable or foreign checkpoint, naming it),
-    ValueError (a checkpoint lacking what an export needs), NotADirectoryError / OSError /
-    PermissionError (an output that is a file, cannot be created or is not writable).
+    Raises FileNotFoundError / CheckpointError (a ValueError: a missing, unreadable or foreign
+    checkpoint, or one lacking a key, naming it), NotADirectoryError / OSError / PermissionError
+    (an output that is a file, cannot be created or is not writable).
     """
     checkpoint = load_checkpoint(checkpoint_path)
-    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
-    if missing:
-        raise ValueError(f"checkpoint {checkpoint_path} lacks {', '.join(missing)}: not a training checkpoint of frcnn")
     output = _prepare_output(output)
-    saved = OmegaConf.create(checkpoint["config"])
-    model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), saved.model)
-    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), saved.dataset)
+    model_cfg, dataset_cfg = saved_model_config(checkpoint.config), saved_dataset_config(checkpoint.config)
     model = model_from_checkpoint(checkpoint, model_cfg)
     transform = build_transform(dataset_cfg, train=False)
     preprocessing = Preprocessing(
@@ -137,8 +130,8 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathL
         architecture=getattr(model_cfg.architecture, "value", model_cfg.architecture),
         pooler=roi.pooler,
         opset=opset,
-        class_names=list(checkpoint["class_names"]),
-        category_ids=list(checkpoint["category_ids"]),
+        class_names=list(checkpoint.class_names),
+        category_ids=list(checkpoint.category_ids),
         preprocessing=preprocessing,
         postprocessing={
             "score_thresh": roi.score_thresh,
@@ -148,8 +141,8 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathL
             "rpn_post_nms_top_n": graph.post_nms_top_n,
             "rpn_nms_thresh": graph.rpn_nms_thresh,
         },
-        checkpoint={"path": str(Path(checkpoint_path).resolve()), "iteration": checkpoint.get("iteration")},
-        config=OmegaConf.to_container(saved, resolve=True),
+        checkpoint={"path": str(Path(checkpoint_path).resolve()), "iteration": checkpoint.iteration},
+        config=OmegaConf.to_container(OmegaConf.create(checkpoint.config), resolve=True),
         frcnn_version=frcnn_version(),
     )
     result.write(output)

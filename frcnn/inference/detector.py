@@ -23,16 +23,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from frcnn.checkpoint.format import Checkpoint
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.checkpoint.saved_config import saved_dataset_config, saved_model_config
 from frcnn.data import collate
-from frcnn.data.config import DatasetConfig
 from frcnn.data.image_io import read_image
 from frcnn.data.transforms import DetectionTransform, build_transform
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.utils.device import resolve_device
-from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.evaluation.evaluator import boxes_to_original
 from frcnn.models import FasterRCNN
-from frcnn.models.config import ModelConfig
+from frcnn.utils.device import resolve_device
 
 ImageInput = Union[str, os.PathLike, torch.Tensor, np.ndarray, Image.Image]
 
@@ -90,18 +90,18 @@ class Detector:
         apply on top.
         """
         checkpoint = load_checkpoint(path)
-        saved = OmegaConf.merge({"model": {}, "dataset": {}}, checkpoint["config"], overrides or {})
-        return cls.from_checkpoint_state(checkpoint, saved.model, saved.dataset, device, score_threshold, batch_size)
+        config = OmegaConf.merge(checkpoint.config, overrides or {})
+        return cls.from_checkpoint_state(checkpoint, saved_model_config(config), saved_dataset_config(config), device,
+                                         score_threshold, batch_size)
 
     @classmethod
-    def from_checkpoint_state(cls, checkpoint: dict, model_cfg: DictConfig, dataset_cfg: DictConfig,
+    def from_checkpoint_state(cls, checkpoint: Checkpoint, model_cfg: DictConfig, dataset_cfg: DictConfig,
                               device: str | torch.device = "auto", score_threshold: float = 0.0,
                               batch_size: int = 4) -> Detector:
-        """From a loaded checkpoint dict and the (possibly overridden) ``model``/``dataset`` nodes."""
-        model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), model_cfg)
-        dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset_cfg)
+        """From a loaded checkpoint and its typed ``model``/``dataset`` nodes (overrides applied,
+        :mod:`frcnn.checkpoint.saved_config`)."""
         return cls(model_from_checkpoint(checkpoint, model_cfg), build_transform(dataset_cfg, train=False),
-                   dataset_cfg.size_divisibility, checkpoint["class_names"], device, score_threshold, batch_size)
+                   dataset_cfg.size_divisibility, checkpoint.class_names, device, score_threshold, batch_size)
 
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> dict | list[dict]:
         """Detect on one image (returns one dict) or a list of them (returns a list of dicts)."""

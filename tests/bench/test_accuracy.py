@@ -11,9 +11,10 @@ from frcnn.bench import accuracy
 from frcnn.bench.accuracy import benchmark_training_parity
 
 SHORT = ("train.max_iters=3", "train.checkpoint_period=3", "train.val_loss=false", "model.roi_head.score_thresh=0.0")
-TINY_FPN = ("model=resnet50_fpn", "model.backbone.depth=18", "model.backbone.weights=null", "model.anchors.scales=[0.5]",
-            "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50", "model.rpn.pre_nms_top_n_test=50",
-            "model.rpn.post_nms_top_n_test=20", "model.roi_head.batch_size_per_image=16", "model.roi_head.mlp_dim=64")  # fmt: skip
+TINY_FPN = ("model=resnet50_fpn", "model.backbone.depth=18", "model.backbone.weights=null",
+            "model.anchors.scales=[0.5]", "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50",
+            "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=20",
+            "model.roi_head.batch_size_per_image=16", "model.roi_head.mlp_dim=64")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -33,10 +34,12 @@ def test_every_variant_and_the_reference_train_per_seed_and_a_rerun_trains_nothi
         assert result[name]["voc07_mAP"]["values"] == voc07
         assert math.isclose(result[name]["voc07_mAP"]["mean"], sum(voc07) / 2)
         assert result[name]["step_seconds"]["mean"] > 0
-    assert result["map_ratio"] == pytest.approx(result["ours"]["voc07_mAP"]["mean"] / result["torchvision"]["voc07_mAP"]["mean"])
+    means = {name: result[name]["voc07_mAP"]["mean"] for name in ("ours", "torchvision")}
+    assert result["map_ratio"] == pytest.approx(means["ours"] / means["torchvision"])
     # The reference and the variant really are other runs of the same seed.
     assert result["runs"]["offset_half"]["0"] != result["runs"]["ours"]["0"]
-    assert json.loads((tmp_path / "torchvision_seed1" / "result.json").read_text()) == result["runs"]["torchvision"]["1"]
+    saved = json.loads((tmp_path / "torchvision_seed1" / "result.json").read_text())
+    assert saved == result["runs"]["torchvision"]["1"]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")

@@ -1,30 +1,29 @@
-"""``scripts/benchmark.py sections=[model]``: ours vs torchvision's detector, C4 and FPN, with and without autocast."""
+"""Section model (``frcnn.bench.model_speed``): ours vs torchvision's detector, C4 and FPN, with and
+without autocast."""
 
-import copy
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from frcnn.models import build_model
-from frcnn.bench.reference import torchvision_detector
+from frcnn.bench.config import CompareConfig
+from frcnn.bench.model_speed import Contender, benchmark_models, build_contenders, synthetic_batch
+from frcnn.data.batching import Batch
+from tests.helpers.configs import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ("model.backbone.depth=18", "model.rpn.pre_nms_top_n_train=200", "model.rpn.post_nms_top_n_train=50",
         "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=20", "model.roi_head.batch_size_per_image=8",
         "compare.batch_size=1", "compare.image_size=[96,128]", "compare.boxes_per_image=2", "compare.warmup_iters=0",
         "compare.timed_iters=1")  # fmt: skip
+CONTENDERS = {"ours", "ours_roi_pool", "torchvision"}
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("frcnn_benchmark_script", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _compare(**settings) -> CompareConfig:
+    tiny = dict(batch_size=1, image_size=[96, 128], num_classes=2, boxes_per_image=2, warmup_iters=0, timed_iters=1)
+    return OmegaConf.structured(CompareConfig(**{**tiny, **settings}))
 
 
 @pytest.mark.slow
@@ -37,33 +36,77 @@ def test_model_section_writes_both_pairs_ratios(tmp_path):
     assert report["device"] == "cpu" and report["device_name"] == "cpu"
     assert report["amp"] == "off"  # as train.amp: float16 mixed precision on CUDA only, with a warning
     assert "compare.amp=fp16 ignored" in result.stdout + result.stderr
+    assert report["settings"]["amp"] == "fp16" and report["settings"]["image_size"] == [96, 128]
     for phase in ("train", "infer"):
-        assert set(report["median_seconds"][phase]) == {"ours", "ours_roi_pool", "torchvision", "fpn", "fpn_torchvision"}
-    for key in ("train_ratio", "infer_ratio", "fpn_train_ratio", "fpn_infer_ratio"):
-        assert report[key] > 0
-    assert report["train_ratio"] == pytest.approx(report["median_seconds"]["train"]["ours"]
-                                                  / report["median_seconds"]["train"]["torchvision"])  # fmt: skip
+        assert set(report["median_seconds"][phase]) == CONTENDERS | {"fpn", "fpn_torchvision"}
+    medians = report["median_seconds"]
+    for key, (phase, ours, theirs) in {"fpn_train_ratio": ("train", "fpn", "fpn_torchvision"),
+                                       "fpn_infer_ratio": ("infer", "fpn", "fpn_torchvision"),
+                                       "train_ratio": ("train", "ours", "torchvision"),
+                                       "infer_ratio": ("infer", "ours", "torchvision")}.items():  # fmt: skip
+        assert report[key] == pytest.approx(medians[phase][ours] / medians[phase][theirs]), key
+
+
+def test_the_report_holds_every_ratio_of_its_medians_and_the_profiles(tiny_model_config, tmp_path):
+    compare = _compare(profile=True, amp="bf16")
+    result = benchmark_models(tiny_model_config(pooler="roi_align"), compare, torch.device("cpu"), tmp_path)
+    assert result["amp"] == "bfloat16" and result["settings"]["amp"] == "bf16"
+    assert result["device"] == "cpu" and result["threads"] == torch.get_num_threads()
+    medians = result["median_seconds"]
+    for phase in ("train", "infer"):
+        assert set(result["times"][phase]) == set(medians[phase]) == CONTENDERS
+        assert all(len(times) == 1 for times in result["times"][phase].values())
+        assert result[f"{phase}_ratio"] == medians[phase]["ours"] / medians[phase]["torchvision"]
+        assert result[f"{phase}_ratio_roi_pool"] == medians[phase]["ours_roi_pool"] / medians[phase]["torchvision"]
+    assert "fpn_train_ratio" not in result  # no FPN config, no FPN pair
+    assert set(result["profiles"]) == {f"{name}_{phase}" for name in CONTENDERS for phase in ("train", "infer")}
+    for name in result["profiles"].values():
+        assert "Self CPU" in (tmp_path / name).read_text()
+    json.dumps(result)  # benchmark.json takes it as it is
+
+
+def test_the_synthetic_batch_has_boxes_inside_its_images():
+    batch = synthetic_batch(_compare(batch_size=3, boxes_per_image=5, num_classes=4), torch.device("cpu"),
+                            torch.Generator().manual_seed(0))  # fmt: skip
+    assert isinstance(batch, Batch) and batch.images.shape == (3, 3, 96, 128)
+    assert batch.image_sizes == [(96, 128)] * 3
+    for target in batch.targets:
+        boxes, labels = target["boxes"], target["labels"]
+        assert boxes.shape == (5, 4) and labels.shape == (5,)
+        sides = boxes[:, 2:] - boxes[:, :2]
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 128).all() and (boxes[:, 3] <= 96).all()
+        assert (sides >= 32).all() and (sides <= 48).all()  # 32..min(H, W)/2
+        assert labels.min() >= 1 and labels.max() <= 4
+
+
+def test_the_contenders_share_the_weights_and_differ_in_pooling(tiny_model_config):
+    cfg = tiny_model_config(pooler="roi_align")
+    torch.manual_seed(0)
+    models = build_contenders(cfg, 2, torch.device("cpu"))
+    assert list(models) == ["ours", "ours_roi_pool", "torchvision"]
+    ours, roi_pool, reference = models.values()
+    assert ours.roi_head.box_pooler.kind == "roi_align" and roi_pool.roi_head.box_pooler.kind == "roi_pool"
+    torch.testing.assert_close(roi_pool.roi_head.score.weight, ours.roi_head.score.weight)
+    torch.testing.assert_close(reference.reference.roi_heads.box_predictor.cls_score.weight, ours.roi_head.score.weight)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_an_autocast_training_step_updates_both_models(two_images, tiny_model_config, dtype):
     """The timed step under autocast (fp16 through a GradScaler) is a real step for ours and torchvision's."""
-    bench = _benchmark_module()
-    torch.manual_seed(0)
-    cfg = tiny_model_config(pooler="roi_align")  # as the benchmark's like-for-like pair
-    ours = build_model(cfg, num_classes=2)
-    models = {"ours": ours, "torchvision": torchvision_detector(copy.deepcopy(ours), cfg)}
     images, sizes, targets = two_images
-    for name, model in models.items():
-        model.train()
-        score = model.roi_head.score if name == "ours" else model.roi_heads.box_predictor.cls_score
+    batch = Batch(images, sizes, targets, image_ids=[0, 1], indices=[0, 1], orig_sizes=sizes, scales=torch.ones(2, 2))
+    torch.manual_seed(0)
+    models = build_contenders(tiny_model_config(pooler="roi_align"), 2, torch.device("cpu"))
+    for name in ("ours", "torchvision"):
+        contender = Contender.of(models[name], lr=0.01, amp=dtype)
+        assert contender.scaler.is_enabled() == (dtype == torch.float16)
+        model = contender.model
+        score = model.roi_head.score if name == "ours" else model.reference.roi_heads.box_predictor.cls_score
         before = score.weight.clone()
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
-        scaler = torch.amp.GradScaler("cpu") if dtype == torch.float16 else None
-        bench._train_step(name, model, optimizer, images, sizes, targets, dtype, scaler)
+        contender.step(batch, dtype)
         assert torch.isfinite(score.weight).all() and not torch.equal(score.weight, before), name
-        model.eval()
-        detections = bench._infer(name, model, images, sizes, dtype)
+        detections = contender.infer(batch, dtype)
+        assert not model.training
         assert len(detections) == 2 and all(torch.isfinite(d["boxes"]).all() for d in detections)
         if name == "ours":  # torchvision returns autocast's dtype
             assert all(d["boxes"].dtype == d["scores"].dtype == torch.float32 for d in detections)

@@ -1,10 +1,20 @@
+"""``frcnn.bench.reference``: torchvision's FasterRCNN composed as an frcnn model mirrors it, gives
+the same proposals, detections and losses under torchvision's conventions, and takes frcnn's call
+contract as :class:`ReferenceDetector`."""
+
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
 
+from frcnn.bench.reference import (
+    LOSS_NAMES,
+    TORCHVISION_CONVENTIONS,
+    ReferenceDetector,
+    build_reference_model,
+    torchvision_detector,
+)
 from frcnn.models import build_model
-from frcnn.bench.reference import TORCHVISION_CONVENTIONS, torchvision_detector
+from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
 
 
 def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_images):
@@ -52,10 +62,6 @@ def _parity_pair(tiny_model_config, pooler: str, **overrides):
     return cfg, ours, torchvision_detector(ours, cfg)
 
 
-
-
-
-
 @pytest.mark.parametrize("pooler", ["roi_align", "roi_pool"])
 def test_same_proposals_and_detections_as_torchvision(tiny_model_config, two_images, pooler):
     cfg, ours, reference = _parity_pair(tiny_model_config, pooler)
@@ -88,8 +94,7 @@ def test_same_losses_as_torchvision_when_every_candidate_is_sampled(tiny_model_c
     ours.train(), reference.train()
     losses = ours(images, sizes, targets)
     their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
-    names = {"rpn_cls": "loss_objectness", "rpn_loc": "loss_rpn_box_reg", "roi_cls": "loss_classifier", "roi_loc": "loss_box_reg"}
-    for ours_name, their_name in names.items():
+    for ours_name, their_name in LOSS_NAMES.items():
         assert losses[ours_name] > 0
         torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)
 
@@ -119,6 +124,35 @@ def test_each_convention_changes_the_outcome(tiny_model_config, two_images):
         ours.train(), reference.train()
         losses = ours(images, sizes, targets)
         their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
-        mine = torch.stack([losses[k] for k in ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc")])
-        theirs = torch.stack([their_losses[k] for k in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")])
+        mine = torch.stack([losses[k] for k in LOSS_NAMES])
+        theirs = torch.stack([their_losses[k] for k in LOSS_NAMES.values()])
         assert (mine - theirs).abs().max() > 1e-4, key
+
+
+def test_the_reference_detector_takes_frcnn_batches_and_starts_from_frcnn_weights(tiny_model_config, two_images):
+    """build_reference_model(cfg) from an RNG state has build_model(cfg)'s weights from that state;
+    in train mode it returns frcnn's loss names, in eval mode it detects on the unpadded images."""
+    cfg = OmegaConf.structured(tiny_model_config(pooler="roi_align"))
+    torch.manual_seed(3)
+    ours = build_model(cfg, num_classes=2)
+    torch.manual_seed(3)
+    wrapped = build_reference_model(cfg, num_classes=2)
+    assert isinstance(wrapped, ReferenceDetector)
+    reference = wrapped.reference
+    torch.testing.assert_close(reference.roi_heads.box_predictor.cls_score.weight, ours.roi_head.score.weight)
+    torch.testing.assert_close(reference.backbone.conv1.weight, ours.backbone.conv1.weight)
+    images, sizes, targets = two_images
+    torch.manual_seed(0)
+    losses = wrapped.train()(images, sizes, targets)
+    torch.manual_seed(0)
+    their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
+    assert list(losses) == list(LOSS_NAMES)
+    for ours_name, their_name in LOSS_NAMES.items():
+        torch.testing.assert_close(losses[ours_name], their_losses[their_name], msg=ours_name)
+    with pytest.raises(ValueError, match="needs targets"):
+        wrapped(images, sizes)
+    wrapped.eval()
+    with torch.inference_mode():
+        detections, theirs = wrapped(images, sizes), reference(unpadded(images, sizes))
+    for mine, expected in zip(detections, theirs):
+        torch.testing.assert_close(mine["boxes"], expected["boxes"])

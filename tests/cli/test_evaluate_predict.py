@@ -1,21 +1,16 @@
-"""scripts/evaluate.py and scripts/predict.py end to end on a tiny checkpoint; config merging."""
+"""scripts/evaluate.py and scripts/predict.py end to end on a tiny checkpoint; their arguments."""
 
 import json
 import subprocess
 import sys
 
 import pytest
-import torch
-from tests.helpers.configs import REPO, compose_config
-from omegaconf import OmegaConf
 from PIL import Image
-from torchvision.ops.misc import FrozenBatchNorm2d
 
+from frcnn.config.commands import check_evaluate_source
 from frcnn.data import build_dataset
-from frcnn.models import build_model
-from frcnn.checkpoint.restore import check_classes, model_from_checkpoint
-from frcnn.config.commands import check_evaluate_source, checkpoint_run_config
 from frcnn.inference.predictor import check_output_dir, list_images
+from tests.helpers.configs import REPO, compose_config
 
 COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
@@ -25,21 +20,6 @@ def run_script(script, *overrides):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-def test_checkpoint_config_with_command_line_overrides(tiny_checkpoint):
-    _, train_cfg = tiny_checkpoint
-    saved = OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
-    overrides = ["checkpoint=x.pt", "model.roi_head.score_thresh=0.01", "dataset.test_sets=[2007-test]"]
-    dataset, model = checkpoint_run_config(compose_config("evaluate", *overrides), saved, overrides)
-    assert model.roi_head.score_thresh == 0.01
-    assert model.backbone.depth == train_cfg.model.backbone.depth == 18  # the checkpoint's, not the schema default
-    assert dataset.test_sets == ["2007-test"]
-    assert dataset.root == train_cfg.dataset.root and dataset.max_size == train_cfg.dataset.max_size
-
-    overrides = ["checkpoint=x.pt", "dataset=voc", "dataset.root=/data/VOCdevkit"]
-    dataset, _ = checkpoint_run_config(compose_config("evaluate", *overrides), saved, overrides)
-    assert dataset.name == "voc" and dataset.root == "/data/VOCdevkit"
 
 
 @pytest.mark.slow
@@ -126,19 +106,3 @@ def test_evaluate_needs_exactly_one_source(arguments):
     with pytest.raises(ValueError, match="exactly one of checkpoint=PATH"):
         check_evaluate_source(compose_config("evaluate", *arguments))
     check_evaluate_source(compose_config("evaluate", "predictions=b.json"))
-
-
-def test_model_from_checkpoint_keeps_the_trained_norm_layers_without_fetching_weights(tiny_checkpoint):
-    _, train_cfg = tiny_checkpoint
-    trained_cfg = OmegaConf.merge(train_cfg.model, {"backbone": {"norm": "frozen_bn", "weights": None}})
-    trained = build_model(trained_cfg, num_classes=3)
-    # the run started from ImageNet weights (norm auto -> frozen BN); rebuilding must not download them
-    run_cfg = OmegaConf.merge(train_cfg.model, {"backbone": {"norm": "auto", "weights": "imagenet"}})
-    checkpoint = {"model": trained.state_dict(), "class_names": ["circle", "square", "triangle"], "iteration": 5}
-    model = model_from_checkpoint(checkpoint, run_cfg)
-    assert not model.training
-    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
-    for name, value in model.state_dict().items():
-        assert torch.equal(value, trained.state_dict()[name]), name
-    with pytest.raises(ValueError, match="differ from the dataset's"):
-        check_classes(checkpoint, ["circle", "square"])

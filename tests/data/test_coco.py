@@ -95,3 +95,25 @@ def test_large_files_index_is_cached_until_the_file_changes(make_coco, tmp_path,
     os.utime(path, ns=(1, 1))  # the file changed
     with pytest.raises(AssertionError, match="parsed again"):
         COCODetection(path, images, transform=TRANSFORM, train=False)
+
+
+def test_a_bbox_number_written_as_a_string_is_named(make_coco):
+    """numpy would read "12.5" as a number (the check passed) while COCO scoring crashed on it."""
+    data = {**DATA, "annotations": [*DATA["annotations"][:2], {**DATA["annotations"][2], "bbox": ["12.5", 0, 4, 4]}]}
+    path, images = make_coco(data)
+    with pytest.raises(DatasetError, match=r"annotation id 2: missing or invalid 'bbox': \['12.5', 0, 4, 4\]"):
+        COCODetection(path, images, transform=TRANSFORM, train=False)
+
+
+def test_coco_ground_truth_is_the_cleaned_index(make_coco):
+    """Under invalid_boxes=clip the COCO scoring sees what the index holds (and so the VOC metrics):
+    a box reaching outside the image clipped, a negative-width one dropped, the rest as in the file."""
+    outside = {"id": 8, "image_id": 3, "category_id": 1, "bbox": [50, 80, 30, 30], "iscrowd": 0, "area": 900}
+    negative = {"id": 9, "image_id": 7, "category_id": 1, "bbox": [10, 10, -5, 5], "iscrowd": 0, "area": 25}
+    path, images = make_coco({**DATA, "annotations": [*DATA["annotations"], outside, negative]})
+    ds = COCODetection(path, images, transform=TRANSFORM, train=False, invalid_boxes="clip")
+    gt = ds.coco_gt()
+    assert sorted(gt.anns) == sorted(int(i) for i in ds.index.object_ids) == [1, 2, 5, 8]
+    assert gt.anns[8]["bbox"] == [50.0, 80.0, 14.0, 16.0]  # clipped to the 64x96 image
+    assert gt.anns[8]["area"] == 900  # the file's own fields otherwise
+    assert gt.anns[5]["bbox"] == [1.5, 2.5, 10, 20]  # untouched: the file's numbers as they are

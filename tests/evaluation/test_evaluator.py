@@ -209,3 +209,22 @@ def test_format_metrics_table_lists_every_class(fake_dataset):
     for name in fake_dataset.class_names:
         assert any(line.startswith(name) for line in table.splitlines())
     assert "n/a" in table.splitlines()[-1]
+
+
+@pytest.mark.parametrize("backend", COCO_BACKENDS)
+def test_voc_and_coco_metrics_score_the_same_cleaned_ground_truth(make_coco, backend):
+    """A negative-width box dropped by invalid_boxes=clip counts for neither metric: perfect
+    predictions of the kept objects score 1 in both (COCO used to read the raw file: 1 vs 0.5)."""
+    from frcnn.data.coco import COCODetection
+    from frcnn.data.transforms import DetectionTransform
+
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64} for i in (1, 2)]
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 8, 30, 30], "iscrowd": 0, "area": 900},
+        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [40, 10, -20, 20], "iscrowd": 0, "area": 400},
+    ]
+    path, folder = make_coco({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "a"}]})
+    dataset = COCODetection(path, folder, transform=DetectionTransform((64,), 64), train=False, invalid_boxes="clip")
+    perfect = [{"image_id": 1, "category_id": 1, "bbox": [8, 8, 30, 30], "score": 0.9}]
+    metrics, _ = score_predictions(dataset, perfect, coco_backend=backend)
+    assert metrics["voc07"]["mAP"] == pytest.approx(1.0) and metrics["coco"]["AP50"] == pytest.approx(1.0)

@@ -6,6 +6,8 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from frcnn.checkpoint.format import Checkpoint
+from frcnn.checkpoint.io import save_checkpoint
 from frcnn.data import build_dataset, build_train_loader, collate
 from frcnn.models import build_model
 from tests.helpers.configs import compose_train
@@ -27,7 +29,8 @@ def tiny_config(shapes_root: Path, *overrides: str) -> DictConfig:
 def train_tiny_checkpoint(path: Path, cfg: DictConfig, steps: int = 1, lr: float = 0.01,
                           optimizer: str = "sgd") -> DictConfig:
     """Train the detector of ``cfg`` for ``steps`` steps (SGD with momentum 0.9, or AdamW) from
-    seed 0 and save it as a training checkpoint at ``path``; returns ``cfg``."""
+    seed 0 and save its weights as a checkpoint at ``path`` (as ``best.pt`` holds them: what
+    evaluate, predict and export read); returns ``cfg``."""
     torch.manual_seed(0)
     dataset = build_dataset(cfg.dataset, "train")
     model = build_model(cfg.model, num_classes=len(dataset.class_names))
@@ -40,13 +43,9 @@ def train_tiny_checkpoint(path: Path, cfg: DictConfig, steps: int = 1, lr: float
         opt.zero_grad()
         loss.backward()
         opt.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": {}, "scaler": {},
-         "iteration": steps, "rng": {}, "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-         "class_names": dataset.class_names, "category_ids": dataset.category_ids, "best_metric": None},  # fmt: skip
-        path,
-    )
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    save_checkpoint(Checkpoint(model=model.state_dict(), config=config, class_names=dataset.class_names,
+                               category_ids=dataset.category_ids, iteration=steps), path)
     return cfg
 
 

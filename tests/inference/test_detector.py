@@ -6,9 +6,10 @@ import torch
 from PIL import Image
 
 import frcnn
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.data import build_dataset, build_test_loader
 from frcnn.evaluation import DetectionEvaluator, run_inference
-from frcnn.checkpoint.restore import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +21,8 @@ def detector_and_data(tiny_checkpoint):
 def test_boxes_are_the_evaluation_pipelines_in_original_pixels(detector_and_data, tiny_checkpoint):
     detector, cfg = detector_and_data
     loader = build_test_loader(cfg.dataset, 1, num_workers=0)
-    checkpoint = torch.load(tiny_checkpoint[0], weights_only=True)
     evaluator = DetectionEvaluator(loader.dataset)
-    run_inference(model_from_checkpoint(checkpoint, cfg.model), loader, evaluator, "cpu")
+    run_inference(model_from_checkpoint(load_checkpoint(tiny_checkpoint[0]), cfg.model), loader, evaluator, "cpu")
     expected = [p for p in evaluator.predictions() if p["image_id"] == loader.dataset.image_ids[0]]
     assert expected, "the tiny model should detect something on the first test image"
 
