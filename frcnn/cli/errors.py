@@ -27,6 +27,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 
 from frcnn.data.validation import DatasetError
 from frcnn.engine.distributed import StalledRankError
+from frcnn.engine.run_folder import RunFolderError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -37,8 +38,10 @@ log = logging.getLogger("frcnn")
 # divergence (non-finite losses, gradients, weights or boxes) and a stalled distributed process.
 _REPORTED_FAILURES = (FloatingPointError, StalledRankError)
 # Wrong keys, values, paths or files given on the command line (bad data included: the fix is
-# to point at other files or change a dataset.* value).
-_USAGE_ERRORS = (HydraException, OmegaConfBaseException, FileNotFoundError, NotADirectoryError, ValueError)
+# to point at other files or change a dataset.* value; a run folder in use or holding another run:
+# the fix is another hydra.run.dir or train.resume).
+_USAGE_ERRORS = (HydraException, OmegaConfBaseException, FileNotFoundError, NotADirectoryError, ValueError,
+                 RunFolderError)
 
 
 def _squash(text: str) -> str:

@@ -94,6 +94,7 @@ class TrainLoopConfig:
     keep_checkpoints: int = 3  # periodic model_XXXXXXX.pt files kept (0: none)
     resume: Optional[str] = None  # "auto" (checkpoints/last.pt of the run dir, if any) | a path | null
     resume_allow_config_change: bool = False  # resume even if model/data/optimiser settings differ
+    overwrite: bool = False  # start a new run in a folder that holds one (its checkpoints are deleted)
     clip_grad_norm: Optional[float] = None  # max L2 norm of all gradients (null: no clipping)
     # A non-finite loss or gradient: stop (naming the iteration, the loss terms and grad_norm) or
     # skip (drop that update). Non-finite weights after an update always stop the run.

@@ -1,24 +1,21 @@
-"""The ResNet-FPN design: a feature pyramid over ResNet, multi-level RoIAlign and an MLP box head.
+"""The ResNet-FPN design: a feature pyramid over ResNet and an MLP box head.
 
 The backbone maps images ``[B, 3, H, W]`` to five maps P2..P6 of ``channels`` each, at strides
 4, 8, 16, 32, 64 (P6 is a stride-2 max-pool of P5, used by the RPN only). RoIs are pooled
 from P2..P5 by the FPN paper's rule, level ``floor(4 + log2(sqrt(area) / 224))`` clamped to
-2..5, and turned into ``[R, mlp_dim]`` vectors by two fully connected layers. Module and
-parameter names follow torchvision's ``fasterrcnn_resnet50_fpn`` (``backbone.body``,
-``backbone.fpn``, ``box_head.fc6``/``fc7``), so its state dict maps onto this model.
+2..5 (:class:`frcnn.models.poolers.MultiLevelRoIAlign`), and turned into ``[R, mlp_dim]``
+vectors by two fully connected layers. Module and parameter names follow torchvision's
+``fasterrcnn_resnet50_fpn`` (``backbone.body``, ``backbone.fpn``, ``box_head.fc6``/``fc7``), so
+its state dict maps onto this model.
 """
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet
-from frcnn.models.finite import check_finite_rois
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
@@ -49,40 +46,6 @@ class ResNetFPN(FrozenStages, BackboneWithFPN):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return list(super().forward(images).values())
-
-
-class MultiLevelRoIAlign(nn.Module):
-    """RoIAlign of each RoI on its pyramid level (FPN eq. 1, torchvision's ``LevelMapper``).
-
-    ``forward(features [P2, ..., P6], rois [R, 4], image_index [R])`` -> ``[R, C, S, S]``.
-    """
-
-    def __init__(self, output_size: int, sampling_ratio: int, canonical_size: int = 224, canonical_level: int = 4):
-        super().__init__()
-        self.output_size, self.sampling_ratio = output_size, sampling_ratio
-        self.canonical_size, self.canonical_level = canonical_size, canonical_level
-        self.k_min = int(math.log2(FPN_STRIDES[0]))
-        self.k_max = self.k_min + POOLED_LEVELS - 1
-
-    def levels(self, rois: torch.Tensor) -> torch.Tensor:
-        """Pyramid level index ``[R]`` (0 = P2) of each RoI."""
-        area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
-        level = torch.floor(self.canonical_level + torch.log2(area.sqrt() / self.canonical_size) + 1e-6)
-        return level.clamp(self.k_min, self.k_max).long() - self.k_min
-
-    def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-        check_finite_rois(rois)  # torchvision's kernels would crash on them
-        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
-        levels = self.levels(indexed[:, 1:])
-        channels = features[0].shape[1]
-        pooled = features[0].new_zeros(len(rois), channels, self.output_size, self.output_size)
-        for level in range(POOLED_LEVELS):
-            # Boolean indexing (a device sync on CUDA) as in torchvision: each RoI is pooled once.
-            chosen = levels == level
-            pooled[chosen] = roi_align(
-                features[level], indexed[chosen], self.output_size, 1.0 / FPN_STRIDES[level], self.sampling_ratio
-            ).to(pooled.dtype)
-        return pooled
 
 
 class TwoMLPHead(nn.Module):

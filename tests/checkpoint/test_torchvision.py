@@ -12,17 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tests.helpers.parity import assert_same_detections, unpadded
-from torchvision.models import ResNet50_Weights, resnet50
+from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from frcnn.data.shapes import generate_shapes
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.checkpoint.restore import ClassSubset, model_for_dataset, model_from_checkpoint
-from frcnn.models import ModelConfig
 from frcnn.bench.reference import NoResizeTransform
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.checkpoint.saved_config import saved_model_config
+from frcnn.data.shapes import generate_shapes
+from frcnn.evaluation.class_subset import ClassSubset, model_for_dataset
+from tests.helpers.parity import assert_same_detections, unpadded
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
@@ -59,7 +60,7 @@ def cached(torch_home, monkeypatch):
 
 
 def _model_cfg(checkpoint, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), checkpoint["config"]["model"])
+    cfg = saved_model_config(checkpoint.config)
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)
     return cfg
@@ -67,11 +68,12 @@ def _model_cfg(checkpoint, **overrides):
 
 def test_checkpoint_holds_the_coco_layout_from_the_weights_metadata(cached):
     checkpoint = load_checkpoint(SOURCE)
-    assert checkpoint["class_names"] == WEIGHTS.meta["categories"][1:]
-    assert len(checkpoint["class_names"]) == 90 and checkpoint["category_ids"] == list(range(1, 91))
-    assert checkpoint["class_names"][0] == "person" and checkpoint["class_names"][17] == "dog"  # COCO ids 1 and 18
-    assert checkpoint["config"]["dataset"]["test_min_size"] == 800 and checkpoint["config"]["dataset"]["max_size"] == 1333
-    assert checkpoint["config"]["model"]["architecture"] == "fpn"
+    assert checkpoint.class_names == WEIGHTS.meta["categories"][1:]
+    assert len(checkpoint.class_names) == 90 and checkpoint.category_ids == list(range(1, 91))
+    assert checkpoint.class_names[0] == "person" and checkpoint.class_names[17] == "dog"  # COCO ids 1 and 18
+    assert checkpoint.config["dataset"]["test_min_size"] == 800 and checkpoint.config["dataset"]["max_size"] == 1333
+    assert checkpoint.config["model"]["architecture"] == "fpn"
+    assert checkpoint.iteration == 0 and checkpoint.training is None  # weights only: evaluated, not resumed
 
 
 def test_checkpoint_detects_as_torchvision_does(cached, two_images):
@@ -88,14 +90,14 @@ def test_checkpoint_detects_as_torchvision_does(cached, two_images):
 def test_a_dataset_of_some_of_its_classes_sees_those_classes_renumbered(cached, two_images):
     images, sizes, targets = two_images
     checkpoint = load_checkpoint(SOURCE)
-    names = checkpoint["class_names"]
+    names = checkpoint.class_names
     model = model_from_checkpoint(checkpoint, _model_cfg(checkpoint, **{"roi_head.score_thresh": 0.0}))
     with torch.no_grad():
         theirs = cached(unpadded(images, sizes))
     # Two classes the detector does output, given in the reverse of the model's order.
     found = sorted({int(label) for d in theirs for label in d["labels"] if names[label - 1] != "N/A"})
     second, first = found[:2]  # dataset label 1 is the model's label `first`, 2 is `second`
-    subset = model_for_dataset(model, checkpoint, [names[first - 1], names[second - 1]])
+    subset = model_for_dataset(model, names, [names[first - 1], names[second - 1]])
     assert isinstance(subset, ClassSubset)
     with torch.no_grad():
         ours = subset(images, sizes)
@@ -117,9 +119,9 @@ def test_a_dataset_with_a_class_it_lacks_is_refused_naming_it(cached):
     checkpoint = load_checkpoint(SOURCE)
     model = model_from_checkpoint(checkpoint, _model_cfg(checkpoint))
     with pytest.raises(ValueError, match=r"not exactly once among the model's: \['unicorn'\]"):
-        model_for_dataset(model, checkpoint, ["person", "unicorn"])
+        model_for_dataset(model, checkpoint.class_names, ["person", "unicorn"])
     with pytest.raises(ValueError, match=r"\['N/A'\]"):  # ambiguous: several of the model's labels
-        model_for_dataset(model, checkpoint, ["N/A"])
+        model_for_dataset(model, checkpoint.class_names, ["N/A"])
 
 
 def test_other_torchvision_detectors_are_refused_by_name():

@@ -1,4 +1,5 @@
-"""Tiny trained checkpoints (a few steps of the debug=tiny detector) and shapes test batches."""
+"""Checkpoints for tests: stand-ins of one tensor, tiny trained ones (a few steps of the
+debug=tiny detector), and shapes test batches."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from frcnn.checkpoint.format import Checkpoint
+from frcnn.checkpoint.format import Checkpoint, TrainingState
 from frcnn.checkpoint.io import save_checkpoint
 from frcnn.data import build_dataset, build_train_loader, collate
 from frcnn.models import build_model
@@ -19,6 +20,19 @@ VARIANTS = {
     # ResNet-18-FPN with narrow pyramid levels and box head (torchvision's FPN settings otherwise).
     "fpn": ["model=resnet50_fpn", "model.backbone.depth=18", "model.fpn_channels=32", "model.roi_head.mlp_dim=64"],
 }
+
+
+def stand_in_checkpoint(iteration: int, weight: float = 1.0, resumable: bool = False) -> Checkpoint:
+    """A checkpoint of one weight ``w`` = [weight, weight] after ``iteration`` steps (with
+    ``resumable``, an SGD training state too): for tests of files, not of models."""
+    model = {"w": torch.full((2,), weight)}
+    training = None
+    if resumable:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(model["w"].clone())], lr=0.1, momentum=0.9)
+        training = TrainingState(optimizer=optimizer.state_dict(), scheduler={"last_epoch": iteration}, scaler={},
+                                 rng=[{"torch": torch.get_rng_state()}])
+    return Checkpoint(model=model, config={"model": {}, "dataset": {}, "train": {}}, class_names=["a", "b"],
+                      category_ids=[1, 2], iteration=iteration, training=training)
 
 
 def tiny_config(shapes_root: Path, *overrides: str) -> DictConfig:
