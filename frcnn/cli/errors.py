@@ -14,6 +14,7 @@ that ends a run. ``HYDRA_FULL_ERROR=1`` in the environment shows every traceback
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -85,14 +86,29 @@ def error_message(error: BaseException, program: str) -> str:
             override = head.removeprefix("Error merging override ")
             return f"{override}: {str(cause).splitlines()[0]}"
         return _squash(error)
+    if isinstance(error, OSError) and error.errno in _FULL + _NOT_WRITABLE:
+        return _environment_message(error)
     return _squash(error) or type(error).__name__
+
+
+# The machine, not the command line: a full disk ends the run (1); a folder that cannot be written
+# is fixed by choosing another one (2).
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _environment_message(error: OSError) -> str:
+    where = f": {error.filename}" if error.filename else ""
+    if error.errno in _FULL:
+        return f"no space left on the device{where}; free some or write the run to another folder (hydra.run.dir)"
+    return f"{error.strerror or error}{where}; choose a folder this process can write"
 
 
 def exit_code(error: BaseException) -> int | None:
     """EXIT_USAGE or EXIT_FAILURE for errors reported in one line; None for unexpected ones."""
-    if isinstance(error, _REPORTED_FAILURES):
+    if isinstance(error, _REPORTED_FAILURES) or (isinstance(error, OSError) and error.errno in _FULL):
         return EXIT_FAILURE
-    if isinstance(error, _USAGE_ERRORS):
+    if isinstance(error, _USAGE_ERRORS) or (isinstance(error, OSError) and error.errno in _NOT_WRITABLE):
         return EXIT_USAGE
     return None
 

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from frcnn.models.roi_head import Res5BoxHead, RoIPooler
+from frcnn.models.poolers import RoIPooler, indexed_rois
+from frcnn.models.roi_head import Res5BoxHead
 
 
 def _is_1x1(conv: nn.Module, stride: int) -> bool:
@@ -87,8 +88,7 @@ class HoistedRes5Head(nn.Module):
         return shifted.reshape(-1, 5)
 
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-        feature = features[0]
-        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
+        feature, indexed = features[0], indexed_rois(rois, image_index)
         size, scale = self.output_size, self.spatial_scale
         reduced = F.conv2d(feature, self.reduce_weight)  # (B, C, H, W): conv1 on every cell
         x = roi_align(reduced, indexed, size, scale, self.sampling_ratio, self.aligned) + self.reduce_bias

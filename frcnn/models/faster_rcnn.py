@@ -1,12 +1,19 @@
 """Faster R-CNN: backbone -> RPN -> RoI head, in the ResNet "C4" design (trunk to layer3,
-layer4 per RoI) or the ResNet-FPN design (a feature pyramid, multi-level RoIAlign, MLP head)."""
+layer4 per RoI) or the ResNet-FPN design (a feature pyramid, multi-level RoIAlign, MLP head).
+
+Inference runs the RPN's proposal layer (:mod:`frcnn.models.proposals`) and the RoI head's
+detection stage (:mod:`frcnn.models.postprocess`), both in fixed-shape form: :meth:`FasterRCNN.detect`
+gives the padded detections that the ONNX export traces, ``forward`` in eval mode the same
+detections per image."""
 
 import torch
 from torch import nn
 
 from frcnn.models.backbone import block_out_channels, build_backbone
-from frcnn.models.fpn import FPN_STRIDES, MultiLevelRoIAlign, TwoMLPHead, build_fpn_backbone
+from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS, TwoMLPHead, build_fpn_backbone
 from frcnn.models.matching import pad_targets
+from frcnn.models.poolers import MultiLevelRoIAlign
+from frcnn.models.postprocess import Detections
 from frcnn.models.roi_head import RoIHead, build_c4_box_parts, build_roi_head
 from frcnn.models.rpn import RegionProposalNetwork, build_rpn
 
@@ -49,9 +56,7 @@ class FasterRCNN(nn.Module):
         if self.training and targets is None:
             raise ValueError("FasterRCNN in train mode needs targets; call model.eval() for detections")
         image_sizes = torch.as_tensor(image_sizes, dtype=torch.int64).to(images.device, non_blocking=True)
-        features = self.backbone(images.contiguous(memory_format=self.memory_format))
-        if isinstance(features, torch.Tensor):  # C4: one map
-            features = [features]
+        features = self.features(images)
         gt = pad_targets(targets, images.device) if targets is not None else None
         proposals, rpn_losses = self.rpn(features, image_sizes, gt)
         output = self.roi_head(features, proposals, image_sizes, gt)
@@ -61,6 +66,18 @@ class FasterRCNN(nn.Module):
             detections, roi_losses = output
             return detections, {**rpn_losses, **roi_losses}
         return output
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's feature maps ``[B, C, H_l, W_l]``, one per level (C4: one)."""
+        features = self.backbone(images.contiguous(memory_format=self.memory_format))
+        return [features] if isinstance(features, torch.Tensor) else features
+
+    def detect(self, images: torch.Tensor, image_sizes: torch.Tensor) -> Detections:
+        """Eval-mode detections, padded to a fixed count per image (what the ONNX export traces):
+        ``images [B, 3, H, W]``, ``image_sizes [B, 2]`` int64 on the images' device."""
+        features = self.features(images)
+        proposals, _ = self.rpn(features, image_sizes)
+        return self.roi_head.detect(features, proposals, image_sizes)
 
 
 def build_model(cfg, num_classes: int) -> FasterRCNN:
@@ -75,7 +92,9 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
         if cfg.anchors.stride != FPN_STRIDES[0]:
             raise ValueError(f"model.anchors.stride must be {FPN_STRIDES[0]} (P2's stride) for fpn, got {cfg.anchors.stride}")
         backbone = build_fpn_backbone(cfg.backbone, cfg.fpn_channels)
-        box_pooler = MultiLevelRoIAlign(cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio)
+        box_pooler = MultiLevelRoIAlign(
+            cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio, strides=FPN_STRIDES[:POOLED_LEVELS]
+        )
         box_head = TwoMLPHead(cfg.fpn_channels * cfg.roi_head.roi_size**2, cfg.roi_head.mlp_dim)
         rpn = build_rpn(cfg.rpn, cfg.anchors, cfg.fpn_channels, num_levels=len(FPN_STRIDES))
     else:

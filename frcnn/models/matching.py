@@ -84,16 +84,3 @@ def subsample_labels(
         _random_choice(negative, num_negative, num_samples),
     )
 
-
-def rank_within_image(image_index: torch.Tensor, num_images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Order and per-image rank of score-sorted items.
-
-    ``image_index [N]`` gives the image of items already sorted by decreasing score (as NMS
-    returns them). Returns ``order [N]`` (a stable sort by image, so scores still decrease
-    within an image) and ``rank [N]``: the position of item ``order[i]`` among its image's items.
-    """
-    image_index, order = torch.sort(image_index, stable=True)
-    counts = torch.bincount(image_index, minlength=num_images)
-    starts = counts.cumsum(0) - counts
-    rank = torch.arange(len(image_index), device=image_index.device) - starts[image_index]
-    return order, rank

@@ -1,5 +1,6 @@
-"""RoI head of the C4 design: proposal targets, RoI pooling, layer4 + avgpool, box
-classification/regression, its losses and the inference post-processing.
+"""RoI head: proposal targets, box classification/regression over pooled RoIs, its losses, and
+detections by the detection stage (:mod:`frcnn.models.postprocess`, the same code in eager
+inference and the export); the C4 design's layer4 box head.
 
 Shapes: B images, P proposals per image, G padded gt boxes, S sampled RoIs per image,
 R RoIs in a flat batch, K object classes (labels 1..K; 0 is background). Boxes are
@@ -11,15 +12,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, roi_align, roi_pool
 
-from frcnn.models.box_coder import BoxCoder, clip_boxes
-from frcnn.models.finite import check_finite_rois
-from frcnn.models.matching import GroundTruth, pairwise_iou, rank_within_image, subsample_labels
-from frcnn.models.rpn import Proposals
-
-POOLERS = ("roi_pool", "roi_align")
-MIN_BOX_SIZE = 1e-2  # pixels; torchvision's threshold for degenerate detections
+from frcnn.models.box_coder import BoxCoder
+from frcnn.models.matching import GroundTruth, pairwise_iou, subsample_labels
+from frcnn.models.nms import NMS, non_max_suppression
+from frcnn.models.poolers import RoIPooler
+from frcnn.models.postprocess import Detections, postprocess_detections
+from frcnn.models.proposals import Proposals
 
 
 @dataclass
@@ -95,71 +94,6 @@ def roi_losses(
     }
 
 
-def postprocess_detections(
-    pred_logits: torch.Tensor,
-    pred_deltas: torch.Tensor,
-    rois: torch.Tensor,
-    image_index: torch.Tensor,
-    image_sizes: torch.Tensor,
-    box_coder: BoxCoder,
-    *,
-    score_thresh: float,
-    nms_thresh: float,
-    detections_per_image: int,
-) -> list[dict[str, torch.Tensor]]:
-    """Softmax, per-class decode, clip, score threshold, per-class NMS, top-N per image.
-
-    Boxes narrower or shorter than ``MIN_BOX_SIZE`` after clipping (wholly outside the image)
-    are dropped, as torchvision does: they cannot match anything.
-
-    ``pred_logits [R, K+1]``, ``pred_deltas [R, K+1, 4]``, ``rois [R, 4]`` of image
-    ``image_index [R]``. Returns per image ``boxes [D, 4]``, ``scores [D]`` (decreasing),
-    ``labels [D]`` in 1..K.
-    """
-    num_rois, num_classes = pred_logits.shape[0], pred_logits.shape[1] - 1
-    scores = F.softmax(pred_logits.float(), dim=1)[:, 1:]  # (R, K), background dropped
-    boxes = box_coder.decode(rois[:, None, :], pred_deltas[:, 1:])  # (R, K, 4)
-    boxes = clip_boxes(boxes, image_sizes[image_index])
-    labels = torch.arange(1, num_classes + 1, device=scores.device).expand(num_rois, -1)
-    image_index = image_index[:, None].expand(-1, num_classes)
-    sides = boxes[..., 2:] - boxes[..., :2]
-    keep = (scores > score_thresh) & (sides >= MIN_BOX_SIZE).all(dim=-1)
-    boxes, scores, labels, image_index = boxes[keep], scores[keep], labels[keep], image_index[keep]
-    keep = batched_nms(boxes, scores, image_index * (num_classes + 1) + labels, nms_thresh)
-    order, rank = rank_within_image(image_index[keep], len(image_sizes))
-    keep = keep[order][rank < detections_per_image]
-    counts = torch.bincount(image_index[keep], minlength=len(image_sizes)).tolist()
-    return [
-        {"boxes": b, "scores": s, "labels": l}
-        for b, s, l in zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))
-    ]
-
-
-class RoIPooler(nn.Module):
-    """RoIPool or RoIAlign on one feature map of the given stride (the C4 design).
-
-    ``forward(features, rois [R, 4], image_index [R])`` -> ``[R, C, S, S]``; ``features`` is a
-    list whose first map is pooled.
-    """
-
-    def __init__(self, kind: str, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool):
-        super().__init__()
-        if kind not in POOLERS:
-            raise ValueError(f"roi_head.pooler must be one of {POOLERS}, got {kind!r}")
-        self.kind, self.output_size, self.spatial_scale = kind, output_size, spatial_scale
-        self.sampling_ratio, self.aligned = sampling_ratio, aligned
-
-    def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-        feature = features[0]
-        check_finite_rois(rois)  # torchvision's kernels would crash on them
-        # Box coordinates stay fp32 under autocast: in bf16 a 1000 px coordinate is off by 4 px.
-        indexed = torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1).float()
-        if self.kind == "roi_pool":  # no autocast kernel: pool in fp32, hand back the features' dtype
-            return roi_pool(feature.float(), indexed, self.output_size, self.spatial_scale).to(feature.dtype)
-        # roi_align's autocast kernel runs it in fp32.
-        return roi_align(feature, indexed, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-
-
 class Res5BoxHead(nn.Module):
     """The C4 box head: ResNet layer4 (stride 2) + average pooling, ``[R, C4, S, S]`` -> ``[R, C5]``."""
 
@@ -175,8 +109,10 @@ class Res5BoxHead(nn.Module):
 class RoIHead(nn.Module):
     """Pools RoIs from the backbone's features (``box_pooler``), turns them into one vector
     each (``box_head``), predicts class scores and class-specific deltas; losses in training,
-    detections in eval. C4: :class:`RoIPooler` + :class:`Res5BoxHead`; FPN: multi-level
-    RoIAlign + two fully connected layers (:mod:`frcnn.models.fpn`)."""
+    detections in eval. C4: :class:`~frcnn.models.poolers.RoIPooler` + :class:`Res5BoxHead`; FPN:
+    :class:`~frcnn.models.poolers.MultiLevelRoIAlign` + two fully connected layers
+    (:mod:`frcnn.models.fpn`). ``nms`` is the detection stage's NMS (:mod:`frcnn.models.nms`;
+    the export swaps in the ONNX operator's)."""
 
     def __init__(
         self,
@@ -194,6 +130,7 @@ class RoIHead(nn.Module):
         score_thresh: float,
         nms_thresh: float,
         detections_per_image: int,
+        nms: NMS = non_max_suppression,
     ):
         super().__init__()
         self.box_pooler = box_pooler
@@ -218,6 +155,7 @@ class RoIHead(nn.Module):
             "nms_thresh": nms_thresh,
             "detections_per_image": detections_per_image,
         }
+        self.nms = nms
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints of the C4 model written before the box head was a part of its own hold
@@ -232,7 +170,21 @@ class RoIHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``pred_logits [R, K+1]`` and ``pred_deltas [R, K+1, 4]`` for ``rois [R, 4]``."""
         hidden = self.box_head(self.box_pooler(features, rois, image_index))  # (R, D)
-        return self.score(hidden), self.cls_loc(hidden).reshape(len(rois), -1, 4)
+        # (R, (K+1)*4) -> (R, K+1, 4); R stays a dynamic size when the export traces this
+        return self.score(hidden), self.cls_loc(hidden).reshape(-1, self.score.out_features, 4)
+
+    def detect(self, features: list[torch.Tensor], proposals: Proposals, image_sizes: torch.Tensor) -> Detections:
+        """Padded detections of ``proposals`` (:mod:`frcnn.models.postprocess`); the box head runs
+        on the R valid proposals only."""
+        image_index, slot = proposals.valid.nonzero(as_tuple=True)
+        pred_logits, pred_deltas = self.predict(features, proposals.boxes[image_index, slot], image_index)
+        return self._postprocess(pred_logits, pred_deltas, proposals, image_index, slot, image_sizes)
+
+    def _postprocess(self, pred_logits, pred_deltas, proposals, image_index, slot, image_sizes) -> Detections:
+        return postprocess_detections(
+            pred_logits, pred_deltas, proposals, image_index, slot, image_sizes, self.box_coder,
+            nms=self.nms, **self.inference,
+        )  # fmt: skip
 
     def forward(
         self,
@@ -259,13 +211,7 @@ class RoIHead(nn.Module):
                 targets.valid.reshape(-1),
                 self.loc_sigma,
             )
-        # Inference: only the valid proposals (a data-dependent shape is fine outside training).
-        image_index, slot = proposals.valid.nonzero(as_tuple=True)
-        rois = proposals.boxes[image_index, slot]
-        pred_logits, pred_deltas = self.predict(features, rois, image_index)
-        return postprocess_detections(
-            pred_logits, pred_deltas, rois, image_index, image_sizes, self.box_coder, **self.inference
-        )
+        return self.detect(features, proposals, image_sizes).per_image()
 
     def detect_with_losses(
         self, features: list[torch.Tensor], proposals: Proposals, image_sizes: torch.Tensor, gt: GroundTruth
@@ -283,10 +229,9 @@ class RoIHead(nn.Module):
         num_proposals = len(image_index)
         rois = torch.cat([proposals.boxes[image_index, slot], gt.boxes[gt_image_index, gt_slot]])
         pred_logits, pred_deltas = self.predict(features, rois, torch.cat([image_index, gt_image_index]))
-        detections = postprocess_detections(
-            pred_logits[:num_proposals], pred_deltas[:num_proposals], rois[:num_proposals], image_index,
-            image_sizes, self.box_coder, **self.inference,
-        )
+        detections = self._postprocess(
+            pred_logits[:num_proposals], pred_deltas[:num_proposals], proposals, image_index, slot, image_sizes
+        ).per_image()
         rows = copy_rows(targets.rois, proposals, gt)[targets.valid]  # (V,) rows of the valid samples
         losses = roi_losses(
             pred_logits[rows],

@@ -1,29 +1,21 @@
-"""Region Proposal Network: head, anchor targets, losses and the proposal layer.
+"""Region Proposal Network: head, anchor targets and losses; its proposal layer is
+:mod:`frcnn.models.proposals`, the same code in training, inference and the export.
 
-Shapes: B images, A anchors per feature cell, N = H * W * A anchors per image, G padded
-ground-truth boxes per image, P proposals per image. Boxes are ``(x1, y1, x2, y2)`` in
-input-image pixels; ``image_sizes [B, 2]`` holds each image's unpadded ``(h, w)``.
+Shapes: B images, A anchors per feature cell, L pyramid levels (1 for C4), N_l = H_l * W_l * A
+anchors of level l per image and N = sum_l N_l, G padded ground-truth boxes per image, P
+proposals per image. Boxes are ``(x1, y1, x2, y2)`` in input-image pixels; ``image_sizes [B, 2]``
+holds each image's unpadded ``(h, w)``.
 """
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from frcnn.models.anchors import AnchorGenerator
-from frcnn.models.box_coder import BoxCoder, clip_boxes
-from frcnn.models.matching import GroundTruth, pairwise_iou, rank_within_image, subsample_labels
-
-
-@dataclass
-class Proposals:
-    """Padded proposals: ``boxes [B, P, 4]`` sorted by decreasing objectness within each
-    image, ``valid [B, P]`` bool (False for padding when fewer than P survive NMS)."""
-
-    boxes: torch.Tensor
-    valid: torch.Tensor
+from frcnn.models.box_coder import BoxCoder
+from frcnn.models.matching import GroundTruth, pairwise_iou, subsample_labels
+from frcnn.models.nms import NMS, non_max_suppression
+from frcnn.models.proposals import Proposals, propose
 
 
 class RPNHead(nn.Module):
@@ -121,78 +113,10 @@ def rpn_losses(
     }
 
 
-def top_k_per_level(scores: torch.Tensor, num_anchors_per_level: list[int], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``[B, sum_l min(k, N_l)]`` of the ``k`` best scores of each level (``scores [B, N]``
-    holds the levels one after another) and the level of each kept index ``[sum_l min(k, N_l)]``."""
-    indices, levels, start = [], [], 0
-    for level, count in enumerate(num_anchors_per_level):
-        top = scores[:, start : start + count].topk(min(k, count), dim=1).indices + start
-        indices.append(top)
-        levels.append(torch.full((top.shape[1],), level, dtype=torch.int64, device=scores.device))
-        start += count
-    return torch.cat(indices, dim=1), torch.cat(levels)
-
-
-@torch.no_grad()
-def propose(
-    anchors: torch.Tensor,
-    pred_logits: torch.Tensor,
-    pred_deltas: torch.Tensor,
-    image_sizes: torch.Tensor,
-    box_coder: BoxCoder,
-    *,
-    pre_nms_top_n: int,
-    post_nms_top_n: int,
-    nms_thresh: float,
-    min_size: float,
-    min_size_after_top_n: bool = False,
-    num_anchors_per_level: list[int] | None = None,
-) -> Proposals:
-    """Proposal layer: decode every anchor, clip to the image, drop boxes smaller than
-    ``min_size``, keep the ``pre_nms_top_n`` best of each level per image, NMS within each
-    level, keep the ``post_nms_top_n`` best of all levels.
-
-    ``min_size_after_top_n`` takes the top-k by objectness first and drops small boxes among
-    them (torchvision's order), so fewer than ``pre_nms_top_n`` boxes may enter NMS.
-    ``num_anchors_per_level`` splits the ``N`` anchors into pyramid levels (default: one).
-    """
-    batch, num_anchors = pred_logits.shape
-    levels = num_anchors_per_level or [num_anchors]
-    boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N, 4)
-    scores = pred_logits.float()
-
-    def keep_top_k(scores, boxes):  # (B, N) -> (B, k) per level, boxes alike, and each one's level
-        top, level = top_k_per_level(scores, levels, pre_nms_top_n)
-        return torch.gather(scores, 1, top), torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4)), level
-
-    if min_size_after_top_n:
-        scores, boxes, level = keep_top_k(scores, boxes)
-    too_small = ((boxes[..., 2:] - boxes[..., :2]) < min_size).any(dim=2)
-    scores = scores.masked_fill(too_small, float("-inf"))
-    if not min_size_after_top_n:
-        scores, boxes, level = keep_top_k(scores, boxes)
-    k = scores.shape[1]
-    image_index = torch.arange(batch, device=boxes.device).repeat_interleave(k)
-    group = image_index * len(levels) + level.repeat(batch)  # NMS within each image and level
-    boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
-    # Dropped (-inf) boxes sort last, so they can never suppress a kept box; they are marked
-    # invalid below instead of being removed, which would need a device sync.
-    keep = batched_nms(boxes, scores, group, nms_thresh)  # by decreasing score
-    order, rank = rank_within_image(image_index[keep], batch)
-    keep = keep[order]
-    num_out = min(post_nms_top_n, k)
-    # Items ranked beyond num_out all land in a scratch column that is cut off afterwards.
-    slot = rank.clamp(max=num_out)
-    out_boxes = boxes.new_zeros(batch, num_out + 1, 4)
-    out_scores = scores.new_full((batch, num_out + 1), float("-inf"))
-    out_boxes[image_index[keep], slot] = boxes[keep]
-    out_scores[image_index[keep], slot] = scores[keep]
-    return Proposals(out_boxes[:, :num_out], out_scores[:, :num_out] > float("-inf"))
-
-
 class RegionProposalNetwork(nn.Module):
     """RPN over one feature map (C4) or a pyramid (FPN, one anchor generator per level, the
-    head shared): proposals always, losses in training."""
+    head shared): proposals always, losses in training. ``nms`` is the proposal layer's NMS
+    (:mod:`frcnn.models.nms`; the export swaps in the ONNX operator's)."""
 
     def __init__(
         self,
@@ -211,6 +135,7 @@ class RegionProposalNetwork(nn.Module):
         loc_sigma: float,
         boundary_thresh: float = 0.0,
         min_size_after_top_n: bool = False,
+        nms: NMS = non_max_suppression,
     ):
         super().__init__()
         self.head = head
@@ -227,23 +152,20 @@ class RegionProposalNetwork(nn.Module):
         self.loc_sigma = loc_sigma
         self.boundary_thresh = boundary_thresh
         self.min_size_after_top_n = min_size_after_top_n
+        self.nms = nms
 
     def forward(
         self, features: list[torch.Tensor], image_sizes: torch.Tensor, gt: GroundTruth | None = None
     ) -> tuple[Proposals, dict[str, torch.Tensor]]:
         """``features``: one ``[B, C, H_l, W_l]`` map per level -> proposals, and
         ``{"rpn_cls", "rpn_loc"}`` when ``gt`` is given."""
-        anchors = [generator(f.shape[-2:]) for generator, f in zip(self.anchor_generators, features)]
-        num_anchors_per_level = [len(a) for a in anchors]
-        anchors = torch.cat(anchors)  # (N, 4), the levels one after another
-        predictions = [self.head(f) for f in features]
-        pred_logits = torch.cat([logits for logits, _ in predictions], dim=1)  # (B, N)
-        pred_deltas = torch.cat([deltas for _, deltas in predictions], dim=1)  # (B, N, 4)
+        anchors = [generator(f.shape[-2:]) for generator, f in zip(self.anchor_generators, features)]  # [N_l, 4] each
+        pred_logits, pred_deltas = zip(*[self.head(f) for f in features])  # [B, N_l] and [B, N_l, 4] each
         mode = "train" if self.training else "test"
         proposals = propose(
             anchors,
-            pred_logits.detach(),
-            pred_deltas.detach(),
+            list(pred_logits),
+            list(pred_deltas),
             image_sizes,
             self.box_coder,
             pre_nms_top_n=self.pre_nms_top_n[mode],
@@ -251,10 +173,12 @@ class RegionProposalNetwork(nn.Module):
             nms_thresh=self.nms_thresh,
             min_size=self.min_size,
             min_size_after_top_n=self.min_size_after_top_n,
-            num_anchors_per_level=num_anchors_per_level,
+            nms=self.nms,
         )
         if gt is None:
             return proposals, {}
+        anchors = torch.cat(anchors)  # (N, 4), the levels one after another
+        pred_logits, pred_deltas = torch.cat(pred_logits, dim=1), torch.cat(pred_deltas, dim=1)  # (B, N), (B, N, 4)
         gt_labels, gt_boxes = anchor_targets(
             anchors,
             gt,

@@ -3,6 +3,7 @@ exit code 2, and no traceback on the console; a run's train.log keeps the traceb
 reliability cases (divergence, a bad image met by a DataLoader worker, a poisoned results file, an
 unwritable output folder, harmful config values) each end in one console line naming the cause."""
 
+import errno
 import importlib
 import json
 import math
@@ -195,3 +196,18 @@ def test_predict_checks_the_output_folder_before_loading_the_model(tmp_path, cap
                         f"output={tmp_path / 'blocker' / 'out'}", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert result.returncode == 2
     assert "blocker/out is not a writable folder" in error_line(result, "predict.py")  # not "checkpoint not found"
+
+
+@pytest.mark.parametrize("error, code, message", [
+    (OSError(errno.ENOSPC, "No space left on device", "/runs/a/checkpoints/.last.pt.x.tmp"), 1,
+     "no space left on the device: /runs/a/checkpoints/.last.pt.x.tmp; free some or write the run to another folder"),
+    (PermissionError(errno.EACCES, "Permission denied", "/runs/a/train.log"), 2,
+     "Permission denied: /runs/a/train.log; choose a folder this process can write"),
+    (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/exported"), 2,
+     "Read-only file system: /mnt/ro/exported; choose a folder this process can write"),
+])
+def test_the_machines_failures_end_in_one_line(error, code, message):
+    from frcnn.cli.errors import error_message, exit_code
+
+    assert exit_code(error) == code
+    assert error_message(error, "train.py").startswith(message)

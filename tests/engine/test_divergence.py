@@ -13,11 +13,12 @@ import torch
 from tests.helpers.faults import forward_with, nan_rpn_loc
 from torch import nn
 
-from frcnn.checkpoint.io import CheckpointDir, load_checkpoint, save_checkpoint
+from frcnn.checkpoint.io import load_checkpoint, save_checkpoint
 from frcnn.engine.divergence import DivergenceError, NonFiniteLossError, check_weights, nonfinite_tensors
 from frcnn.engine.trainer import train
 from frcnn.models import FasterRCNN
 from frcnn.models.finite import NonFiniteBoxError
+from tests.helpers.checkpoints import stand_in_checkpoint
 
 LOSS_TERMS = ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
 
@@ -28,7 +29,7 @@ def records(run_dir: Path) -> dict[int, dict]:
 
 
 def all_finite(path: Path) -> bool:
-    return nonfinite_tensors(load_checkpoint(path)) == []
+    return nonfinite_tensors(load_checkpoint(path).to_dict()) == []
 
 
 @pytest.mark.slow
@@ -47,16 +48,16 @@ def test_huge_learning_rate_stops_before_saving_and_resumes_with_a_sane_one(tiny
     for path in ckpts.glob("*.pt"):
         assert all_finite(path), path
     last = load_checkpoint(ckpts / "last.pt")
-    assert f"(iteration {last['iteration']}) is the last checkpoint" in message
-    assert last["iteration"] < stopped_at
+    assert f"(iteration {last.iteration}) is the last checkpoint" in message
+    assert last.iteration < stopped_at
     saved = records(tmp_path)
     assert all(math.isfinite(r["grad_norm"]) for i, r in saved.items() if i < stopped_at)
 
     # A sane learning rate continues from the last checkpoint: its weights take finite steps.
     resume = (*diverging[1:], "train.resume=auto", "train.resume_allow_config_change=true")
-    train(tiny_cfg(*resume, f"train.max_iters={last['iteration'] + 2}"), tmp_path)
+    train(tiny_cfg(*resume, f"train.max_iters={last.iteration + 2}"), tmp_path)
     resumed = load_checkpoint(ckpts / "last.pt")
-    assert resumed["iteration"] == last["iteration"] + 2 and nonfinite_tensors(resumed) == []
+    assert resumed.iteration == last.iteration + 2 and nonfinite_tensors(resumed.to_dict()) == []
 
 
 def test_a_resumed_run_takes_the_learning_rate_of_its_config(tiny_cfg):
@@ -86,19 +87,6 @@ def test_a_resumed_run_takes_the_learning_rate_of_its_config(tiny_cfg):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * scheduler.lr_lambdas[0](4))
 
 
-def test_a_staged_checkpoint_is_committed_only_after_a_finite_step(tmp_path):
-    ckpts = CheckpointDir(tmp_path, keep=2)
-    ckpts.save_last({"model": {"w": torch.ones(1)}, "iteration": 1}, periodic=True)
-    ckpts.stage_last({"model": {"w": torch.ones(1) * 2}, "iteration": 2}, periodic=True)
-    assert load_checkpoint(ckpts.last)["iteration"] == 1 and ckpts.pending
-    ckpts.discard()  # the next step failed
-    assert sorted(os.listdir(tmp_path)) == ["last.pt", "model_0000001.pt"]
-    ckpts.stage_last({"model": {"w": torch.ones(1) * 3}, "iteration": 3}, periodic=True)
-    ckpts.commit()  # the next step succeeded
-    assert load_checkpoint(ckpts.last)["iteration"] == 3
-    assert sorted(os.listdir(tmp_path)) == ["last.pt", "model_0000001.pt", "model_0000003.pt"]
-
-
 def test_grad_norm_is_logged_every_step_before_clipping(tiny_cfg, tmp_path):
     train(tiny_cfg("train.max_iters=2", "train.eval_at_end=false", "train.clip_grad_norm=0.001"), tmp_path)
     norms = [r["grad_norm"] for r in records(tmp_path).values()]
@@ -119,7 +107,7 @@ def test_nonfinite_gradient_with_a_finite_loss_stops(tiny_cfg, tmp_path, monkeyp
                                               r"discarded"):
         train(tiny_cfg("train.checkpoint_period=1", "train.eval_at_end=false"), tmp_path)
     # Iteration 2's weights gave non-finite gradients: their checkpoint never became last.pt.
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 1
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").iteration == 1
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt", "model_0000001.pt"]
 
 
@@ -129,7 +117,7 @@ def test_skip_drops_updates_and_stops_after_too_many_in_a_row(tiny_cfg, tmp_path
     with caplog.at_level(logging.WARNING):
         train(tiny_cfg(*skip), tmp_path / "skip")
     assert "2 updates dropped" in caplog.text
-    assert load_checkpoint(tmp_path / "skip" / "checkpoints" / "last.pt")["iteration"] == 5
+    assert load_checkpoint(tmp_path / "skip" / "checkpoints" / "last.pt").iteration == 5
     assert all_finite(tmp_path / "skip" / "checkpoints" / "last.pt")
 
     monkeypatch.setattr(FasterRCNN, "forward", forward_with(_nan_gradient, {2, 3}))
@@ -160,12 +148,13 @@ def test_weights_made_nonfinite_by_the_update_are_named():
 
 def test_a_checkpoint_with_nonfinite_tensors_is_never_written(tmp_path):
     path = tmp_path / "last.pt"
-    save_checkpoint({"model": {"w": torch.ones(2)}, "iteration": 1}, path)
-    poisoned = {"model": {"w": torch.tensor([1.0, math.nan])}, "optimizer": {"state": {0: {"exp_avg": torch.ones(1)}}},
-                "iteration": 2}
-    with pytest.raises(DivergenceError, match=r"refusing to write .*last.pt: non-finite values in model.w"):
+    save_checkpoint(stand_in_checkpoint(1), path)
+    poisoned = stand_in_checkpoint(2, weight=math.nan, resumable=True)
+    poisoned.training.optimizer["state"] = {0: {"momentum_buffer": torch.tensor([1.0, math.inf])}}
+    with pytest.raises(DivergenceError, match=r"refusing to write .*last.pt: non-finite values in model.w, "
+                                              r"optimizer.state.0.momentum_buffer$"):
         save_checkpoint(poisoned, path)
-    assert load_checkpoint(path)["iteration"] == 1 and os.listdir(tmp_path) == ["last.pt"]
+    assert load_checkpoint(path).iteration == 1 and os.listdir(tmp_path) == ["last.pt"]
 
 
 def test_nonfinite_tensors_names_exactly_the_nonfinite_ones():

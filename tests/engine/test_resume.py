@@ -54,7 +54,7 @@ def test_resume_auto_without_repeating_overrides(tiny_root, tmp_path):
     resumed = train("train.resume=auto", f"hydra.run.dir={run_dir}", "train.max_iters=3")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "reusing the run's overrides debug=tiny" in resumed.stderr
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == 3
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").iteration == 3
 
     changed = train("train.resume=auto", f"hydra.run.dir={run_dir}", "train.max_iters=4", "optimizer.base_lr=0.5")
     assert changed.returncode == 2

@@ -4,14 +4,16 @@ and the non-finite-loss stop."""
 import json
 
 import pytest
-from tests.helpers.faults import forward_with, nan_rpn_loc
-from omegaconf import OmegaConf
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from frcnn.checkpoint.io import load_checkpoint
-from frcnn.engine.trainer import NonFiniteLossError, train
-from frcnn.models import FasterRCNN, build_model
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.engine.divergence import NonFiniteLossError
+from frcnn.engine.trainer import train
+from frcnn.models import FasterRCNN
+from tests.helpers.faults import forward_with, nan_rpn_loc
 
 LOSS_TERMS = ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
 
@@ -37,16 +39,17 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt", "model_0000003.pt",
                                                        "model_0000006.pt"]
     last = load_checkpoint(ckpts / "last.pt")
-    assert last["iteration"] == 6 and last["class_names"] == ["circle", "square", "triangle"]
-    assert last["best_metric"] == metrics["voc07"]["mAP"]
+    assert last.iteration == 6 and last.class_names == ["circle", "square", "triangle"]
+    assert last.best_metric == metrics["voc07"]["mAP"] and len(last.training.rng) == 1  # one process
     best = load_checkpoint(ckpts / "best.pt")
-    assert set(best) == {"model", "iteration", "config", "class_names", "category_ids", "best_metric"}
-    assert best["iteration"] == 6 and best["best_metric"] == metrics["voc07"]["mAP"]
+    assert set(torch.load(ckpts / "best.pt", weights_only=True)) == {"model", "iteration", "config", "class_names",
+                                                                     "category_ids", "best_metric"}
+    assert best.iteration == 6 and best.best_metric == metrics["voc07"]["mAP"] and best.training is None
     assert (ckpts / "best.pt").stat().st_size < 0.7 * (ckpts / "last.pt").stat().st_size  # no optimiser state
-    assert load_checkpoint(ckpts / "model_0000003.pt")["iteration"] == 3
+    assert load_checkpoint(ckpts / "model_0000003.pt").iteration == 3
     # The evaluation scripts rebuild the model from the checkpoint's own config.
-    model = build_model(OmegaConf.create(last["config"])["model"], len(last["class_names"]))
-    model.load_state_dict(last["model"])
+    model = model_from_checkpoint(last)
+    assert all(torch.equal(value, last.model[name]) for name, value in model.state_dict().items())
 
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
@@ -72,7 +75,7 @@ def test_same_seed_same_losses_and_resume_reproduces_them(tiny_cfg, tmp_path):
     assert read_losses(straight) == read_losses(again)  # deterministic on the CPU
 
     train(tiny_cfg(*short, "train.max_iters=2"), halves)
-    assert load_checkpoint(halves / "checkpoints" / "last.pt")["iteration"] == 2
+    assert load_checkpoint(halves / "checkpoints" / "last.pt").iteration == 2
     train(tiny_cfg(*short, "train.resume=auto"), halves)
     assert read_losses(halves) == read_losses(straight)  # iterations 1-2, then 3-4 after resuming
 
@@ -95,13 +98,20 @@ def test_best_checkpoint_follows_the_chosen_metric_and_is_not_resumable(tiny_cfg
     assert sorted(val_totals) == [2, 4, 6] and val_totals[6] == metrics["val_loss"]["total"]
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     lowest = min(val_totals, key=val_totals.get)
-    assert (best["iteration"], best["best_metric"]) == (lowest, val_totals[lowest])  # lower is better
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["best_metric"] == val_totals[lowest]
+    assert (best.iteration, best.best_metric) == (lowest, val_totals[lowest])  # lower is better
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").best_metric == val_totals[lowest]
     with pytest.raises(ValueError, match="weights only"):
         train(tiny_cfg(f"train.resume={tmp_path / 'checkpoints' / 'best.pt'}"), tmp_path / "resumed")
 
     plain = train(tiny_cfg("train.val_loss=false", "train.max_iters=1"), tmp_path / "plain")
     assert "val_loss" not in plain and read_losses(tmp_path / "plain", "val_loss") == {}
+
+
+def test_trainer_cleans_temporaries_at_start(tiny_cfg, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".last.pt.a1b2c3.tmp").write_bytes(b"\0" * 100)
+    train(tiny_cfg("train.max_iters=1", "train.eval_at_end=false"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt"]
 
 
 def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeypatch, caplog):
@@ -112,7 +122,7 @@ def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeyp
     assert "iteration 5" in message and "rpn_loc=nan" in message
     assert all(f"{k}=" in message for k in LOSS_TERMS)
     assert message in caplog.text  # in the log file too
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 3  # last good one
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").iteration == 3  # last good one
     assert sorted(read_losses(tmp_path)) == [1, 2, 3, 4]
     assert not (tmp_path / "metrics.json").exists()
 
