@@ -29,9 +29,8 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
     """
     name = source[len(TORCHVISION_PREFIX) :]
     if name not in TORCHVISION_MODEL_CONFIGS:
-        raise ValueError(
-            f"checkpoint={source}: frcnn builds {sorted(TORCHVISION_MODEL_CONFIGS)} of torchvision's detectors, not {name!r}"
-        )
+        raise ValueError(f"checkpoint={source}: frcnn builds {sorted(TORCHVISION_MODEL_CONFIGS)} of torchvision's "
+                         f"detectors, not {name!r}")
     state, categories = torchvision_state_dict(name)
     model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
     model_cfg.backbone.weights = None

@@ -82,7 +82,8 @@ def evaluate_exported(cfg: DictConfig) -> Evaluation:
     model, dataset_cfg = exported_detector(cfg, HydraConfig.get().overrides.task)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
     check_classes(model.class_names, loader.dataset.class_names)
-    log.info("evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset), dataset_cfg.name)
+    log.info("evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset),
+             dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset)
     metrics = run_inference(model, loader, evaluator, "cpu")
     step = model.metadata.checkpoint.get("iteration") or 0

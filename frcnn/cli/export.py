@@ -13,9 +13,9 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from frcnn.cli.errors import run_command
 from frcnn.config import config_dir
 from frcnn.export import export_checkpoint
-from frcnn.cli.errors import run_command
 from frcnn.utils.logs import setup_logging
 
 log = logging.getLogger("export")

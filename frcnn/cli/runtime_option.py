@@ -39,7 +39,8 @@ def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
     baked = [o.input_line for o in OverridesParser.create().parse_overrides(list(overrides))
              if o.key_or_group.startswith("model.")]  # fmt: skip
     if baked:
-        raise ValueError(f"{', '.join(baked)}: an exported model's settings are fixed in the graph; export again to change them")
+        raise ValueError(f"{', '.join(baked)}: an exported model's settings are fixed in the graph; export again to "
+                         f"change them")
 
 
 def exported_detector(cfg: DictConfig, overrides: list[str]) -> tuple[OnnxDetector, DictConfig]:

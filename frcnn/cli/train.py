@@ -17,10 +17,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from frcnn.cli.errors import run_command
 from frcnn.config import config_dir, preset_warning
 from frcnn.engine.resume import with_saved_overrides
 from frcnn.engine.trainer import train
-from frcnn.cli.errors import run_command
 from frcnn.utils.logs import setup_logging
 
 log = logging.getLogger("train")

@@ -83,7 +83,8 @@ class TrainingEvents:
         if start_iter > 0 and jsonl_path.exists():
             kept = records_up_to(jsonl_path, start_iter)
             jsonl_path.write_text("".join(line + "\n" for line in kept))
-        self.jsonl = open(jsonl_path, "a", encoding="utf-8")
+        # Open for the whole run (written every log period), closed by close().
+        self.jsonl = open(jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
         # Off a terminal the log lines below (with their ETA) are the progress report.
         self.bar = progress_bar(max_iters, "train", "it", start_iter, log_every_s=None, smoothing=0.1)
         self.max_iters = max_iters

@@ -13,9 +13,9 @@ from PIL import Image
 
 from frcnn.data.image_io import read_image
 from frcnn.data.validation import DatasetError
-from frcnn.inference.detector import Detector
 from frcnn.evaluation.results_io import predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections
+from frcnn.inference.detector import Detector
 from frcnn.utils.progress import progress_bar
 from frcnn.utils.visualize import draw_detections
 
@@ -47,7 +47,8 @@ def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
     replace them)."""
     output_dir = Path(output_dir).resolve()
     if any(path.parent.resolve() == output_dir for path in paths):
-        raise ValueError(f"output {output_dir} holds the input images: drawing would overwrite them; use another folder")
+        raise ValueError(f"output {output_dir} holds the input images: drawing would overwrite them; use another "
+                         f"folder")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output_dir):

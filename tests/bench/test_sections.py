@@ -39,7 +39,7 @@ def test_each_section_lands_under_its_key(tmp_path):
 
 def test_the_accuracy_section_trains_composed_configs_and_writes_its_progress(tmp_path, monkeypatch):
     overrides = ["sections=[eval,accuracy]", "eval.num_images=10", "eval.dets_per_image=5", "accuracy.seeds=[4]",
-                 "accuracy.overrides=[train.max_iters=7]", "accuracy.device=cpu"]  # fmt: skip
+                 "accuracy.overrides=[\"train.max_iters=7\"]", "accuracy.device=cpu"]  # fmt: skip
     cfg = compose_config("benchmark", *overrides)
     trained = []
 

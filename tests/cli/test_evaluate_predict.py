@@ -27,7 +27,8 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
     checkpoint, train_cfg = tiny_checkpoint
     run = tmp_path / "run"
     result = run_script("evaluate.py", f"checkpoint={checkpoint}", f"hydra.run.dir={run}", "device=cpu",
-                        "model.roi_head.score_thresh=0.0", "voc_results_dir=voc", f"tensorboard_dir={tmp_path / 'tb'}")  # fmt: skip
+                        "model.roi_head.score_thresh=0.0", "voc_results_dir=voc",
+                        f"tensorboard_dir={tmp_path / 'tb'}")  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     predictions = json.loads((run / "predictions.json").read_text())
     test_set = build_dataset(train_cfg.dataset, "test")

@@ -99,3 +99,10 @@ def test_test_loader_dataset_order_and_rank_split(tiny_shapes_cfg, monkeypatch, 
     batches = list(build_test_loader(cfg, batch_size=2, num_workers=0))
     assert [i for b in batches for i in b.indices] == list(range(rank, 6, 2))
     assert batches[0].image_ids[0] == f"test_{rank:06d}"
+
+
+def test_a_batch_larger_than_the_dataset_is_refused_before_decoding(tiny_shapes_cfg, monkeypatch):
+    """train.batch_size=100000 on 12 images used to decode for minutes, then fail allocating 7 GB."""
+    monkeypatch.setattr("frcnn.data.dataset.read_image_checked", lambda *a: pytest.fail("decoded an image"))
+    with pytest.raises(ValueError, match="train.batch_size=100000 is larger than the 12 training images of shapes"):
+        build_train_loader(tiny_shapes_cfg(), batch_size=100000, seed=0)

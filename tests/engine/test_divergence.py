@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers.faults import forward_with, nan_rpn_loc
 from torch import nn
 
 from frcnn.checkpoint.io import load_checkpoint, save_checkpoint
@@ -19,6 +18,7 @@ from frcnn.engine.trainer import train
 from frcnn.models import FasterRCNN
 from frcnn.models.finite import NonFiniteBoxError
 from tests.helpers.checkpoints import stand_in_checkpoint
+from tests.helpers.faults import forward_with, nan_rpn_loc
 
 LOSS_TERMS = ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
 

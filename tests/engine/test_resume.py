@@ -23,7 +23,8 @@ def test_saved_overrides_come_first_and_the_command_line_wins(tmp_path):
     assert reused == ["debug=tiny", "model.rpn.conv_channels=32"]
     assert new_argv == reused + argv
     # not a resume=auto of a run directory with saved overrides: unchanged
-    for other in (["train.resume=auto"], [f"hydra.run.dir={tmp_path}"], ["train.resume=auto", f"hydra.run.dir={tmp_path}/x"]):
+    for other in (["train.resume=auto"], [f"hydra.run.dir={tmp_path}"],
+                  ["train.resume=auto", f"hydra.run.dir={tmp_path}/x"]):
         assert with_saved_overrides(other) == (other, [])
 
 
@@ -33,7 +34,8 @@ def test_config_differences_ignore_the_runs_length_and_reporting():
     assert config_differences(saved, OmegaConf.to_container(same, resolve=True, enum_to_str=True)) == []
     changed = compose_train("debug=tiny", "optimizer.base_lr=0.5", "model.rpn.conv_channels=32")
     differences = config_differences(saved, OmegaConf.to_container(changed, resolve=True, enum_to_str=True))
-    assert differences == ["model.rpn.conv_channels: 64 -> 32", f"optimizer.base_lr: {saved['optimizer']['base_lr']} -> 0.5"]
+    base_lr = saved["optimizer"]["base_lr"]
+    assert differences == ["model.rpn.conv_channels: 64 -> 32", f"optimizer.base_lr: {base_lr} -> 0.5"]
     with pytest.raises(ValueError, match=r"model.rpn.conv_channels: 64 -> 32.*train.resume_allow_config_change=true"):
         check_resume_config(saved, changed, "last.pt")
     check_resume_config(saved, compose_train("debug=tiny", "model.rpn.conv_channels=32",

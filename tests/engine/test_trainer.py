@@ -56,7 +56,8 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
     assert {f"loss/{k}" for k in LOSS_TERMS} | {"lr", "time/iter", "time/data", "eval/voc07_mAP",
                                                 "eval/coco_AP", "eval_AP/circle"} <= scalars
     assert [e.step for e in events.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
-    assert [(e.step, e.value) for e in events.Scalars("val_loss/total")] == [(6, pytest.approx(metrics["val_loss"]["total"]))]
+    val_total = metrics["val_loss"]["total"]
+    assert [(e.step, e.value) for e in events.Scalars("val_loss/total")] == [(6, pytest.approx(val_total))]
     layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for chart in layout.category[0].chart}
     assert charts == {k: [f"loss/{k}", f"val_loss/{k}"] for k in LOSS_TERMS}  # one chart per term, both curves
