@@ -1,7 +1,7 @@
-"""Data-pipeline benchmarks (called by ``scripts/benchmark.py``).
+"""Data-pipeline benchmarks.
 
-- :func:`benchmark_data_pipeline`: training images/s through decode + transforms + collate
-  with DataLoader workers, to compare with the model's training images/s.
+- :func:`benchmark_data_pipeline` (section ``data``): training images/s through decode +
+  transforms + collate with DataLoader workers, to compare with the model's training images/s.
 - :func:`benchmark_coco_index`: load time and memory of the annotation index for a
   synthetic COCO-sized instances file (train2017: 118,287 images, ~860k boxes).
 """

@@ -10,8 +10,11 @@ Style, chosen to stay readable on any photo:
 - captions never overlap: each takes the first free place among above / inside the top /
   below / inside the bottom of its box (best scores placed first); one with no free place is
   left out (its box stays);
-- ground truth (TensorBoard) is dashed white over the dark outline, without captions, and a
-  legend along the bottom edge names both styles.
+- ground truth (TensorBoard) is dashed white over the dark outline, captioned with its class
+  name (white on dark) when its labels are given, and a legend along the bottom edge names both
+  styles;
+- an image smaller than ``min_side`` is enlarged first, so that captions and the legend stay
+  readable (TensorBoard shows small training images at their own size).
 """
 
 from __future__ import annotations
@@ -107,6 +110,39 @@ def caption_place(box: list[float], size: tuple[int, int], image_size: tuple[int
     return None
 
 
+def _caption(draw: ImageDraw.ImageDraw, box: list[float], text: str, colors: tuple, font, taken: list) -> None:
+    """``text`` on a filled box at the first free place around ``box`` (none: left out)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    place = caption_place(box, (right - left + 4, bottom - top + 4), draw.im.size, taken)
+    if place is None:
+        return
+    taken.append(place)
+    fill, ink = colors
+    draw.rectangle(place, fill=fill, outline=OUTLINE)
+    draw.text((place[0] + 2 - left, place[1] + 2 - top), text, fill=ink, font=font)
+
+
+def _legend(draw: ImageDraw.ImageDraw, size: int, taken: list) -> None:
+    """The legend along the bottom edge, shrunk to the image's width where needed."""
+    width, height = draw.im.size
+    while size > 6 and draw.textlength(LEGEND, font=_font(size)) > width - 4:
+        size -= 1  # a narrow image gets a smaller legend, not a clipped one
+    legend = draw.textbbox((0, 0), LEGEND, font=_font(size))
+    top = height - (legend[3] - legend[1]) - 4
+    taken.append((0, top, width, height))
+    draw.rectangle(taken[-1], fill=OUTLINE)
+    draw.text((2, top + 2 - legend[1]), LEGEND, fill=GROUND_TRUTH, font=_font(size))
+
+
+def _enlarged(image: Image.Image, min_side: int) -> tuple[Image.Image, float]:
+    """``image`` scaled up so that its short side is at least ``min_side``, and the factor."""
+    factor = max(1.0, min_side / min(image.width, image.height))
+    if factor == 1.0:
+        return image, factor
+    size = (round(image.width * factor), round(image.height * factor))
+    return image.resize(size, Image.Resampling.BILINEAR), factor
+
+
 def draw_detections(
     image: torch.Tensor,
     boxes: torch.Tensor,
@@ -115,29 +151,31 @@ def draw_detections(
     class_names: list[str],
     score_threshold: float = 0.0,
     ground_truth: Optional[torch.Tensor] = None,
+    ground_truth_labels: Optional[torch.Tensor] = None,
+    min_side: int = 0,
 ) -> torch.Tensor:
     """Draw boxes captioned ``<class> <score>`` (and, optionally, dashed ground truth + a legend).
 
     image: Tensor[3, H, W], uint8, or float in [0, 1]. boxes: Tensor[N, 4] (x1, y1, x2, y2) in
     that image's pixel coordinates; labels: Tensor[N] int64 in 1..K; scores: Tensor[N].
     Detections scoring below ``score_threshold`` are left out. ground_truth: Tensor[M, 4]
-    (x1, y1, x2, y2) boxes drawn dashed, with the legend. Returns Tensor[3, H, W] uint8.
+    (x1, y1, x2, y2) boxes drawn dashed, with the legend; ground_truth_labels: Tensor[M] in 1..K,
+    their class-name captions. min_side: the image (and the boxes) is enlarged to at least this
+    short side first. Returns Tensor[3, H', W'] uint8 (H', W' = H, W unless enlarged).
     """
-    pil = _to_pil(image)
+    pil, factor = _enlarged(_to_pil(image), min_side)
     draw = ImageDraw.Draw(pil)
     width, font = line_width(pil.height, pil.width), _font(font_size(pil.height, pil.width))
     taken: list[tuple] = []
     if ground_truth is not None:
-        for box in ground_truth.float().cpu().tolist():
+        gt_boxes = (ground_truth.float().cpu() * factor).tolist()
+        for box in gt_boxes:
             _rectangle(draw, box, GROUND_TRUTH, width, dashed=True)
-        size = font_size(pil.height, pil.width)
-        while size > 6 and draw.textlength(LEGEND, font=_font(size)) > pil.width - 4:
-            size -= 1  # a narrow image gets a smaller legend, not a clipped one
-        legend = draw.textbbox((0, 0), LEGEND, font=_font(size))
-        top = pil.height - (legend[3] - legend[1]) - 4
-        taken.append((0, top, pil.width, pil.height))
-        draw.rectangle(taken[-1], fill=OUTLINE)
-        draw.text((2, top + 2 - legend[1]), LEGEND, fill=GROUND_TRUTH, font=_font(size))
+        _legend(draw, font_size(pil.height, pil.width), taken)
+        if ground_truth_labels is not None:
+            for box, label in zip(gt_boxes, ground_truth_labels.tolist()):
+                _caption(draw, box, class_names[label - 1], (OUTLINE, GROUND_TRUTH), font, taken)
+    boxes = boxes * factor
     keep = scores >= score_threshold
     order = torch.argsort(scores[keep].float().cpu(), descending=True)
     boxes, labels, scores = boxes[keep].float().cpu()[order], labels[keep].cpu()[order], scores[keep].cpu()[order]
@@ -145,12 +183,5 @@ def draw_detections(
     for box, label in zip(boxes.tolist(), labels.tolist()):
         _rectangle(draw, box, palette[label - 1], width)
     for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
-        text = f"{class_names[label - 1]} {score:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        place = caption_place(box, (right - left + 4, bottom - top + 4), (pil.width, pil.height), taken)
-        if place is None:
-            continue
-        taken.append(place)
-        draw.rectangle(place, fill=palette[label - 1], outline=OUTLINE)
-        draw.text((place[0] + 2 - left, place[1] + 2 - top), text, fill=TEXT, font=font)
+        _caption(draw, box, f"{class_names[label - 1]} {score:.2f}", (palette[label - 1], TEXT), font, taken)
     return _to_tensor(pil)

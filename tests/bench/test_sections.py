@@ -1,6 +1,10 @@
 """``frcnn.bench.sections.run_sections``: each section's config node reaches its entry function and
 its result lands under its key of benchmark.json (tiny sizes); the accuracy section's progress."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 from hydra import initialize_config_dir
@@ -8,7 +12,7 @@ from hydra import initialize_config_dir
 from frcnn.bench import sections
 from frcnn.bench.sections import run_sections
 from frcnn.config import config_dir
-from tests.helpers.configs import compose_config
+from tests.helpers.configs import REPO, compose_config
 
 TINY_DATA = ("dataset.min_size=[64]", "dataset.test_min_size=64", "dataset.max_size=96", "dataset.num_workers=0",
              "dataset.shapes.num_train=4", "dataset.shapes.num_test=4", "dataset.shapes.min_image_size=64",
@@ -39,7 +43,7 @@ def test_each_section_lands_under_its_key(tmp_path):
 
 def test_the_accuracy_section_trains_composed_configs_and_writes_its_progress(tmp_path, monkeypatch):
     overrides = ["sections=[eval,accuracy]", "eval.num_images=10", "eval.dets_per_image=5", "accuracy.seeds=[4]",
-                 "accuracy.overrides=[\"train.max_iters=7\"]", "accuracy.device=cpu"]  # fmt: skip
+                 'accuracy.overrides=["train.max_iters=7"]', "accuracy.device=cpu"]  # fmt: skip
     cfg = compose_config("benchmark", *overrides)
     trained = []
 
@@ -58,3 +62,17 @@ def test_the_accuracy_section_trains_composed_configs_and_writes_its_progress(tm
     assert train_cfg.device.value == "cpu" and train_cfg.train.batch_size == 8  # experiment shapes_cpu
     assert written == [{"eval": result["eval"], "accuracy": {"runs": {"ours": {}}}}]
     assert result["accuracy"] == {"map_ratio": 1.0, "experiment": "shapes_cpu"}
+
+
+@pytest.mark.slow
+def test_the_command_writes_every_section_to_benchmark_json(tmp_path):
+    command = [sys.executable, "scripts/benchmark.py", "sections=[data,eval,val_loss,export]", "device=cpu",
+               f"hydra.run.dir={tmp_path / 'run'}", f"dataset.root={tmp_path / 'shapes'}", *TINY_DATA,
+               "export.image_size=[64,96]", "export.batch_size=2", "export.num_classes=3", "export.warmup_iters=0",
+               "export.timed_iters=1"]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    assert list(report) == ["data", "eval", "val_loss", "export", "onnx_infer_ratio"]
+    assert report["onnx_infer_ratio"] == report["export"]["onnx_infer_ratio"] > 0
+    assert report["eval"]["coco_speedup"] > 0 and report["export"]["image_size"] == [64, 96]

@@ -13,7 +13,6 @@ from frcnn.evaluation import DetectionEvaluator, add_pr_curves, log_metrics, wri
 from frcnn.bench.eval_speed import benchmark_eval
 from frcnn.evaluation.tensorboard import pr_curve_counts
 from frcnn.evaluation.voc_eval import ClassPR, Detections
-from frcnn.utils.visualize import OUTLINE, caption_place, class_colors, draw_detections
 
 
 def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
@@ -66,39 +65,6 @@ def test_tensorboard_scalars_and_pr_curves(fake_dataset, tmp_path):
     assert events.Scalars("eval/voc_mAP")[0].value == pytest.approx(metrics["voc"]["mAP"])
     assert events.Scalars("eval/voc_mAP")[0].step == 7
     assert {"pr/cat", "pr/dog", "pr/bird"} <= set(events.Tags()["tensors"])
-
-
-def test_draw_detections_draws_only_confident_boxes_in_class_colours():
-    image = torch.zeros(3, 64, 96, dtype=torch.uint8)
-    boxes = torch.tensor([[10.0, 10.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]])
-    labels = torch.tensor([2, 1])
-    drawn = draw_detections(image, boxes, labels, torch.tensor([0.9, 0.3]), ["cat", "dog"], score_threshold=0.5)
-    assert drawn.dtype == torch.uint8 and drawn.shape == (3, 64, 96)
-    assert tuple(drawn[:, 30, 11].tolist()) == class_colors(2)[1]  # left edge of the dog box
-    assert tuple(drawn[:, 30, 10].tolist()) == OUTLINE  # its dark outline
-    assert drawn[:, 20, 90].sum() == 0  # right edge of the 0.3 box: not drawn
-    float_image = draw_detections(torch.full((3, 64, 96), 0.5), boxes, labels, torch.tensor([0.9, 0.9]), ["cat", "dog"])
-    assert float_image.dtype == torch.uint8 and float_image[0, 60, 5] == 128
-
-
-def test_captions_never_overlap_and_ground_truth_is_dashed_with_a_legend():
-    image = torch.full((3, 120, 160), 60, dtype=torch.uint8)
-    boxes = torch.tensor([[20.0, 30.0, 80.0, 90.0], [22.0, 32.0, 82.0, 92.0], [24.0, 34.0, 84.0, 94.0]])
-    labels, scores = torch.tensor([1, 2, 1]), torch.tensor([0.9, 0.8, 0.7])
-    ground_truth = torch.tensor([[100.0, 10.0, 150.0, 60.0]])
-    drawn = draw_detections(image, boxes, labels, scores, ["circle", "square"], ground_truth=ground_truth)
-    top_edge = drawn[:, 10, 102:148].T.tolist()  # along the dashed top edge: white dashes and dark gaps
-    assert [255, 255, 255] in top_edge and list(OUTLINE) in top_edge
-    bottom_row = drawn[:, 118, :].T.tolist()  # the legend strip along the bottom edge
-    assert bottom_row.count(list(OUTLINE)) > 100
-
-    taken = []
-    for box in boxes.tolist():
-        place = caption_place(box, (50, 12), (160, 120), taken)
-        assert place is not None and not any(place[0] < t[2] and t[0] < place[2] and place[1] < t[3] and t[1] < place[3]
-                                             for t in taken)  # fmt: skip
-        taken.append(place)
-    assert caption_place([0.0, 0.0, 160.0, 12.0], (160, 12), (160, 24), [(0, 0, 160, 24)]) is None
 
 
 def test_benchmark_eval_reports_times():

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.evaluation import DetectionEvaluator, run_inference
-from frcnn.bench.eval_speed import benchmark_val_loss
+from frcnn.bench.val_loss_speed import benchmark_val_loss
 from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.evaluation.val_loss import LOSS_TERMS, batch_seed, has_annotations, loss_targets, reseed
 
