@@ -2,7 +2,7 @@
 
 import torch
 
-from frcnn.utils.visualize import GROUND_TRUTH, OUTLINE, caption_place, class_colors, draw_detections
+from frcnn.utils.visualize import OUTLINE, caption_place, class_colors, draw_detections
 
 
 def test_draw_detections_draws_only_confident_boxes_in_class_colours():
@@ -47,7 +47,7 @@ def test_ground_truth_carries_its_class_names():
                             ground_truth_labels=torch.tensor([2]))
     changed = (plain != named).any(dim=0).nonzero()  # only the caption differs: above the box, white on dark
     assert len(changed) > 20 and changed[:, 0].max() <= 40 and changed[:, 1].min() >= 60
-    assert list(GROUND_TRUTH) in named[:, 26:40, 60:150].reshape(3, -1).T.tolist()
+    assert (named[:, 26:41, 60:150].min(dim=0).values > 180).any()  # light text (antialiased white)
 
 
 def test_a_small_image_is_enlarged_to_stay_readable():
