@@ -2,6 +2,7 @@
 and the non-finite-loss stop."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -130,18 +131,31 @@ def test_non_finite_loss_stops_with_every_term_named(tiny_cfg, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_short_fpn_run_learns(tiny_cfg, tmp_path):
-    """A ResNet-18-FPN on the tiny shapes set: the loss falls and mAP rises over a short run.
-    Scored on its 12 training images: 60 steps from scratch fit them (VOC07 mAP ~0.01 -> ~0.12)
-    but do not generalise measurably to the 6 test images (both ~0.01, noise)."""
+    """A ResNet-18-FPN from scratch learns to tell objects from background and their classes in a
+    short run on the tiny shapes set.
+
+    The criterion is the validation loss on the 12 training images (``dataset.test_sets=[train]``,
+    eval mode, seeded sampling): its two classification terms start at chance, ln 2 (``rpn_cls``)
+    and ln 4 (``roi_cls``, three classes and background), as the score layers are initialised near
+    zero. After 60 steps they are about 0.11 and 0.5 of that on every run measured, so the bounds
+    (0.3 and 0.75) leave a wide margin on any CPU, while an untrained model (checked: the 1-step
+    run) or one whose RPN or RoI head does not learn stays near chance and fails. mAP is no test
+    here: 60 steps place few boxes well, and it moved between 0.03 and 0.11 from one evaluation,
+    seed or CPU to the next (0.01 untrained); the logged training loss is one batch of 2 images,
+    and its box terms rise as more proposals become foreground."""
     fpn = ("model=resnet50_fpn", "model.backbone.depth=18", "model.backbone.weights=null",
            "model.anchors.scales=[0.5]", "model.rpn.pre_nms_top_n_train=200", "model.rpn.post_nms_top_n_train=100",
            "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=50",
            "model.roi_head.batch_size_per_image=32", "model.roi_head.mlp_dim=128",
            "optimizer=adamw", "optimizer.base_lr=0.002", "optimizer.reference_batch_size=2",
            "schedule=cosine", "schedule.warmup_iters=5", "dataset.test_sets=[train]")
-    untrained = train(tiny_cfg(*fpn, "train.max_iters=1"), tmp_path / "one")
-    trained = train(tiny_cfg(*fpn, "train.max_iters=60", "train.checkpoint_period=60"), tmp_path / "sixty")
-    losses = read_losses(tmp_path / "sixty")
-    first, last = losses[min(losses)][-1], losses[max(losses)][-1]
-    assert last < 0.7 * first
-    assert trained["voc07"]["mAP"] > untrained["voc07"]["mAP"] + 0.05
+    untrained = train(tiny_cfg(*fpn, "train.max_iters=1"), tmp_path / "one")["val_loss"]
+    trained = train(tiny_cfg(*fpn, "train.max_iters=60", "train.checkpoint_period=60"), tmp_path / "sixty")["val_loss"]
+
+    def learned(val_loss):
+        return val_loss["rpn_cls"] < 0.3 * math.log(2) and val_loss["roi_cls"] < 0.75 * math.log(4)
+
+    assert untrained["rpn_cls"] == pytest.approx(math.log(2), abs=0.05)  # chance: the bounds can fail
+    assert untrained["roi_cls"] == pytest.approx(math.log(4), abs=0.1)
+    assert not learned(untrained)
+    assert learned(trained), trained
