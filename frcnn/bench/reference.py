@@ -6,7 +6,7 @@ weights: the backbone (C4: conv1..layer3; FPN: ResNet + pyramid) and box head mo
 head, anchor sizes and ratios, proposal counts, NMS and IoU thresholds, sampling sizes, RoI
 pooling, box-coder weights and predictor. Only torchvision's own conventions differ (see
 :data:`TORCHVISION_CONVENTIONS`). It is the yardstick of the parity tests
-(``tests/models/test_model_reference.py``, ``test_model_fpn.py``) and of
+(``tests/bench/test_reference.py``, ``tests/models/test_fpn.py``) and of
 ``scripts/benchmark.py`` (speed: section ``model``; training: section ``accuracy``).
 
 The reference takes already resized and normalised images: its transform neither resizes nor

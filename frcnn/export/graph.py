@@ -57,7 +57,8 @@ class DetectorGraph(nn.Module):
         rpn, roi_head = model.rpn, model.roi_head
         rpn.nms = roi_head.nms = onnx_non_max_suppression
         if hoist and can_hoist(roi_head.box_pooler, roi_head.box_head):
-            roi_head.box_pooler, roi_head.box_head = HoistedRes5Head(roi_head.box_pooler, roi_head.box_head), nn.Identity()
+            hoisted = HoistedRes5Head(roi_head.box_pooler, roi_head.box_head)
+            roi_head.box_pooler, roi_head.box_head = hoisted, nn.Identity()
         self.model = model
         self.pre_nms_top_n = rpn.pre_nms_top_n["test"]
         self.post_nms_top_n = num_proposals(self.pre_nms_top_n, rpn.post_nms_top_n["test"], len(rpn.anchor_generators))

@@ -88,8 +88,7 @@ def postprocess_detections(
     D best per image.
 
     ``pred_logits [R, K+1]`` and ``pred_deltas [R, K+1, 4]`` predict the valid proposal at
-    ``slot [R]`` of image ``image_index [R]`` of ``proposals``. Score ties are broken by proposal
-    rank, then class.
+    ``slot [R]`` of image ``image_index [R]`` of ``proposals``.
     """
     num_slots, num_classes = proposals.boxes.shape[1], pred_logits.shape[1] - 1
     count = max_detections(detections_per_image, num_slots, num_classes)
@@ -101,16 +100,17 @@ def postprocess_detections(
     dense_boxes = torch.zeros_like(proposals.boxes[:, :, None, :]).expand(-1, -1, num_classes, -1).contiguous()
     dense_boxes[image_index, slot] = boxes  # (B, P, K, 4)
     # Every (image, class) pair is one NMS batch: (B, P, K, 4) -> (B, K, P, 4) -> (B*K, P, 4),
-    # (B, P, K) -> (B, K, P) -> (B*K, 1, P).
+    # (B, P, K) -> (B, K, P) -> (B*K, 1, P). The cap is a setting, not derived from a size, so
+    # that the exported operator gets a constant.
     kept = nms(
         dense_boxes.permute(0, 2, 1, 3).reshape(-1, num_slots, 4),
         dense_scores.permute(0, 2, 1).reshape(-1, 1, num_slots),
-        max_output=count,
+        max_output=detections_per_image,
         iou_thresh=nms_thresh,
         score_thresh=score_thresh,
     )
     # (B*K, 1, P) -> (B, K, P) -> (B, P, K) -> (B, P*K): candidate j is proposal j // K, class
-    # j % K + 1; top-k puts the lower index first on ties.
+    # j % K + 1 (the order in which ONNX TopK breaks score ties; torch.topk's is unspecified).
     kept = kept.reshape(-1, num_classes, num_slots).permute(0, 2, 1).reshape(-1, num_slots * num_classes)
     ranked = torch.where(kept, dense_scores.reshape(-1, num_slots * num_classes), float("-inf"))
     scores, top = ranked.topk(count, dim=1)  # (B, D)

@@ -19,6 +19,8 @@ import torch
 from frcnn.models.box_coder import BoxCoder, clip_boxes
 from frcnn.models.nms import LOWEST_SCORE, NMS, non_max_suppression
 
+PAD_BOX = (0.0, 0.0, 1.0, 1.0)  # the padding candidates' box (they score -inf)
+
 
 @dataclass
 class Proposals:
@@ -56,9 +58,9 @@ def level_candidates(
     boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N_l, 4)
     scores = pred_logits.float()
     # k dropped boxes of padding: top-k then takes a fixed k at any image size. They are all one
-    # 1 px box, so that eager NMS keeps the first and suppresses the rest at once (zero-area
-    # boxes would never suppress each other, and each would be compared with every later box).
-    padding = torch.zeros_like(boxes[:, :1]) + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+    # box, so that eager NMS keeps the first and suppresses the rest at once (zero-area boxes
+    # would never suppress each other, and each would be compared with every later box).
+    padding = torch.zeros_like(boxes[:, :1]) + boxes.new_tensor(PAD_BOX)
     scores = torch.cat([scores, torch.full_like(scores[:, :1], float("-inf")).expand(-1, k)], dim=1)
     boxes = torch.cat([boxes, padding.expand(-1, k, -1)], dim=1)  # (B, N_l + k, 4)
 
@@ -111,6 +113,7 @@ def propose(
     kept = kept.reshape(-1, levels * k)  # (B*L, 1, k) -> (B, L*k)
     boxes, scores = boxes.reshape(-1, levels * k, 4), scores.reshape(-1, levels * k)
     # The image's kept boxes first, by decreasing objectness across levels (kept scores are
-    # finite); top-k puts the lower index first on ties: the lower level, then the better rank.
+    # finite). Exactly equal scores (zero padding of a batch gives some) come in the top-k's
+    # order: ONNX TopK puts the lower index first, torch.topk leaves it unspecified.
     order = torch.where(kept, scores, float("-inf")).topk(count, dim=1).indices  # (B, P)
     return Proposals(torch.gather(boxes, 1, order[:, :, None].expand(-1, -1, 4)), torch.gather(kept, 1, order))

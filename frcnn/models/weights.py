@@ -7,6 +7,11 @@ a file (an frcnn checkpoint, whose ``"model"`` entry is used, or a bare state di
 torchvision detector's state dict is renamed key by key onto this model (:func:`from_torchvision`).
 Tensors whose shape differs (the predictor, for another class count) keep their fresh
 initialisation: that is the fine-tuning path. The report names them.
+
+The file is read here, not through :mod:`frcnn.checkpoint`: models sit below checkpoints in the
+layers, and a weights file need not be a checkpoint (a bare state dict, torchvision's). Of the
+checkpoint format only its ``model`` entry is read, with ``torch.load(weights_only=True)`` as
+the checkpoint reader does.
 """
 
 import logging

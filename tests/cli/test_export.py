@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from tests.helpers.checkpoints import VARIANTS, tiny_config
 from tests.helpers.configs import REPO
 from PIL import Image
 
@@ -16,7 +15,6 @@ from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.checkpoint.restore import model_from_checkpoint
-from frcnn.bench.export_speed import benchmark_export
 
 
 def run_script(script, *overrides):
@@ -66,24 +64,3 @@ def test_evaluate_with_onnxruntime_gives_the_pytorch_metrics(exported, tmp_path)
     assert abs(got["voc"]["mAP"] - expected["voc"]["mAP"]) <= 1e-4
     for key, value in expected["coco"].items():
         assert abs(got["coco"][key] - value) <= 1e-4, key
-
-
-@pytest.mark.parametrize("variant", ["c4_r50", "fpn"])
-def test_export_benchmark_reports_every_runtime(shapes_root, variant):
-    # C4: a ResNet-50 head with an even RoIAlign size, whose 1x1 convolutions move before RoIAlign.
-    overrides = {"c4_r50": ["model.backbone.depth=50", "model.roi_head.pooler=roi_align", "model.roi_head.roi_size=8"],
-                 "fpn": VARIANTS["fpn"]}[variant]  # fmt: skip
-    model_cfg = tiny_config(shapes_root, *overrides).model
-    result = benchmark_export(model_cfg, (64, 96), batch_size=2, num_classes=3,
-                              warmup_iters=0, timed_iters=1)  # fmt: skip
-    runners = {"pytorch", "torchvision", "onnxruntime", "onnxruntime_disable", "onnxruntime_basic", "onnxruntime_extended"}
-    if variant == "c4_r50":
-        runners.add("onnxruntime_per_roi")
-    for case in ("single", "batch"):
-        times = result["median_seconds"][case]
-        assert set(times) == runners
-        assert all(t > 0 for t in times.values())
-    single = result["median_seconds"]["single"]
-    assert result["onnx_infer_ratio"] == single["onnxruntime"] / single["torchvision"]
-    assert result["image_size"] == [64, 96] and result["optimization"] == "all"
-    assert result["architecture"] == ("c4" if variant == "c4_r50" else "fpn")

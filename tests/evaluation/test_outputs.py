@@ -10,7 +10,6 @@ from tests.evaluation.test_evaluator import evaluate_all
 from torch.utils.tensorboard import SummaryWriter
 
 from frcnn.evaluation import DetectionEvaluator, add_pr_curves, log_metrics, write_voc_devkit_results
-from frcnn.bench.eval_speed import benchmark_eval
 from frcnn.evaluation.tensorboard import pr_curve_counts
 from frcnn.evaluation.voc_eval import ClassPR, Detections
 
@@ -65,12 +64,3 @@ def test_tensorboard_scalars_and_pr_curves(fake_dataset, tmp_path):
     assert events.Scalars("eval/voc_mAP")[0].value == pytest.approx(metrics["voc"]["mAP"])
     assert events.Scalars("eval/voc_mAP")[0].step == 7
     assert {"pr/cat", "pr/dog", "pr/bird"} <= set(events.Tags()["tensors"])
-
-
-def test_benchmark_eval_reports_times():
-    result = benchmark_eval(num_images=50, dets_per_image=20, num_classes=5)
-    assert result["num_detections"] == 1000
-    assert result["voc_seconds"] > 0 and set(result["coco_seconds"]) == {"faster_coco_eval", "pycocotools"}
-    assert result["coco_speedup"] == result["coco_seconds"]["pycocotools"] / result["coco_seconds"]["faster_coco_eval"]
-    assert result["coco_max_abs_difference"] <= 1e-12
-    assert 0.0 < result["voc_mAP"] < 1.0 and 0.0 < result["coco_AP"] < 1.0

@@ -8,7 +8,6 @@ import torch.multiprocessing as mp
 from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.evaluation import DetectionEvaluator, run_inference
-from frcnn.bench.val_loss_speed import benchmark_val_loss
 from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.evaluation.val_loss import LOSS_TERMS, batch_seed, has_annotations, loss_targets, reseed
 
@@ -92,12 +91,3 @@ def test_validation_loss_is_gathered_over_two_processes(tiny_checkpoint, tmp_pat
         gathered = torch.load(f"{tmp_path / 'result'}.{rank}", weights_only=False)["val_loss"]
         assert list(gathered) == TERMS
         assert [gathered[k] for k in TERMS] == pytest.approx([single[k] for k in TERMS], rel=1e-6)
-
-
-def test_benchmark_val_loss_times_both_forwards(tiny_checkpoint):
-    _, cfg = tiny_checkpoint
-    result = benchmark_val_loss(cfg.dataset, cfg.model, torch.device("cpu"), batch_size=2, num_batches=1, repeats=1)
-    assert result["images"] == 2
-    assert set(result["median_seconds"]) == {"detections", "detections_and_losses"}
-    assert all(len(times) == 1 and times[0] > 0 for times in result["times"].values())
-    assert result["extra_fraction"] == result["median_seconds"]["detections_and_losses"] / result["median_seconds"]["detections"] - 1

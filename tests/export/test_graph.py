@@ -1,6 +1,7 @@
 """The pieces of the export: batch-norm folding, the NMS op against ONNX Runtime's, multi-level
-RoIAlign, the C4 head with its 1x1 convolutions before RoIAlign, model.json, the export's errors
-and the runtime options of the command line."""
+RoIAlign in ONNX Runtime, the graph as the model's own stages, the C4 head with its 1x1
+convolutions before RoIAlign, model.json, the export's errors and the runtime options of the
+command line."""
 
 import json
 
@@ -10,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torchvision
-from tests.helpers.checkpoints import shapes_batch, tiny_config
+from tests.helpers.checkpoints import VARIANTS, shapes_batch, tiny_config
 from tests.helpers.configs import REPO
 from hydra import compose, initialize_config_dir
 from onnx import TensorProto, helper
@@ -22,12 +23,14 @@ from frcnn.export import OnnxDetector, export_checkpoint, read_metadata
 from frcnn.cli.runtime_option import check_runtime, route_model_argument
 from frcnn.export.fold import fold_batch_norms
 from frcnn.export.exporter import write_onnx
-from frcnn.export.graph import DetectorGraph, roi_align_by_level
+from frcnn.export.graph import DetectorGraph
 from frcnn.export.hoist import HoistedRes5Head, can_hoist
 from frcnn.export.metadata import ExportMetadata
-from frcnn.export.nms import LOWEST_SCORE, _reference_nms
+from frcnn.export.nms import onnx_non_max_suppression
 from frcnn.models import build_model
-from frcnn.models.fpn import FPN_STRIDES, MultiLevelRoIAlign
+from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS
+from frcnn.models.nms import LOWEST_SCORE, non_max_suppression
+from frcnn.models.poolers import MultiLevelRoIAlign
 
 
 def randomise_norms(net: torch.nn.Module, norm=(torch.nn.BatchNorm2d, FrozenBatchNorm2d)) -> None:
@@ -71,60 +74,79 @@ def onnx_nms(boxes: np.ndarray, scores: np.ndarray, max_output: int, iou: float,
 
 
 @pytest.mark.parametrize("score_thresh", [0.25, LOWEST_SCORE])
-def test_nms_op_has_onnxruntime_semantics(score_thresh):
+def test_models_nms_has_onnxruntime_semantics(score_thresh):
+    """The models' NMS mask holds exactly the boxes ONNX Runtime's NonMaxSuppression selects, and
+    the export's version (the operator's rows scattered into a mask) gives the same mask."""
     generator = torch.Generator().manual_seed(0)
     corners = torch.rand(3, 40, 2, generator=generator) * 50
     boxes = torch.cat([corners, corners + 5 + torch.rand(3, 40, 2, generator=generator) * 20], dim=2)
     scores = torch.rand(3, 2, 40, generator=generator).round(decimals=1)  # ties, and scores equal to 0.25 * k
     scores[0, 0, :5] = 0.25  # exactly at the threshold: not selected
     scores[1, 1, 5:12] = float("-inf")  # dropped boxes
-    expected = onnx_nms(boxes.numpy(), scores.numpy(), 6, 0.4, score_thresh)
-    got = _reference_nms(boxes, scores, 6, 0.4, score_thresh)
-    assert got.tolist() == expected.tolist()
-    assert len(got) > 10
+    selected = torch.from_numpy(onnx_nms(boxes.numpy(), scores.numpy(), 6, 0.4, score_thresh))
+    expected = torch.zeros_like(scores, dtype=torch.bool)
+    expected[selected[:, 0], selected[:, 1], selected[:, 2]] = True
+    settings = {"max_output": 6, "iou_thresh": 0.4, "score_thresh": score_thresh}
+    got = non_max_suppression(boxes, scores, **settings)
+    assert torch.equal(got, expected) and len(selected) == int(got.sum()) > 10
+    assert torch.equal(onnx_non_max_suppression(boxes, scores, **settings), expected)
 
 
 class LevelPooling(torch.nn.Module):
-    """:func:`roi_align_by_level` as a graph: ``(P2, P3, P4, P5, rois, image_index, rows)`` ->
-    ``(pooled, rows in the pooled order)``."""
+    """:class:`MultiLevelRoIAlign` as a graph: ``(P2, P3, P4, P5, rois, image_index)`` -> pooled."""
 
     def __init__(self, pooler: MultiLevelRoIAlign):
         super().__init__()
         self.pooler = pooler
 
-    def forward(self, p2, p3, p4, p5, rois, image_index, rows):
-        pooled, (_, _, rows) = roi_align_by_level(self.pooler, [p2, p3, p4, p5], rois, image_index, rows)
-        return pooled, rows
+    def forward(self, p2, p3, p4, p5, rois, image_index):
+        return self.pooler([p2, p3, p4, p5], rois, image_index)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_multi_level_roi_align_in_onnxruntime_equals_the_eager_pooler(tmp_path):
-    """RoIs of every pyramid level (and a batch with an empty level) pooled in ONNX Runtime equal
-    the eager ``MultiLevelRoIAlign``'s rows."""
+    """RoIs of every pyramid level, interleaved (and a batch with an empty level), pooled in ONNX
+    Runtime equal the eager ``MultiLevelRoIAlign``'s rows, in RoI order."""
     generator = torch.Generator().manual_seed(0)
-    pooler = MultiLevelRoIAlign(output_size=7, sampling_ratio=2)
+    pooler = MultiLevelRoIAlign(output_size=7, sampling_ratio=2, strides=FPN_STRIDES[:POOLED_LEVELS])
     height, width = 480, 640
-    features = [torch.randn(2, 8, height // s, width // s, generator=generator) for s in FPN_STRIDES[:4]]
-    sides = torch.tensor([40.0, 90, 130, 200, 260, 400, 460, 470, 60, 150, 300, 450])  # levels 0 0 1 1 2 2 3 3 0 1 2 3
+    features = [torch.randn(2, 8, height // s, width // s, generator=generator) for s in FPN_STRIDES[:POOLED_LEVELS]]
+    sides = torch.tensor([40.0, 460, 130, 90, 260, 200, 400, 470, 60, 150, 300, 450])  # levels 0 3 1 0 2 1 2 3 0 1 2 3
     corners = torch.rand(len(sides), 2, generator=generator) * (torch.tensor([width, height]) - sides[:, None])
     rois = torch.cat([corners, corners + sides[:, None]], dim=1)  # squares: sqrt(area) = side
     image_index = torch.tensor([0, 1] * 6)
     assert torch.bincount(pooler.levels(rois), minlength=4).tolist() == [3, 3, 3, 3]
     path = tmp_path / "pool.onnx"
-    inputs = (*features, rois[:5], image_index[:5], torch.arange(5))
-    names = ["p2", "p3", "p4", "p5", "rois", "image_index", "rows"]
-    dynamic = {name: {0: "rois"} for name in ("rois", "image_index", "rows")}
-    torch.onnx.export(LevelPooling(pooler), inputs, str(path), dynamo=False, opset_version=17,
-                      input_names=names, output_names=["pooled", "order"], dynamic_axes=dynamic)  # fmt: skip
+    names = ["p2", "p3", "p4", "p5", "rois", "image_index"]
+    dynamic = {name: {0: "rois"} for name in ("rois", "image_index")}
+    torch.onnx.export(LevelPooling(pooler), (*features, rois[:5], image_index[:5]), str(path), dynamo=False,
+                      opset_version=17, input_names=names, output_names=["pooled"], dynamic_axes=dynamic)  # fmt: skip
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     no_level_3 = pooler.levels(rois) != 3
     for chosen in (torch.ones(len(rois), dtype=torch.bool), no_level_3):
-        rows = chosen.nonzero()[:, 0]
-        feeds = dict(zip(names, [f.numpy() for f in features] + [rois[rows].numpy(), image_index[rows].numpy(), rows.numpy()]))
-        pooled, order = session.run(None, feeds)
-        expected = pooler([*features, features[-1]], rois, image_index)
-        assert sorted(order.tolist()) == rows.tolist()
-        assert np.allclose(pooled, expected[order].numpy(), atol=1e-5)
+        feeds = dict(zip(names, [f.numpy() for f in features] + [rois[chosen].numpy(), image_index[chosen].numpy()]))
+        (pooled,) = session.run(None, feeds)
+        expected = pooler(features, rois[chosen], image_index[chosen])
+        assert pooled.shape == tuple(expected.shape)
+        assert np.allclose(pooled, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["roi_align", "fpn"])
+def test_graph_runs_the_models_own_detection(shapes_root, variant):
+    """Without folding or hoisting, the graph's outputs in PyTorch are the model's padded
+    detections (the export's NMS selects what the model's does)."""
+    cfg = tiny_config(shapes_root, *VARIANTS[variant], "model.roi_head.score_thresh=0.0")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, num_classes=3).eval()
+    graph = DetectorGraph(model, fold_norms=False, hoist=False)
+    batch = shapes_batch(cfg, [1, 2])
+    sizes = torch.tensor(batch.image_sizes)
+    with torch.no_grad():
+        expected = model.detect(batch.images, sizes)
+        outputs = graph(batch.images, sizes)
+    assert graph.detections_per_image == expected.boxes.shape[1] and expected.num_detections.min() > 0
+    for got, want in zip(outputs, (expected.boxes, expected.scores, expected.labels, expected.num_detections)):
+        assert torch.equal(got, want)
 
 
 def r50_c4(shapes_root, *overrides: str):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from omegaconf.errors import ConfigKeyError
 from PIL import Image
 
 import frcnn
@@ -64,3 +65,16 @@ def test_score_threshold_and_bad_inputs(tiny_checkpoint):
         detector(torch.zeros(1, 8, 8))
     with pytest.raises(TypeError, match="cannot detect on a int"):
         detector(3)
+
+
+def test_overrides_apply_on_top_of_the_checkpoints_own_config(tiny_checkpoint):
+    path, cfg = tiny_checkpoint
+    default = frcnn.Detector.from_checkpoint(path, device="cpu")
+    assert list(default.transform.min_sizes) == [cfg.dataset.test_min_size]  # the run's own test size
+    overrides = {"dataset": {"test_min_size": 80},
+                 "model": {"roi_head": {"score_thresh": 0.0, "detections_per_image": 3}}}
+    detector = frcnn.Detector.from_checkpoint(path, device="cpu", overrides=overrides)
+    assert list(detector.transform.min_sizes) == [80]
+    assert len(detector(build_dataset(cfg.dataset, "test").image_path(0))["scores"]) == 3
+    with pytest.raises(ConfigKeyError, match="no_such_key"):
+        frcnn.Detector.from_checkpoint(path, overrides={"model": {"no_such_key": 1}})

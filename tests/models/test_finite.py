@@ -12,8 +12,8 @@ import torchvision
 from frcnn.models import backbone as backbone_module
 from frcnn.models.backbone import WeightsUnavailableError, build_resnet
 from frcnn.models.finite import NonFiniteBoxError
-from frcnn.models.fpn import MultiLevelRoIAlign
-from frcnn.models.roi_head import RoIPooler
+from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS
+from frcnn.models.poolers import MultiLevelRoIAlign, RoIPooler
 from frcnn.models.weights import load_weights
 
 
@@ -28,8 +28,8 @@ def test_nonfinite_rois_raise_instead_of_crashing(kind):
 
 
 def test_nonfinite_rois_raise_in_the_fpn_pooler():
-    pooler = MultiLevelRoIAlign(output_size=7, sampling_ratio=2)
-    features = [torch.randn(1, 4, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    pooler = MultiLevelRoIAlign(output_size=7, sampling_ratio=2, strides=FPN_STRIDES[:POOLED_LEVELS])
+    features = [torch.randn(1, 4, 64 // s, 64 // s) for s in FPN_STRIDES[:POOLED_LEVELS]]
     with pytest.raises(NonFiniteBoxError):
         pooler(features, torch.tensor([[0.0, 0.0, math.nan, 9.0]]), torch.zeros(1, dtype=torch.long))
 

@@ -3,8 +3,9 @@ import torch
 
 from frcnn.models.box_coder import BoxCoder
 from frcnn.models.matching import GroundTruth, pad_targets, subsample_labels
+from frcnn.models.proposals import Proposals
 from frcnn.models.roi_head import proposal_targets
-from frcnn.models.rpn import Proposals, anchor_targets
+from frcnn.models.rpn import anchor_targets
 
 ANCHORS = torch.tensor(
     [
