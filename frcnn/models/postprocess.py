@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from frcnn.models.box_coder import BoxCoder, clip_boxes
 from frcnn.models.nms import NMS, non_max_suppression
 from frcnn.models.proposals import Proposals
+from frcnn.models.topk import top_k
 
 MIN_BOX_SIZE = 1e-2  # pixels; torchvision's threshold for degenerate detections
 
@@ -110,10 +111,10 @@ def postprocess_detections(
         score_thresh=score_thresh,
     )
     # (B*K, 1, P) -> (B, K, P) -> (B, P, K) -> (B, P*K): candidate j is proposal j // K, class
-    # j % K + 1 (the order in which ONNX TopK breaks score ties; torch.topk's is unspecified).
+    # j % K + 1; equal scores are ranked by proposal, then class.
     kept = kept.reshape(-1, num_classes, num_slots).permute(0, 2, 1).reshape(-1, num_slots * num_classes)
     ranked = torch.where(kept, dense_scores.reshape(-1, num_slots * num_classes), float("-inf"))
-    scores, top = ranked.topk(count, dim=1)  # (B, D)
+    scores, top = top_k(ranked, count)  # (B, D)
     num_detections = kept.sum(dim=1).clamp(max=count)
     is_detection = torch.cumsum(torch.ones_like(top), dim=1) <= num_detections[:, None]
     boxes = torch.gather(dense_boxes.reshape(-1, num_slots * num_classes, 4), 1, top[:, :, None].expand(-1, -1, 4))

@@ -9,7 +9,8 @@ top-N (per level), P = ``min(post_nms_top_n, L * k)`` proposals per image. Boxes
 Every shape follows from the settings alone, never from the image size or the data: each level's
 candidates are padded with k dropped boxes before its top-k (so k is fixed even where a level has
 fewer anchors), boxes too small score -inf instead of being removed, NMS returns a mask
-(:mod:`frcnn.models.nms`), and the proposals come padded to P with a validity mask.
+(:mod:`frcnn.models.nms`), and the proposals come padded to P with a validity mask. Equal
+objectness is ranked by index (:mod:`frcnn.models.topk`), in PyTorch as in ONNX Runtime.
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 
 from frcnn.models.box_coder import BoxCoder, clip_boxes
 from frcnn.models.nms import LOWEST_SCORE, NMS, non_max_suppression
+from frcnn.models.topk import top_k
 
 PAD_BOX = (0.0, 0.0, 1.0, 1.0)  # the padding candidates' box (they score -inf)
 
@@ -70,7 +72,7 @@ def level_candidates(
 
     if not min_size_after_top_n:
         scores = drop_small(scores, boxes)
-    scores, top = scores.topk(k, dim=1)  # (B, k)
+    scores, top = top_k(scores, k)  # (B, k)
     boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
     if min_size_after_top_n:
         scores = drop_small(scores, boxes)
@@ -113,7 +115,6 @@ def propose(
     kept = kept.reshape(-1, levels * k)  # (B*L, 1, k) -> (B, L*k)
     boxes, scores = boxes.reshape(-1, levels * k, 4), scores.reshape(-1, levels * k)
     # The image's kept boxes first, by decreasing objectness across levels (kept scores are
-    # finite). Exactly equal scores (zero padding of a batch gives some) come in the top-k's
-    # order: ONNX TopK puts the lower index first, torch.topk leaves it unspecified.
-    order = torch.where(kept, scores, float("-inf")).topk(count, dim=1).indices  # (B, P)
+    # finite), equal scores by level, then by rank within the level.
+    _, order = top_k(torch.where(kept, scores, float("-inf")), count)  # (B, P)
     return Proposals(torch.gather(boxes, 1, order[:, :, None].expand(-1, -1, 4)), torch.gather(kept, 1, order))

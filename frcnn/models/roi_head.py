@@ -181,6 +181,7 @@ class RoIHead(nn.Module):
         return self._postprocess(pred_logits, pred_deltas, proposals, image_index, slot, image_sizes)
 
     def _postprocess(self, pred_logits, pred_deltas, proposals, image_index, slot, image_sizes) -> Detections:
+        """The detection stage with this head's box coder, settings and NMS."""
         return postprocess_detections(
             pred_logits, pred_deltas, proposals, image_index, slot, image_sizes, self.box_coder,
             nms=self.nms, **self.inference,

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
+from frcnn.data import build_test_loader
 from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.models import build_model
 from tests.helpers.configs import REPO, compose_train
@@ -52,7 +52,7 @@ def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr[-3000:]
 
-    stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"]
+    stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt").iteration
     assert 2 <= stopped_at < 200
     assert logged_iterations(run_dir) == list(range(1, stopped_at + 1))  # the step was finished
     assert "received SIGTERM" in (run_dir / "train.log").read_text()
@@ -60,7 +60,7 @@ def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
     run_train(*args[:-3], f"train.max_iters={stopped_at + 2}", "train.eval_at_end=false", "train.resume=auto")
     assert f"at iteration {stopped_at}" in (run_dir / "train.log").read_text()
     assert logged_iterations(run_dir) == list(range(1, stopped_at + 3))  # nothing lost, nothing repeated
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == stopped_at + 2
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").iteration == stopped_at + 2
 
 
 def test_multirun_sweeps_into_separate_run_dirs(tiny_root, tmp_path):
@@ -95,8 +95,9 @@ def test_torchrun_two_cpu_processes(tiny_root, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     cfg = compose_train("debug=tiny", f"dataset.root={tiny_root}")
-    model = build_model(cfg.model, len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model"])
+    assert len(ckpt.training.rng) == 2  # one RNG state per process
+    model = build_model(cfg.model, len(ckpt.class_names))
+    model.load_state_dict(ckpt.model)
     loader = build_test_loader(cfg.dataset, batch_size=1)
     single = run_inference(model, loader, DetectionEvaluator(loader.dataset), torch.device("cpu"))
     for metric in ("voc07", "voc"):

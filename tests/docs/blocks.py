@@ -26,7 +26,7 @@ OUTPUT_LANGUAGES = ("text",)
 # Written in a block -> what the test puts there: outputs/<run> is the run trained for the test.
 PLACEHOLDERS = {"<run>": "run"}
 # Added to each training command of a `tiny` block, unless the command sets that key itself.
-TINY_OVERRIDES = ("debug=tiny", "train.max_iters=2")
+TINY_OVERRIDES = ("debug=tiny", "train.max_iters=2", "train.keep_checkpoints=0")
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
@@ -174,6 +174,29 @@ def script_commands(text: str) -> list[tuple[str, list[str]]]:
             raise ValueError(f"not a scripts/*.py command: {line}")
         commands.append((Path(arguments[script]).stem, arguments[script + 1 :]))
     return commands
+
+
+def config_jobs(arguments: list[str]) -> list[list[str]]:
+    """The overrides of each job a command's ``arguments`` run: Hydra's flags (``-m``, ``--cfg X``)
+    dropped, and with ``-m`` one job per value of each ``key=a,b`` sweep, as Hydra's basic sweeper runs them."""
+    overrides, sweep, skip_value = [], False, False
+    for argument in arguments:
+        if skip_value:  # the value of --cfg (job, hydra, all)
+            skip_value = False
+        elif argument in ("-m", "--multirun"):
+            sweep = True
+        elif argument in ("-c", "--cfg"):
+            skip_value = True
+        elif argument.startswith("-"):
+            raise ValueError(f"config-only does not know the flag {argument}")
+        else:
+            overrides.append(argument)
+    jobs: list[list[str]] = [[]]
+    for override in overrides:
+        key, equals, values = override.partition("=")
+        choices = values.split(",") if sweep and "," in values and not values.startswith("[") else [values]
+        jobs = [[*job, f"{key}{equals}{value}"] for job in jobs for value in choices]
+    return jobs
 
 
 def relative_links(page: Path) -> list[str]:

@@ -9,9 +9,10 @@ How a block is checked (the markers are read by :mod:`tests.docs.blocks`):
 - Unmarked blocks run as written: bash under ``bash -e -o pipefail``, Python in a fresh
   interpreter, each in its own copy of the workspace (:mod:`tests.docs.workspace`), a temporary
   folder that is not the repository, and must exit with status 0.
-- ``<!-- docs-test: tiny -->`` adds ``debug=tiny train.max_iters=2`` to each ``scripts/train.py``
-  command (a key the command sets itself is kept): a few iterations on a dozen 64-96 px images of
-  the workspace's generated ``data/shapes_tiny``, no weight download.
+- ``<!-- docs-test: tiny -->`` adds ``debug=tiny train.max_iters=2 train.keep_checkpoints=0`` to each
+  ``scripts/train.py`` command (a key the command sets itself is kept): two iterations on a dozen
+  64-96 px images of the workspace's generated ``data/shapes_tiny``, no weight download, no periodic
+  checkpoint copies.
 - ``<!-- docs-test: config-only -->`` composes each command's config with its overrides (group
   choices, keys, types and, for training, value ranges; a ``-m`` sweep is composed for each
   value) and runs nothing: for full-size datasets, GPUs, several nodes.
@@ -28,6 +29,7 @@ cat/dog/bird dataset in the layouts of docs/own-data.md.
 The config-only and page checks are fast; the blocks that run are marked slow.
 """
 
+import importlib
 import json
 import subprocess
 import sys
@@ -41,9 +43,11 @@ from frcnn.cli.runtime_option import route_model_argument
 from tests.docs.blocks import (
     REPO,
     Block,
+    config_jobs,
     distinct_blocks,
     heading_anchors,
     pages,
+    parse_directives,
     relative_links,
     script_commands,
     with_placeholders,
@@ -85,8 +89,12 @@ OUTCOMES = {
 
 
 def block_params(blocks: list[Block]) -> list:
-    return [pytest.param(block, id=block.id, marks=[pytest.mark.skip(reason=f"{block.id}: {block.skip}")]
-                         if block.skip else []) for block in blocks]  # fmt: skip
+    """One test case per block, named ``page:line``; a ``skip`` block is skipped with its reason."""
+    params = []
+    for block in blocks:
+        marks = [pytest.mark.skip(reason=f"{block.id}: {block.skip}")] if block.skip else []
+        params.append(pytest.param(block, id=block.id, marks=marks))
+    return params
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +114,9 @@ def run_block(block: Block, workspace: Path) -> subprocess.CompletedProcess:
         command = [sys.executable, script.name]
     else:
         command = ["bash", "-e", "-o", "pipefail", "-c", text]
-    return subprocess.run(command, cwd=workspace, env=command_environment(), capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        command, cwd=workspace, env=command_environment(), capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -126,26 +135,10 @@ def test_block_runs_as_written(block, docs_workspace, tmp_path):
 
 def compose_command(program: str, arguments: list[str]) -> list[DictConfig]:
     """The configs ``scripts/<program>.py arguments`` runs with: one, or one per job of a ``-m`` sweep."""
-    __import__(f"frcnn.cli.{program}")  # registers the program's config schema
-    overrides, sweep, flag_value = [], False, False
-    for argument in arguments:
-        if flag_value:  # the value of --cfg (job, hydra, all)
-            flag_value = False
-        elif argument in ("-m", "--multirun"):
-            sweep = True
-        elif argument in ("-c", "--cfg"):
-            flag_value = True
-        elif argument.startswith("-"):
-            raise ValueError(f"{program}.py: config-only does not know the flag {argument}")
-        else:
-            overrides.append(argument)
+    importlib.import_module(f"frcnn.cli.{program}")  # registers the program's config schema
+    jobs = config_jobs(arguments)
     if program in ("evaluate", "predict"):
-        overrides = route_model_argument(overrides)
-    jobs = [[]]
-    for override in overrides:  # with -m, key=a,b is one job per value, as Hydra's basic sweeper runs it
-        key, _, values = override.partition("=")
-        choices = values.split(",") if sweep and "," in values and not values.startswith("[") else [values]
-        jobs = [[*job, f"{key}={value}" if "=" in override else override] for job in jobs for value in choices]
+        jobs = [route_model_argument(job) for job in jobs]
     return [compose_config(program, *job) for job in jobs]
 
 
@@ -173,3 +166,26 @@ def test_readme_is_a_short_front_page():
 def test_every_outcome_check_has_its_block():
     for text in OUTCOMES:
         assert any(text in block.text for block in RUN_BLOCKS), f"no documentation block holds {text!r} any more"
+
+
+def test_directives_are_read_and_checked():
+    assert parse_directives(["tiny", "expect-rc 2"], "page:1") == {"tiny": True, "expect_rc": 2}
+    assert parse_directives(["skip: needs a GPU"], "page:1") == {"skip": "needs a GPU"}
+    for wrong in (["skip:"], ["expect-rc two"], ["tiney"]):
+        with pytest.raises(ValueError, match="page:1"):
+            parse_directives(wrong, "page:1")
+
+
+def test_tiny_overrides_keep_the_commands_own_keys():
+    text = "python scripts/train.py train.max_iters=8  # longer\npython scripts/predict.py input=a output=b\n"
+    assert with_tiny_overrides(text) == (
+        "python scripts/train.py train.max_iters=8 debug=tiny train.keep_checkpoints=0 # longer\n"
+        "python scripts/predict.py input=a output=b\n"
+    )
+
+
+def test_a_sweep_is_composed_once_per_value_and_flags_are_dropped():
+    swept = config_jobs(["-m", "optimizer=sgd,adamw", "seed=1"])
+    assert swept == [["optimizer=sgd", "seed=1"], ["optimizer=adamw", "seed=1"]]
+    flagged = config_jobs(["--cfg", "job", "~experiment", "dataset.classes=[a,b]"])
+    assert flagged == [["~experiment", "dataset.classes=[a,b]"]]

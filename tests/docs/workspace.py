@@ -34,8 +34,7 @@ def command_environment() -> dict[str, str]:
 def train_tiny_run(root: Path) -> None:
     """``python scripts/train.py debug=tiny`` into ``root/outputs/run`` (6 iterations, checkpoints at 3 and 6)."""
     command = [sys.executable, "scripts/train.py", "debug=tiny", "hydra.run.dir=outputs/run"]
-    result = subprocess.run(command, cwd=root, env=command_environment(), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(command, cwd=root, env=command_environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"the tiny run failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
 

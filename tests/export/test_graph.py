@@ -31,6 +31,7 @@ from frcnn.models import build_model
 from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS
 from frcnn.models.nms import LOWEST_SCORE, non_max_suppression
 from frcnn.models.poolers import MultiLevelRoIAlign
+from frcnn.models.topk import top_k
 
 
 def randomise_norms(net: torch.nn.Module, norm=(torch.nn.BatchNorm2d, FrozenBatchNorm2d)) -> None:
@@ -90,6 +91,28 @@ def test_models_nms_has_onnxruntime_semantics(score_thresh):
     got = non_max_suppression(boxes, scores, **settings)
     assert torch.equal(got, expected) and len(selected) == int(got.sum()) > 10
     assert torch.equal(onnx_non_max_suppression(boxes, scores, **settings), expected)
+
+
+class TopK(torch.nn.Module):
+    def forward(self, scores):
+        return top_k(scores, 40)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_top_k_in_onnxruntime_ranks_equal_values_as_pytorch(tmp_path):
+    """The models' top-k, exported, picks and orders equal values as in PyTorch, at any length."""
+    generator = torch.Generator().manual_seed(0)
+    path = tmp_path / "topk.onnx"
+    torch.onnx.export(TopK(), (torch.randn(2, 50),), str(path), dynamo=False, opset_version=17, input_names=["scores"],
+                      output_names=["values", "indices"], dynamic_axes={"scores": {0: "batch", 1: "n"}})  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for length in (40, 300):
+        scores = torch.randint(-3, 4, (3, length), generator=generator).float()
+        scores[:, ::5] = float("-inf")
+        values, indices = session.run(None, {"scores": scores.numpy()})
+        expected_values, expected_indices = top_k(scores, 40)
+        assert indices.tolist() == expected_indices.tolist()
+        assert np.array_equal(values, expected_values.numpy())
 
 
 class LevelPooling(torch.nn.Module):
