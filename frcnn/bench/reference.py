@@ -30,7 +30,7 @@ from frcnn.models.faster_rcnn import FasterRCNN, build_model
 
 # frcnn model-config values under which frcnn follows torchvision's conventions; with them,
 # the same weights and input give the same proposals, detections and losses (parity tests).
-# Conventions with no switch (documented in the README): proposals are ranked by objectness
+# Conventions with no switch (documented in docs/parity.md): proposals are ranked by objectness
 # logit (torchvision: sigmoid probability, equal above ~17), and a gt box that overlaps no
 # anchor gets no best-anchor positive (torchvision marks every anchor at IoU 0 positive).
 TORCHVISION_CONVENTIONS = {

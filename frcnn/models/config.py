@@ -28,7 +28,7 @@ class AnchorConfig:
     ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # height / width
     stride: int = 16  # must equal the trunk's stride (16 for C4)
     # Cell (i, j)'s anchors are centred on stride * (j + offset, i + offset): 0 (torchvision,
-    # detectron2; trains better, README "Reference parity") or 0.5 (the seed's base_size / 2).
+    # detectron2; trains better, docs/parity.md) or 0.5 (the seed's base_size / 2).
     offset: float = 0.0
     round: bool = False  # round the cell anchors to whole pixels (torchvision)
 
@@ -49,8 +49,8 @@ class RPNConfig:
     bbox_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     loc_sigma: float = 3.0  # smooth-L1 transition at 1 / sigma^2
     # Anchors reaching more than this many pixels past the image border are left out of
-    # training; -1 keeps every anchor (torchvision, detectron2; trains better, README
-    # "Reference parity"), 0 is the seed's rule.
+    # training; -1 keeps every anchor (torchvision, detectron2; trains better,
+    # docs/parity.md), 0 is the seed's rule.
     boundary_thresh: float = -1.0
     # true: top-k by objectness, then drop boxes under min_size (torchvision); false: the reverse (seed).
     min_size_after_top_n: bool = False
