@@ -12,6 +12,9 @@ On disk a checkpoint is a ``torch.save`` dict with these keys (:meth:`Checkpoint
     optimizer, scheduler, scaler, rng
                    the training state (``rng``: one RNG state per process), only in what a run
                    resumes from: ``last.pt`` and the periodic ``model_XXXXXXX.pt``
+    checksum       ``sha256:<hex>`` of every tensor above (:func:`tensors_checksum`), written by
+                   :func:`frcnn.checkpoint.io.save_checkpoint` and verified on load (files written
+                   before it existed have none and load unchecked)
 
 ``best.pt`` holds the weights to deploy without the training state (about half the size; it
 cannot be resumed). Everything in it is a tensor, a number, a string or a container of those,
@@ -20,6 +23,7 @@ so it loads with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -31,6 +35,34 @@ import torch
 REQUIRED_KEYS = ("model", "config", "class_names", "category_ids", "iteration")
 # The nodes of ``config`` a checkpoint is rebuilt from.
 CONFIG_NODES = ("model", "dataset")
+CHECKSUM_KEY = "checksum"
+
+
+def _tensors(node: Any, name: str = "") -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every tensor in nested dicts, lists and tuples, in their own order (a
+    dict keeps its insertion order through torch.save and torch.load)."""
+    if isinstance(node, torch.Tensor):
+        return [(name, node)]
+    if isinstance(node, Mapping):
+        return [item for key, value in node.items() for item in _tensors(value, f"{name}/{key}")]
+    if isinstance(node, (list, tuple)):
+        return [item for i, value in enumerate(node) for item in _tensors(value, f"{name}/{i}")]
+    return []
+
+
+def tensors_checksum(state: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` over the name, dtype, shape and bytes of every tensor of a checkpoint dict."""
+    digest = hashlib.sha256()
+    for name, tensor in _tensors(state):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(memoryview(data.view(torch.uint8).numpy()))
+    return f"sha256:{digest.hexdigest()}"
+
+
+def tensor_bytes(state: Mapping[str, Any]) -> int:
+    """Bytes of tensor data in a checkpoint dict: about the size of its file."""
+    return sum(tensor.numel() * tensor.element_size() for _, tensor in _tensors(state))
 
 
 class CheckpointError(ValueError):

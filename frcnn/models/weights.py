@@ -22,6 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
+from frcnn.models.backbone import WeightsUnavailableError
+
 log = logging.getLogger(__name__)
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -50,20 +52,31 @@ def from_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return renamed
 
 
-def torchvision_state_dict(name: str) -> tuple[dict[str, torch.Tensor], list[str] | None]:
-    """The default weights of torchvision detector ``name`` and their class names."""
+def torchvision_state_dict(name: str, key: str = "checkpoint") -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    """The default weights of torchvision detector ``name`` and their class names, from the torch
+    cache (downloaded there on first use). ``key`` is the setting that named them
+    (``checkpoint`` or ``model.weights``): the errors name it, and the way out that it allows.
+
+    Offline, :class:`WeightsUnavailableError` names the URL and the exact file to place; a cached
+    file that cannot be read (truncated, planted, wrong hash) raises ValueError naming it.
+    """
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError) as error:
-        raise ValueError(f"model.weights={TORCHVISION_PREFIX}{name}: torchvision has no model {name!r}") from error
+        raise ValueError(f"{key}={TORCHVISION_PREFIX}{name}: torchvision has no model {name!r}") from error
+    file = Path(weights.url).name
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / file
     try:
         state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except OSError as error:  # URLError is an OSError: offline, DNS, refused
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise RuntimeError(
-            f"cannot download {weights.url} ({error}); place that file at {cache}, or pass a local "
-            f"state dict with model.weights=/path/to/{Path(weights.url).name}"
-        ) from None
+        local = f", or fine-tune from a local copy: model.weights=/path/to/{file}" if key == "model.weights" else ""
+        raise WeightsUnavailableError(
+            f"{key}={TORCHVISION_PREFIX}{name}: cannot download {weights.url} ({getattr(error, 'reason', error)}); "
+            f"download that file elsewhere and place it at {cache}{local}") from None
+    except Exception as error:  # the cached file: truncated, corrupt, failed hash, not a weights file
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{key}={TORCHVISION_PREFIX}{name}: the cached file {cache} cannot be read ({reason}); "
+                         f"delete it to download it again") from None
     return state, weights.meta.get("categories")
 
 
@@ -73,11 +86,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unpickling or zip error: name the file, keep the cause
-        raise RuntimeError(f"model.weights={path}: cannot be read as weights ({error})") from error
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"model.weights={path}: cannot be read as weights ({reason})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # an frcnn checkpoint
     if not isinstance(state, dict):
-        raise RuntimeError(f"model.weights={path}: holds a {type(state).__name__}, not a state dict")
+        raise ValueError(f"model.weights={path}: holds a {type(state).__name__}, not a state dict")
     return state
 
 
@@ -88,7 +102,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike) -> dict[str, list[
     source = str(source)
     class_names: list[str] = []
     if source.startswith(TORCHVISION_PREFIX):
-        state, categories = torchvision_state_dict(source[len(TORCHVISION_PREFIX) :])
+        state, categories = torchvision_state_dict(source[len(TORCHVISION_PREFIX) :], key="model.weights")
         class_names = list(categories or [])
     else:
         state = _read_state_dict(Path(os.path.expanduser(source)))

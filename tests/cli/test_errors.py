@@ -211,3 +211,27 @@ def test_the_machines_failures_end_in_one_line(error, code, message):
 
     assert exit_code(error) == code
     assert error_message(error, "train.py").startswith(message)
+
+
+@pytest.mark.parametrize("script, args", [
+    ("evaluate.py", ["checkpoint=torchvision:fasterrcnn_resnet50_fpn"]),
+    ("predict.py", ["checkpoint=torchvision:fasterrcnn_resnet50_fpn", "input=photos", "output=out"]),
+])
+def test_offline_torchvision_checkpoint_ends_in_one_line(script, args, tmp_path, capsys, monkeypatch):
+    """An empty torch cache and no network: one line naming the URL and the file to place, exit 2 (was a
+    30-line traceback, "unexpected error", exit 1, suggesting model.weights=, which these commands lack)."""
+    import urllib.error
+
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    (tmp_path / "photos").mkdir()
+    generate_shapes(str(tmp_path / "shapes"), num_train=1, num_test=1, min_image_size=64, max_image_size=64, seed=0)
+    (tmp_path / "shapes" / "JPEGImages").rename(tmp_path / "photos" / "in")
+    result = run_script(script, *args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 2
+    line = error_line(result, script)
+    assert "cannot download https://" in line and f"place it at {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in line
+    assert "model.weights" not in line
