@@ -10,6 +10,10 @@ the same process, from another host when the lock has not been touched for :data
 
 A new training (no ``train.resume``) in a folder that already holds a run's checkpoints stops
 too, unless ``train.overwrite=true``: re-running a command must not replace a trained model.
+
+:func:`own_run_folder` does both for a training, under torchrun too: rank 0 takes the lock and
+checks the folder, and every rank raises the same error when it cannot (so that none waits for
+the others in a collective).
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
+
+from frcnn.utils.dist import broadcast_object, is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +177,27 @@ def check_fresh_start(run_dir: str | os.PathLike, resume: Optional[str], overwri
     raise RunFolderError(
         f"{run_dir} already holds a training run ({', '.join(found)} in {checkpoints}): continue it with "
         f"train.resume=auto, choose another hydra.run.dir, or pass train.overwrite=true to start over in it")
+
+
+@contextmanager
+def own_run_folder(run_dir: str | os.PathLike, resume: Optional[str], overwrite: bool) -> Iterator[None]:
+    """Hold ``run_dir``'s lock (rank 0) for the ``with`` block, after :func:`check_fresh_start`;
+    every process raises the :class:`RunFolderError` when the folder is in use or holds another
+    run. Call before anything is written to the folder (or removed from it)."""
+    lock = RunFolderLock(run_dir) if is_main_process() else None
+    refusal = None
+    if lock is not None:
+        try:
+            lock.acquire()
+            check_fresh_start(run_dir, resume, overwrite)
+        except RunFolderError as error:
+            lock.release()
+            refusal = str(error)
+    refusal = broadcast_object(refusal)
+    if refusal is not None:
+        raise RunFolderError(refusal)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()

@@ -1,8 +1,6 @@
 """scripts/evaluate.py and scripts/predict.py end to end on a tiny checkpoint; their arguments."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
@@ -10,16 +8,10 @@ from PIL import Image
 from frcnn.config.commands import check_evaluate_source
 from frcnn.data import build_dataset
 from frcnn.inference.predictor import check_output_dir, list_images
-from tests.helpers.configs import REPO, compose_config
+from tests.helpers.commands import run_script
+from tests.helpers.configs import compose_config
 
 COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
-
-
-def run_script(script, *overrides):
-    command = [sys.executable, f"scripts/{script}", *overrides]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 @pytest.mark.slow

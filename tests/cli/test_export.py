@@ -3,25 +3,16 @@ against the PyTorch runtime; the export benchmark section."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from tests.helpers.configs import REPO
+from tests.helpers.commands import run_script
 from PIL import Image
 
 from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.checkpoint.restore import model_from_checkpoint
-
-
-def run_script(script, *overrides):
-    command = [sys.executable, f"scripts/{script}", *overrides]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 @pytest.mark.slow
