@@ -7,9 +7,12 @@ line ``<program>: error: <what and where>`` (plus the fix where there is one) an
 code 2, as argparse does for usage errors. Bad data is reported the same way (one line,
 the first problem, exit code 2). A failure of the run itself that the project reports in words
 (divergence, a stalled process of a distributed run) prints one line and exits with 1. Anything else
-is a bug: its traceback goes to the console. In every case the full traceback is appended to
-the log files of the run (``train.log``, ``evaluate.log``), so the log records every exception
-that ends a run. ``HYDRA_FULL_ERROR=1`` in the environment shows every traceback on the console.
+is a bug: its traceback goes to the console. A training stopped early by SIGTERM or SIGINT (its
+step finished, its checkpoint saved, resumable with ``train.resume=auto``) exits with code 3
+(:data:`EXIT_STOPPED`), so that a scheduler can tell it from a finished run (0); a second signal
+ends the process at once with 128 + the signal number, as a shell reports a process killed by it.
+In every case the full traceback is appended to the log files of the run (``train.log``,
+``evaluate.log``), so the log records every exception that ends a run. ``HYDRA_FULL_ERROR=1`` in the environment shows every traceback on the console.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from frcnn.engine.run_folder import RunFolderError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3  # a graceful stop on request: saved and resumable, not finished
 
 log = logging.getLogger("frcnn")
 

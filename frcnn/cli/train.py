@@ -17,10 +17,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from frcnn.cli.errors import run_command
+from frcnn.cli.errors import EXIT_STOPPED, run_command
 from frcnn.config import config_dir, preset_warning
 from frcnn.engine.resume import with_saved_overrides
-from frcnn.engine.trainer import train
+from frcnn.engine.trainer import run_training
 from frcnn.utils.logs import setup_logging
 
 log = logging.getLogger("train")
@@ -38,7 +38,16 @@ def main(cfg: DictConfig) -> None:
     warning = preset_warning(hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.name)
     if warning:
         log.warning(warning)
-    train(cfg, run_dir)
+    outcome = run_training(cfg, run_dir, overrides=list(hydra_cfg.overrides.task))
+    if outcome.stopped:  # saved and resumable, but not finished: a scheduler must be able to tell
+        sys.exit(EXIT_STOPPED)
+
+
+def main_with_saved_overrides() -> None:
+    """:func:`main` with a resumed run's saved overrides put back on the command line (read as
+    data and checked: :func:`frcnn.engine.resume.with_saved_overrides`)."""
+    sys.argv[1:], REUSED_OVERRIDES[:] = with_saved_overrides(sys.argv[1:])
+    main()
 
 
 def command() -> None:
@@ -47,8 +56,7 @@ def command() -> None:
     # other ranks do not write Hydra's .hydra/ folder.
     if int(os.environ.get("RANK", "0")) > 0:
         sys.argv.append("hydra.output_subdir=null")
-    sys.argv[1:], REUSED_OVERRIDES[:] = with_saved_overrides(sys.argv[1:])
-    run_command(main)
+    run_command(main_with_saved_overrides)
 
 
 if __name__ == "__main__":

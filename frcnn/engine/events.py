@@ -72,15 +72,15 @@ class TrainingEvents:
         self.smoothed: dict[str, SmoothedValue] = {}
         if not enabled:
             return
-        # A resumed run first drops what the interrupted one recorded after its checkpoint, so
-        # that every iteration appears once (TensorBoard: purge_step; losses.jsonl: rewritten).
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"),
-                                    purge_step=start_iter + 1 if start_iter > 0 else None)
+        # A run first drops what an earlier start in this folder recorded after its own starting
+        # point (a resumed run: after its checkpoint; a fresh start: everything), so that every
+        # iteration appears once (TensorBoard: purge_step; losses.jsonl: rewritten).
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_iter + 1)
         if val_loss:  # the CUSTOM SCALARS tab: each training loss term on one chart with its validation value
             self.writer.add_custom_scalars({"loss": {
                 term: ["Multiline", [f"loss/{term}", f"val_loss/{term}"]] for term in (*LOSS_TERMS, "total")}})
         jsonl_path = run_dir / "losses.jsonl"
-        if start_iter > 0 and jsonl_path.exists():
+        if jsonl_path.exists():
             kept = records_up_to(jsonl_path, start_iter)
             jsonl_path.write_text("".join(line + "\n" for line in kept))
         # Open for the whole run (written every log period), closed by close().

@@ -11,7 +11,9 @@ from torch.utils.data import DataLoader
 from torchvision.ops import box_convert
 
 from frcnn.data import build_test_loader
+from frcnn.data.check import check_images
 from frcnn.data.image_io import read_image
+from frcnn.data.validation import raise_if_any
 from frcnn.engine.events import TrainingEvents
 from frcnn.evaluation import DetectionEvaluator, format_metrics_table, run_inference
 from frcnn.evaluation.val_loss import has_annotations
@@ -39,8 +41,14 @@ class EvaluationSplit:
 
 def build_evaluation_split(cfg: DictConfig) -> EvaluationSplit:
     """The test split of the train config ``cfg``; the validation loss when ``train.val_loss`` is
-    set and the split has annotated objects (else a warning)."""
+    set and the split has annotated objects (else a warning).
+
+    Every test image is decoded once here, before training starts: a missing, truncated or
+    wrongly sized one raises :class:`~frcnn.data.DatasetError` now, as bad training data does,
+    rather than in an evaluation after hours of training. Every process checks them all, so
+    that all of them stop alike."""
     loader = build_test_loader(cfg.dataset, cfg.train.eval_batch_size)
+    raise_if_any(check_images(loader.dataset.index, cfg.dataset.num_workers))
     val_loss = cfg.train.val_loss and has_annotations(loader.dataset)
     if cfg.train.val_loss and not val_loss:
         log.warning("train.val_loss: the test split has no annotated objects, no validation loss")

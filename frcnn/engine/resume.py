@@ -1,21 +1,42 @@
 """Resuming a run with the config it was started with.
 
-``train.resume=auto hydra.run.dir=RUN`` reuses the overrides saved in ``RUN/.hydra/overrides.yaml``
-(:func:`with_saved_overrides`), so the original command line need not be repeated; keys given
-again on the new command line win. A resume whose config still differs from the checkpoint's in
-what shapes the model, the data or the optimisation stops, naming the keys
-(:func:`check_resume_config`), unless ``train.resume_allow_config_change=true``.
+A training that has started (its run folder locked and checked, its checkpoint restored) writes
+its command line's overrides to ``RUN/run_overrides.yaml`` (:func:`save_run_overrides`). Then
+``train.resume=auto hydra.run.dir=RUN`` reuses them (:func:`with_saved_overrides`), so the original
+command line need not be repeated; keys given again on the new command line win. Hydra's own
+``RUN/.hydra/overrides.yaml`` is not read: Hydra writes it before the job runs, so it also holds
+the overrides of attempts that were refused.
+
+The file is read as data, never as configuration that runs code: only keys of frcnn's schema
+(``train.max_iters=...``, ``model.rpn.conv_channels=...``) and config-group choices
+(``experiment=...``, ``dataset=...``) are taken; an override of ``hydra.*``, one with a ``+``/``~``
+prefix, a ``@package``, a sweep, an interpolation (``${...}``) or a ``_target_``-like key is
+refused, naming the file and the override (give it on the command line if it is meant).
+
+A resume whose config still differs from the checkpoint's in what shapes the model, the data or
+the optimisation stops, naming the keys (:func:`check_resume_config`), unless
+``train.resume_allow_config_change=true``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
+from frcnn.config import config_dir
+from frcnn.config.schema import TrainConfig
+
 log = logging.getLogger(__name__)
+
+RUN_OVERRIDES = "run_overrides.yaml"
+# One-off actions of a command line, not settings of the run: never replayed.
+NOT_SAVED = ("train.resume", "train.overwrite")
 
 # Keys that may change between the interrupted run and its continuation: the run's length,
 # reporting and bookkeeping, not what is trained or how.
@@ -31,22 +52,91 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def save_run_overrides(run_dir: str | os.PathLike, overrides: list[str]) -> None:
+    """Write the overrides of a training that has started to ``run_dir/run_overrides.yaml``
+    (atomically), less the one-off ``train.resume`` and ``train.overwrite``."""
+    path = Path(run_dir) / RUN_OVERRIDES
+    kept = [o for o in overrides if override_key(o) not in NOT_SAVED]
+    tmp = path.with_name(f".{path.name}.tmp")
+    OmegaConf.save(OmegaConf.create(kept), tmp)
+    os.replace(tmp, path)
+
+
 def with_saved_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """Command-line arguments with a resumed run's saved overrides put first.
 
     Only for ``train.resume=auto`` together with ``hydra.run.dir=RUN`` where
-    ``RUN/.hydra/overrides.yaml`` exists; saved overrides whose key the command line gives again
-    are dropped. Returns (new argv, the saved overrides reused).
+    ``RUN/run_overrides.yaml`` exists; saved overrides whose key the command line gives again
+    are dropped. Returns (new argv, the saved overrides reused). Raises ValueError naming the file
+    and the override for one that is not a setting of frcnn's schema (module docstring).
     """
     given = {override_key(arg): arg.split("=", 1)[-1] for arg in argv if "=" in arg or arg.startswith("~")}
     run_dir = given.get("hydra.run.dir")
     if given.get("train.resume") != "auto" or run_dir is None or "-m" in argv or "--multirun" in argv:
         return argv, []
-    saved_file = Path(run_dir) / ".hydra" / "overrides.yaml"
+    saved_file = Path(run_dir) / RUN_OVERRIDES
     if not saved_file.is_file():
         return argv, []
-    reused = [o for o in OmegaConf.to_container(OmegaConf.load(saved_file)) if override_key(o) not in given]
+    saved = OmegaConf.to_container(OmegaConf.load(saved_file))
+    if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):
+        raise ValueError(f"{saved_file}: not a list of overrides; remove the file and give the run's overrides "
+                         f"on the command line")
+    reused = [o for o in saved if override_key(o) not in given]
+    for override in reused:
+        reason = _not_a_setting(override)
+        if reason is not None:
+            raise ValueError(f"{saved_file}: refusing the saved override {override!r} ({reason}); give it on the "
+                             f"command line if it is meant, or remove it from the file")
     return reused + argv, reused
+
+
+_SCHEMA = OmegaConf.structured(TrainConfig)
+
+
+def _not_a_setting(text: str) -> str | None:
+    """Why the override ``text`` is not a setting of frcnn's train schema; None when it is one."""
+    try:
+        override = OverridesParser.create().parse_overrides([text])[0]
+    except Exception:  # noqa: BLE001 (any parse error: the text is not an override)
+        return "not an override"
+    key = override.key_or_group
+    if override.type is not OverrideType.CHANGE or override.package is not None or override.is_sweep_override():
+        return "only plain key=value settings are replayed, no +/~ prefix, @package or sweep"
+    if key.split(".")[0] == "hydra":
+        return "Hydra's own settings are not replayed"
+    if "${" in text:
+        return "an interpolation"
+    if _instantiation_key(key) or _has_instantiation_key(override.value()):
+        return "a _target_-like key"
+    if "." not in key:
+        if key in _config_groups():
+            return None if _plain_choice(override) else "a config-group choice must be a name"
+        return None if key in _SCHEMA and not isinstance(_SCHEMA[key], DictConfig) else "not a key of the schema"
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(_SCHEMA, parent, default=None)
+    return None if isinstance(node, DictConfig) and leaf in node else "not a key of the schema"
+
+
+def _config_groups() -> set[str]:
+    return {p.name for p in config_dir().iterdir() if p.is_dir()}
+
+
+def _plain_choice(override: Override) -> bool:
+    value = override.value()
+    return isinstance(value, str) and all(c.isalnum() or c in "_-./" for c in value)
+
+
+def _instantiation_key(key: Any) -> bool:
+    """``_target_``, ``_args_``, ``_partial_``...: keys that make Hydra or OmegaConf run code."""
+    return any(part.startswith("_") and part.endswith("_") for part in str(key).split("."))
+
+
+def _has_instantiation_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_instantiation_key(k) or _has_instantiation_key(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_instantiation_key(v) for v in value)
+    return False
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -88,7 +88,8 @@ class RunFolderLock:
     def acquire(self) -> None:
         """Take the lock, or raise :class:`RunFolderError` naming the training that holds it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._identity = {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
+        self._identity = {"host": socket.gethostname(), "pid": os.getpid(),
+                          "process_start": _process_start(os.getpid()),
                           "started": datetime.now().isoformat(timespec="seconds")}  # fmt: skip
         if not self._create():
             holder = self._read()

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -46,8 +47,9 @@ from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
 from frcnn.engine.periodic_evaluation import EvaluationSplit, build_evaluation_split, evaluate
-from frcnn.engine.resume import check_resume_config
+from frcnn.engine.resume import check_resume_config, save_run_overrides
 from frcnn.engine.rng import get_rng_state, restore_rng_states, seed_everything
+from frcnn.engine.run_folder import own_run_folder
 from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
@@ -55,6 +57,7 @@ from frcnn.models.finite import NonFiniteBoxError
 from frcnn.utils.device import autocast_dtype, resolve_device
 from frcnn.utils.dist import (
     all_gather_object,
+    all_reduce_any,
     all_reduce_mean,
     broadcast_buffers,
     get_rank,
@@ -66,47 +69,70 @@ from frcnn.utils.dist import (
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model) -> Optional[dict]:
+def train(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model,
+          overrides: Optional[list[str]] = None) -> Optional[dict]:
+    """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``; see
+    :func:`run_training`. Returns the final metrics, or None when a signal stopped the run early
+    or ``train.eval_at_end`` is false."""
+    return run_training(cfg, run_dir, build, overrides).metrics
+
+
+@dataclass
+class TrainingOutcome:
+    """How a training ended: the final metrics (None without the final evaluation), the
+    iteration reached, and whether a signal stopped it before ``train.max_iters``."""
+
+    metrics: Optional[dict]
+    iteration: int
+    stopped: bool
+
+
+def run_training(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model,
+                 overrides: Optional[list[str]] = None) -> TrainingOutcome:
     """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
 
     ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
-    contract may be trained by the same loop, e.g. the torchvision reference).
+    contract may be trained by the same loop, e.g. the torchvision reference). ``overrides``: the
+    command line's, saved for ``train.resume=auto`` once the run has started
+    (:func:`frcnn.engine.resume.save_run_overrides`).
 
-    Writes ``checkpoints/``, ``tensorboard/``, ``losses.jsonl`` and, after the final
-    evaluation, ``metrics.json`` under ``run_dir`` (rank 0 only). Returns the final metrics,
-    or None when a signal stopped the run early or ``train.eval_at_end`` is false.
+    The run owns ``run_dir`` (:func:`frcnn.engine.run_folder.own_run_folder`: one training at a
+    time, no new run over a finished one). Writes ``checkpoints/``, ``tensorboard/``,
+    ``losses.jsonl`` and, after the final evaluation, ``metrics.json`` under ``run_dir`` (rank 0
+    only); the final ``last.pt`` is written before the final evaluation.
     """
     check_train_config(cfg)
     tc = cfg.train
     device = init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
-    main = is_main_process()
     run_dir = shared_run_dir(run_dir)
-    seed_everything(cfg.seed + get_rank(), deterministic=tc.deterministic)
-    # The test split first: for shapes it generates the data (safe from several processes).
-    split = build_evaluation_split(cfg)
-    checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints, writes=main)
-    run, rng_states = build_training(cfg, build, split.dataset, device, checkpoints)
-    events = TrainingEvents(run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=main, val_loss=split.val_loss)
+    with own_run_folder(run_dir, tc.resume, tc.overwrite):
+        seed_everything(cfg.seed + get_rank(), deterministic=tc.deterministic)
+        # The test split first: for shapes it generates the data (safe from several processes).
+        split = build_evaluation_split(cfg)
+        checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints, writes=is_main_process())
+        run, rng_states = build_training(cfg, build, split.dataset, device, checkpoints)
+        if overrides is not None and is_main_process():
+            save_run_overrides(run_dir, overrides)
+        return train_and_finish(run, split, checkpoints, rng_states, run_dir)
+
+
+def train_and_finish(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir,
+                     rng_states: Optional[list[dict[str, Any]]], run_dir: Path) -> TrainingOutcome:
+    """The loop from ``run.iteration`` to ``train.max_iters`` (or a stop request), then
+    :func:`finish`; an error on the way leaves the checkpoints committed so far."""
+    tc = run.cfg.train
+    events = TrainingEvents(run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=is_main_process(),
+                            val_loss=split.val_loss)
     nonfinite = NonFiniteSteps(tc.on_nonfinite, tc.max_nonfinite_steps)
     metrics, stopped = None, False
     try:
         with StopRequest() as stop:
-            batches = iter(build_train_loader(cfg.dataset, tc.batch_size, cfg.seed, start_iter=run.iteration))
+            batches = iter(build_train_loader(run.cfg.dataset, tc.batch_size, run.cfg.seed, start_iter=run.iteration))
             # Restored only now: starting the loader draws from the global RNG, as it did at the
             # start of the original run, not at the point where the checkpoint was taken.
             if rng_states is not None:
-                restore_rng_states(rng_states, cfg.seed, run.iteration)
-            run.trained.train()
-            while run.iteration < tc.max_iters:
-                step = train_iteration(run, batches, stop.requested, nonfinite, checkpoints, events)
-                if step.stop_requested:
-                    stopped = True
-                    log.warning("stopping at iteration %d on request", run.iteration)
-                    break
-                if _due(run.iteration, tc.checkpoint_period, tc.max_iters):
-                    checkpoints.stage_last(run.checkpoint(), periodic=True)  # committed by the next finite step
-                if _due(run.iteration, tc.eval_period, tc.max_iters):
-                    evaluate_and_track_best(run, split, checkpoints, events)
+                restore_rng_states(rng_states, run.cfg.seed, run.iteration)
+            stopped = train_loop(run, batches, stop, nonfinite, split, checkpoints, events)
             metrics = finish(run, split, checkpoints, events, run_dir, evaluate_at_end=tc.eval_at_end and not stopped)
     except DivergenceError as error:
         raise diverged(error, checkpoints) from None
@@ -120,9 +146,32 @@ def train(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = buil
         checkpoints.discard()  # staged weights that no step has validated
         events.close()
         destroy_distributed()
-    if main:
+    if is_main_process():
         log_summary(run, run_dir, checkpoints, metrics, nonfinite, stopped)
-    return metrics
+    return TrainingOutcome(metrics, run.iteration, stopped)
+
+
+def train_loop(run: TrainingRun, batches: Iterator, stop: StopRequest, nonfinite: NonFiniteSteps,
+               split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents) -> bool:
+    """Steps until ``train.max_iters`` with the periodic checkpoints and evaluations; returns
+    whether a stop request (SIGTERM/SIGINT on any process) ended it early.
+
+    The request is checked after every step, on every process alike: a signal that arrives
+    during a step stops the run once that step is done, before the next one starts.
+    """
+    tc = run.cfg.train
+    run.trained.train()
+    while run.iteration < tc.max_iters:
+        step = train_iteration(run, batches, stop.requested, nonfinite, checkpoints, events)
+        if step.stop_requested or all_reduce_any(stop.requested, run.device):
+            log.warning("stopping at iteration %d on request", run.iteration)
+            return True
+        if _due(run.iteration, tc.checkpoint_period, tc.max_iters):
+            checkpoints.stage_last(run.checkpoint(), periodic=True)  # committed by the next finite step
+        if _due(run.iteration, tc.eval_period, tc.max_iters):
+            with evaluation_failure_kept(run, checkpoints):
+                evaluate_and_track_best(run, split, checkpoints, events)
+    return False
 
 
 @dataclass
@@ -251,19 +300,46 @@ def evaluate_and_track_best(run: TrainingRun, split: EvaluationSplit, checkpoint
 
 def finish(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents,
            run_dir: Path, evaluate_at_end: bool) -> Optional[dict]:
-    """After the last iteration (or a stop request): the final evaluation (``evaluate_at_end``),
-    ``last.pt``, ``metrics.json`` and, under torchrun, the check that every replica holds the
-    same weights. Returns the final metrics (None without the evaluation)."""
-    metrics = evaluate_and_track_best(run, split, checkpoints, events) if evaluate_at_end else None
+    """After the last iteration (or a stop request): ``last.pt`` first, so that a failing
+    evaluation loses no training; then, under torchrun, the check that every replica holds the
+    same weights; then the final evaluation (``evaluate_at_end``), ``best.pt`` and
+    ``metrics.json``. Returns the final metrics (None without the evaluation)."""
     broadcast_buffers(run.model)
     checkpoint = run.checkpoint()
     checkpoints.commit()
-    checkpoints.save_last(checkpoint, periodic=run.iteration % run.cfg.train.checkpoint_period == 0)
-    if metrics is not None and is_main_process():
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    periodic = run.iteration % run.cfg.train.checkpoint_period == 0
+    checkpoints.save_last(checkpoint, periodic=periodic)
     if get_world_size() > 1:
         check_replicas_in_sync(run.model)
+    if not evaluate_at_end:
+        return None
+    with evaluation_failure_kept(run, checkpoints):
+        metrics = evaluate_and_track_best(run, split, checkpoints, events)
+    if run.best_metric != checkpoint.best_metric:  # last.pt records the best so far, for a longer resumed run
+        checkpoints.save_last(replace(checkpoint, best_metric=run.best_metric))
+    if is_main_process():
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+@contextmanager
+def evaluation_failure_kept(run: TrainingRun, checkpoints: CheckpointDir) -> Iterator[None]:
+    """On an error in an evaluation (a test image that cannot be read, out of memory...): commit
+    the staged checkpoint (its weights are finite; the evaluation, not they, failed), log one line
+    with the cause and how to redo the scoring, and re-raise. The run can be resumed."""
+    try:
+        yield
+    except DivergenceError:
+        raise
+    except Exception as error:
+        checkpoints.commit()
+        cause = " ".join(str(error).split()) or type(error).__name__
+        last = checkpoints.last if checkpoints.saved_at is not None else None
+        kept = (f"the training is saved in {last} (iteration {checkpoints.saved_at}): score it with python "
+                f"scripts/evaluate.py checkpoint={last}, or continue with train.resume=auto"
+                if last is not None else "no checkpoint was written yet")
+        log.error("evaluation at iteration %d failed (%s); %s", run.iteration, cause, kept)
+        raise
 
 
 def diverged(error: DivergenceError, checkpoints: CheckpointDir) -> DivergenceError:

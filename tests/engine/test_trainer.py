@@ -44,7 +44,7 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
     assert last.best_metric == metrics["voc07"]["mAP"] and len(last.training.rng) == 1  # one process
     best = load_checkpoint(ckpts / "best.pt")
     assert set(torch.load(ckpts / "best.pt", weights_only=True)) == {"model", "iteration", "config", "class_names",
-                                                                     "category_ids", "best_metric"}
+                                                                     "category_ids", "best_metric", "checksum"}
     assert best.iteration == 6 and best.best_metric == metrics["voc07"]["mAP"] and best.training is None
     assert (ckpts / "best.pt").stat().st_size < 0.7 * (ckpts / "last.pt").stat().st_size  # no optimiser state
     assert load_checkpoint(ckpts / "model_0000003.pt").iteration == 3
