@@ -17,8 +17,19 @@ training engine, TensorBoard or the COCO tools.
 import importlib
 from typing import Any
 
-_SUBPACKAGES = ("bench", "checkpoint", "cli", "config", "data", "engine", "evaluation", "export", "inference",
-                "models", "utils")
+_SUBPACKAGES = (
+    "bench",
+    "checkpoint",
+    "cli",
+    "config",
+    "data",
+    "engine",
+    "evaluation",
+    "export",
+    "inference",
+    "models",
+    "utils",
+)
 
 __all__ = ["Detector", *_SUBPACKAGES]
 

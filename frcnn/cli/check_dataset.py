@@ -16,10 +16,10 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from frcnn.cli.errors import run_command
 from frcnn.config import config_dir
 from frcnn.data.check import check_dataset, format_report
 from frcnn.data.config import DatasetConfig
-from frcnn.cli.errors import run_command
 
 logger = logging.getLogger("check_dataset")
 

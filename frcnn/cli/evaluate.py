@@ -73,8 +73,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     val_loss_seed = checkpoint.config.get("seed", 0) if has_annotations(loader.dataset) else None
     amp = autocast_dtype(cfg.amp or checkpoint.config.get("train", {}).get("amp"), device, key="amp")
     metrics = run_inference(model, loader, evaluator, device, amp=amp, val_loss_seed=val_loss_seed)
-    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves,
-                      checkpoint.iteration)
+    return Evaluation(
+        dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, checkpoint.iteration
+    )
 
 
 def evaluate_exported(cfg: DictConfig) -> Evaluation:
@@ -82,8 +83,9 @@ def evaluate_exported(cfg: DictConfig) -> Evaluation:
     model, dataset_cfg = exported_detector(cfg, HydraConfig.get().overrides.task)
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
     check_classes(model.class_names, loader.dataset.class_names)
-    log.info("evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset),
-             dataset_cfg.name)
+    log.info(
+        "evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset), dataset_cfg.name
+    )
     evaluator = DetectionEvaluator(loader.dataset)
     metrics = run_inference(model, loader, evaluator, "cpu")
     step = model.metadata.checkpoint.get("iteration") or 0

@@ -44,8 +44,9 @@ def main(cfg: DictConfig) -> None:
 
     if cfg.runtime == "onnxruntime":
         model, dataset_cfg = exported_detector(cfg, overrides)
-        detector = Detector(model, build_transform(dataset_cfg, train=False), dataset_cfg.size_divisibility,
-                            model.class_names, "cpu")
+        detector = Detector(
+            model, build_transform(dataset_cfg, train=False), dataset_cfg.size_divisibility, model.class_names, "cpu"
+        )
         category_ids = list(model.category_ids)
     else:
         if cfg.checkpoint is None:

@@ -21,7 +21,7 @@ RUNTIMES = ("torch", "onnxruntime")
 
 def route_model_argument(argv: list[str]) -> list[str]:
     """``argv`` with ``model=PATH`` (not ``model.key=...``) renamed ``exported_model=PATH``."""
-    return [f"exported_model={arg[len('model='):]}" if arg.startswith("model=") else arg for arg in argv]
+    return [f"exported_model={arg[len('model=') :]}" if arg.startswith("model=") else arg for arg in argv]
 
 
 def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
@@ -39,8 +39,9 @@ def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
     baked = [o.input_line for o in OverridesParser.create().parse_overrides(list(overrides))
              if o.key_or_group.startswith("model.")]  # fmt: skip
     if baked:
-        raise ValueError(f"{', '.join(baked)}: an exported model's settings are fixed in the graph; export again to "
-                         f"change them")
+        raise ValueError(
+            f"{', '.join(baked)}: an exported model's settings are fixed in the graph; export again to change them"
+        )
 
 
 def exported_detector(cfg: DictConfig, overrides: list[str]) -> tuple[OnnxDetector, DictConfig]:

@@ -20,10 +20,12 @@ def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str
     ``experiment`` is the selected option of the ``experiment`` group (None for ``~experiment``).
     """
     if experiment == "shapes_cpu" and dataset_name != "shapes":
-        return (f"experiment=shapes_cpu is the small CPU preset for the shapes dataset (ResNet-18 "
-                f"from scratch, tiny images), but dataset={dataset_name}: for your own data of a few hundred "
-                f"images use experiment=custom_cpu; for VOC or COCO a full-scale experiment (e.g. "
-                f"experiment=voc0712_r50_c4)")
+        return (
+            f"experiment=shapes_cpu is the small CPU preset for the shapes dataset (ResNet-18 "
+            f"from scratch, tiny images), but dataset={dataset_name}: for your own data of a few hundred "
+            f"images use experiment=custom_cpu; for VOC or COCO a full-scale experiment (e.g. "
+            f"experiment=voc0712_r50_c4)"
+        )
     return None
 
 
@@ -61,4 +63,3 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
     if config_name == "train":
         check_train_config(cfg)
     return cfg
-

@@ -7,7 +7,6 @@ from hydra.core.config_store import ConfigStore
 OPSET = 17  # the default ONNX opset: RoiAlign's coordinate_transformation_mode (aligned=True) needs 16
 
 
-
 @dataclass
 class ExportConfig:
     checkpoint: str = "???"  # a training checkpoint (checkpoints/last.pt, best.pt, ...)

@@ -171,7 +171,7 @@ def check_ranges(cfg, node: str = "", ranges: dict[str, Range] = RANGES) -> None
     def value(key: str) -> Any:
         if not key.startswith(prefix):
             return _MISSING
-        found = OmegaConf.select(cfg, key[len(prefix):], default=_MISSING)
+        found = OmegaConf.select(cfg, key[len(prefix) :], default=_MISSING)
         return OmegaConf.to_object(found) if OmegaConf.is_config(found) else found
 
     for key, allowed in ranges.items():

@@ -177,8 +177,10 @@ def build_train_loader(
     """
     dataset = build_dataset(cfg, "train")
     if batch_size > len(dataset):  # refused before any image is decoded or any batch allocated
-        raise ValueError(f"train.batch_size={batch_size} is larger than the {len(dataset)} training images of "
-                         f"{cfg.name}: choose at most {len(dataset)} images per process")
+        raise ValueError(
+            f"train.batch_size={batch_size} is larger than the {len(dataset)} training images of "
+            f"{cfg.name}: choose at most {len(dataset)} images per process"
+        )
     rank, world_size = get_rank(), get_world_size()
     sampler = GroupedBatchSampler(aspect_groups(dataset.aspect_ratios), batch_size, seed, start_iter, rank, world_size)
     return _loader(dataset, sampler, cfg, num_workers)

@@ -43,8 +43,9 @@ def prepare_root(cfg) -> str:
         params = OmegaConf.to_container(shapes) if isinstance(shapes, DictConfig) else dataclasses.asdict(shapes)
         generate_shapes(root, seed=cfg.seed, **params)
     elif not os.path.isdir(root) and _uses_root(cfg):
-        raise FileNotFoundError(f"dataset.root={cfg.root}: no such folder ({root}); set dataset.root=DIR to "
-                                f"where the {cfg.name} data is")
+        raise FileNotFoundError(
+            f"dataset.root={cfg.root}: no such folder ({root}); set dataset.root=DIR to where the {cfg.name} data is"
+        )
     return root
 
 

@@ -68,12 +68,8 @@ class DatasetConfig:
     train_sets: list[str] = field(default_factory=lambda: ["train"])
     test_sets: list[str] = field(default_factory=lambda: ["test"])
     use_difficult: bool = True  # keep VOC "difficult" objects in the training targets
-    train: SplitFilesConfig = field(
-        default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_train.json")
-    )
-    test: SplitFilesConfig = field(
-        default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_test.json")
-    )
+    train: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_train.json"))
+    test: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_test.json"))
     invalid_boxes: InvalidBoxPolicy = InvalidBoxPolicy.error
     min_size: list[int] = field(default_factory=lambda: [128])  # train: one drawn per image
     test_min_size: int = 128

@@ -20,13 +20,25 @@ def _high_depth_to_rgb(image: Image.Image, path: str) -> np.ndarray:
     pixels = np.asarray(image)
     if image.mode == "F":
         if not (np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 1):
-            raise DatasetError(Problem(path, None, f"floating-point pixels (mode F) outside [0, 1] (range "
-                                                   f"{pixels.min():g}..{pixels.max():g}): save it as an 8-bit image"))
+            raise DatasetError(
+                Problem(
+                    path,
+                    None,
+                    f"floating-point pixels (mode F) outside [0, 1] (range "
+                    f"{pixels.min():g}..{pixels.max():g}): save it as an 8-bit image",
+                )
+            )
         gray = np.rint(pixels * 255.0)
     else:
         if pixels.min() < 0 or pixels.max() > 65535:
-            raise DatasetError(Problem(path, None, f"32-bit integer pixels (mode {image.mode}) outside 0..65535 "
-                                                   f"(range {pixels.min()}..{pixels.max()}): save it as an 8-bit image"))
+            raise DatasetError(
+                Problem(
+                    path,
+                    None,
+                    f"32-bit integer pixels (mode {image.mode}) outside 0..65535 "
+                    f"(range {pixels.min()}..{pixels.max()}): save it as an 8-bit image",
+                )
+            )
         gray = np.rint(pixels.astype(np.float64) * (255.0 / 65535.0))
     return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
 

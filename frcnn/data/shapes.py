@@ -162,9 +162,7 @@ def _generate_split(root: str, split: int, count: int, first_id: int, seed: int,
     _write_atomic(os.path.join(root, "coco", f"instances_{name}.json"), json.dumps(coco).encode())
 
 
-def generate_shapes(
-    root: str, num_train: int = 1000, num_test: int = 200, seed: int = 0, **params
-) -> str:
+def generate_shapes(root: str, num_train: int = 1000, num_test: int = 200, seed: int = 0, **params) -> str:
     """Write the shapes dataset into ``root`` unless a matching one is already there.
 
     ``params`` override the other :class:`ShapesConfig` fields (e.g. ``max_image_size=96``
@@ -194,5 +192,3 @@ def _read_marker(path: str) -> dict | None:
             return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-

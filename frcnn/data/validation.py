@@ -67,7 +67,7 @@ def _problems_from_text(text: str) -> list[Problem]:
     what gets reported, is kept exactly); text without a DatasetError message is one problem.
     """
     marker = "DatasetError: "
-    message = text[text.rindex(marker) + len(marker):] if marker in text else text
+    message = text[text.rindex(marker) + len(marker) :] if marker in text else text
     lines = [line.strip() for line in message.strip().splitlines()]
     if lines and lines[0].startswith("invalid dataset: "):
         lines = [lines[0].removeprefix("invalid dataset: ")]
@@ -114,9 +114,7 @@ def find_invalid_boxes(index: AnnotationIndex) -> InvalidBoxes:
     nonfinite = ~np.isfinite(boxes).all(axis=1)
     with np.errstate(invalid="ignore"):
         degenerate = ~nonfinite & ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
-        outside = ~nonfinite & (
-            (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
-        )
+        outside = ~nonfinite & ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height))
     return InvalidBoxes(nonfinite, degenerate, outside)
 
 

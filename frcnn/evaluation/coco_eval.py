@@ -49,7 +49,11 @@ def _pycocotools_stats(coco_gt: COCO, predictions: list[dict], image_ids: list |
             # loadRes adds keys (area, id, segmentation...) to the dicts it is given: give it copies
             coco_dt = coco_gt.loadRes([dict(p) for p in predictions])
         else:  # loadRes cannot index an empty list; an empty result set scores as such
-            empty = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
+            empty = {
+                "images": coco_gt.dataset["images"],
+                "categories": coco_gt.dataset["categories"],
+                "annotations": [],
+            }
             coco_dt = coco_from_dict(empty)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         if image_ids is not None:

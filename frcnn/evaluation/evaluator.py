@@ -168,8 +168,9 @@ class DetectionEvaluator:
             # one rank scores (COCOeval is slow, and CPU ranks share cores), then shares the result
             if self._ground_truth is None:
                 self._ground_truth = ground_truth_arrays(self.dataset)
-            result = score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth,
-                                       self.coco_backend)
+            result = score_predictions(
+                self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth, self.coco_backend
+            )
         metrics, self.pr_curves = broadcast_object(result)
         if self.val_loss:
             metrics["val_loss"] = self.val_loss.summarize()
@@ -177,7 +178,11 @@ class DetectionEvaluator:
 
 
 def run_inference(
-    model: torch.nn.Module, loader, evaluator: DetectionEvaluator, device, amp: torch.dtype | None = None,
+    model: torch.nn.Module,
+    loader,
+    evaluator: DetectionEvaluator,
+    device,
+    amp: torch.dtype | None = None,
     val_loss_seed: int | None = None,
 ) -> dict:
     """Run ``model`` over ``loader`` (Batch items) and return ``evaluator.evaluate()``.
@@ -209,8 +214,10 @@ def run_inference(
                     reseed(batch_seed(val_loss_seed, batch.indices), device)
                     output = model(batch.images, batch.image_sizes, loss_targets(batch.targets, use_difficult))
                     if not isinstance(output, tuple):
-                        raise TypeError(f"{type(model).__name__} returns no (detections, losses) for targets in eval "
-                                        "mode: it cannot give a validation loss (train.val_loss=false)")
+                        raise TypeError(
+                            f"{type(model).__name__} returns no (detections, losses) for targets in eval "
+                            "mode: it cannot give a validation loss (train.val_loss=false)"
+                        )
                     evaluator.process(batch, *output)
     finally:
         model.train(was_training)
@@ -228,7 +235,9 @@ def format_metrics_table(metrics: dict) -> str:
         "COCO " + "  ".join(f"{name} {number(value)}" for name, value in metrics["coco"].items()),
     ]
     if "val_loss" in metrics:
-        lines.append("validation loss " + "  ".join(f"{name} {value:.4f}" for name, value in metrics["val_loss"].items()))
+        lines.append(
+            "validation loss " + "  ".join(f"{name} {value:.4f}" for name, value in metrics["val_loss"].items())
+        )
     names = list(metrics["voc"]["AP"])
     width = max([len("class")] + [len(name) for name in names])
     lines.append(f"{'class':<{width}}  AP(voc07)  AP(voc)")

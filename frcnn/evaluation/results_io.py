@@ -141,8 +141,14 @@ def load_predictions(path: str | Path, invalid: str = "error") -> list[dict]:
         else:
             dropped.append(position)
     if dropped:
-        log.warning("%s: dropped %d of %d entries with a non-finite or negative-size box or a non-finite score "
-                    "(invalid_predictions=drop; first: entry %d)", path, len(dropped), len(predictions), dropped[0])
+        log.warning(
+            "%s: dropped %d of %d entries with a non-finite or negative-size box or a non-finite score "
+            "(invalid_predictions=drop; first: entry %d)",
+            path,
+            len(dropped),
+            len(predictions),
+            dropped[0],
+        )
     return kept
 
 

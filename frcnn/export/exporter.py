@@ -98,8 +98,9 @@ def _prepare_output(output: str | os.PathLike) -> Path:
     return output
 
 
-def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathLike,
-                      opset: int = OPSET) -> ExportMetadata:
+def export_checkpoint(
+    checkpoint_path: str | os.PathLike, output: str | os.PathLike, opset: int = OPSET
+) -> ExportMetadata:
     """Write ``output/model.onnx`` and ``output/model.json`` for a training checkpoint.
 
     Raises FileNotFoundError / CheckpointError (a ValueError: a missing, unreadable or foreign
@@ -147,6 +148,7 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathL
         frcnn_version=frcnn_version(),
     )
     result.write(output)
-    logger.info("exported %s to %s (%s, %d classes)", checkpoint_path, output / ONNX_FILE, roi.pooler,
-                len(result.class_names))
+    logger.info(
+        "exported %s to %s (%s, %d classes)", checkpoint_path, output / ONNX_FILE, roi.pooler, len(result.class_names)
+    )
     return result

@@ -27,7 +27,12 @@ from frcnn.models.roi_head import Res5BoxHead
 
 
 def _is_1x1(conv: nn.Module, stride: int) -> bool:
-    return isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (stride, stride) and conv.groups == 1
+    return (
+        isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (stride, stride)
+        and conv.groups == 1
+    )
 
 
 def can_hoist(pooler: nn.Module, head: nn.Module) -> bool:
@@ -70,7 +75,9 @@ class HoistedRes5Head(nn.Module):
     @staticmethod
     def _split(conv: nn.Conv2d) -> tuple[nn.Parameter, nn.Parameter]:
         bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
-        return nn.Parameter(conv.weight.detach().clone(), False), nn.Parameter(bias.detach().clone()[:, None, None], False)
+        return nn.Parameter(conv.weight.detach().clone(), False), nn.Parameter(
+            bias.detach().clone()[:, None, None], False
+        )
 
     def shifted_rois(self, rois: torch.Tensor) -> torch.Tensor:
         """``rois [R, 5]`` (index, x1, y1, x2, y2) -> ``[g*g*R, 5]``: for each sample offset
@@ -82,9 +89,13 @@ class HoistedRes5Head(nn.Module):
             sides = sides.clamp(min=1.0)
         bins = sides / self.output_size / scale  # (R, 2) bin size in image pixels
         fractions = (torch.arange(g, dtype=rois.dtype, device=rois.device) + 0.5) / g - 1.0  # (g,)
-        shifts = torch.stack(torch.meshgrid(fractions, fractions, indexing="ij"), dim=-1).reshape(-1, 1, 2)  # (g*g, 1, 2) (y, x)
+        shifts = torch.stack(torch.meshgrid(fractions, fractions, indexing="ij"), dim=-1).reshape(
+            -1, 1, 2
+        )  # (g*g, 1, 2) (y, x)
         offsets = shifts.flip(-1) * bins[None]  # (g*g, R, 2) (x, y)
-        shifted = rois[None].expand(g * g, -1, -1) + torch.cat([torch.zeros_like(offsets[..., :1]), offsets, offsets], dim=-1)
+        shifted = rois[None].expand(g * g, -1, -1) + torch.cat(
+            [torch.zeros_like(offsets[..., :1]), offsets, offsets], dim=-1
+        )
         return shifted.reshape(-1, 5)
 
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
@@ -95,6 +106,10 @@ class HoistedRes5Head(nn.Module):
         x = self.bn3(self.conv3(F.relu(self.bn2(self.conv2(F.relu(x))))))  # (R, C5, S/2, S/2)
         projected = F.conv2d(feature, self.project_weight)  # (B, C5, H, W): downsample on every cell
         g2 = self.sampling_ratio**2
-        shortcut = roi_align(projected, self.shifted_rois(indexed), size // 2, scale, 1, self.aligned)  # (g*g*R, C5, S/2, S/2)
-        shortcut = shortcut.reshape(g2, -1, self.project_weight.shape[0], size // 2, size // 2).mean(dim=0) + self.project_bias
+        shortcut = roi_align(
+            projected, self.shifted_rois(indexed), size // 2, scale, 1, self.aligned
+        )  # (g*g*R, C5, S/2, S/2)
+        shortcut = (
+            shortcut.reshape(g2, -1, self.project_weight.shape[0], size // 2, size // 2).mean(dim=0) + self.project_bias
+        )
         return self.blocks(F.relu(x + shortcut)).mean(dim=(2, 3))

@@ -91,7 +91,7 @@ def read_metadata(path: str | Path) -> ExportMetadata:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an frcnn export description (no \"format\": \"{FORMAT}\")")
+        raise ValueError(f'{path} is not an frcnn export description (no "format": "{FORMAT}")')
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has format_version {data.get('format_version')}; this frcnn reads {FORMAT_VERSION}")
     missing = [f.name for f in fields(ExportMetadata) if f.name not in data]

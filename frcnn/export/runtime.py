@@ -81,6 +81,6 @@ class OnnxDetector(nn.Module):
         image_sizes = torch.as_tensor(image_sizes, dtype=torch.int64).reshape(-1, 2).numpy()
         boxes, scores, labels, counts = self.run(images, image_sizes)
         return [
-            {"boxes": torch.from_numpy(b[:n]), "scores": torch.from_numpy(s[:n]), "labels": torch.from_numpy(l[:n])}
-            for b, s, l, n in zip(boxes, scores, labels, counts.tolist())
+            {"boxes": torch.from_numpy(b[:n]), "scores": torch.from_numpy(s[:n]), "labels": torch.from_numpy(c[:n])}
+            for b, s, c, n in zip(boxes, scores, labels, counts.tolist())
         ]

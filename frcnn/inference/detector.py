@@ -68,9 +68,16 @@ class Detector:
     scoring below it are dropped (on top of the model's own ``roi_head.score_thresh``).
     """
 
-    def __init__(self, model: FasterRCNN, transform: DetectionTransform, size_divisibility: int,
-                 class_names: Sequence[str], device: torch.device | str = "cpu",
-                 score_threshold: float = 0.0, batch_size: int = 4):
+    def __init__(
+        self,
+        model: FasterRCNN,
+        transform: DetectionTransform,
+        size_divisibility: int,
+        class_names: Sequence[str],
+        device: torch.device | str = "cpu",
+        score_threshold: float = 0.0,
+        batch_size: int = 4,
+    ):
         self.device = resolve_device(str(getattr(device, "value", device)))
         self.model = model.eval().to(self.device)
         self.transform = transform
@@ -80,8 +87,14 @@ class Detector:
         self.batch_size = batch_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", score_threshold: float = 0.0,
-                        batch_size: int = 4, overrides: Optional[dict[str, Any]] = None) -> Detector:
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str = "auto",
+        score_threshold: float = 0.0,
+        batch_size: int = 4,
+        overrides: Optional[dict[str, Any]] = None,
+    ) -> Detector:
         """The detector of a training checkpoint (``checkpoints/last.pt`` of a run).
 
         The model and the test-time resize are the run's own; ``overrides`` (e.g.
@@ -90,17 +103,31 @@ class Detector:
         """
         checkpoint = load_checkpoint(path)
         config = OmegaConf.merge(checkpoint.config, overrides or {})
-        return cls.from_checkpoint_state(checkpoint, saved_model_config(config), saved_dataset_config(config), device,
-                                         score_threshold, batch_size)
+        return cls.from_checkpoint_state(
+            checkpoint, saved_model_config(config), saved_dataset_config(config), device, score_threshold, batch_size
+        )
 
     @classmethod
-    def from_checkpoint_state(cls, checkpoint: Checkpoint, model_cfg: DictConfig, dataset_cfg: DictConfig,
-                              device: str | torch.device = "auto", score_threshold: float = 0.0,
-                              batch_size: int = 4) -> Detector:
+    def from_checkpoint_state(
+        cls,
+        checkpoint: Checkpoint,
+        model_cfg: DictConfig,
+        dataset_cfg: DictConfig,
+        device: str | torch.device = "auto",
+        score_threshold: float = 0.0,
+        batch_size: int = 4,
+    ) -> Detector:
         """From a loaded checkpoint and its typed ``model``/``dataset`` nodes (overrides applied,
         :mod:`frcnn.checkpoint.saved_config`)."""
-        return cls(model_from_checkpoint(checkpoint, model_cfg), build_transform(dataset_cfg, train=False),
-                   dataset_cfg.size_divisibility, checkpoint.class_names, device, score_threshold, batch_size)
+        return cls(
+            model_from_checkpoint(checkpoint, model_cfg),
+            build_transform(dataset_cfg, train=False),
+            dataset_cfg.size_divisibility,
+            checkpoint.class_names,
+            device,
+            score_threshold,
+            batch_size,
+        )
 
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> dict | list[dict]:
         """Detect on one image (returns one dict) or a list of them (returns a list of dicts)."""

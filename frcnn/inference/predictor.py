@@ -47,8 +47,9 @@ def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
     replace them)."""
     output_dir = Path(output_dir).resolve()
     if any(path.parent.resolve() == output_dir for path in paths):
-        raise ValueError(f"output {output_dir} holds the input images: drawing would overwrite them; use another "
-                         f"folder")
+        raise ValueError(
+            f"output {output_dir} holds the input images: drawing would overwrite them; use another folder"
+        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output_dir):

@@ -41,9 +41,7 @@ class AnchorGenerator(nn.Module):
         super().__init__()
         self.stride = stride
         self.offset = offset
-        self.register_buffer(
-            "cell_anchors", cell_anchors(base_size, scales, ratios, round_to_pixels), persistent=False
-        )
+        self.register_buffer("cell_anchors", cell_anchors(base_size, scales, ratios, round_to_pixels), persistent=False)
 
     @property
     def num_anchors(self) -> int:
@@ -58,4 +56,3 @@ class AnchorGenerator(nn.Module):
         shifts = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=-1).reshape(-1, 1, 4)
         # (H*W, 1, 4) + (1, A, 4) -> (H*W*A, 4)
         return (shifts + self.cell_anchors[None]).reshape(-1, 4)
-

@@ -111,7 +111,8 @@ def imagenet_state_dict(weights: torchvision.models.WeightsEnum) -> dict[str, to
         cache = Path(torch.hub.get_dir()) / "checkpoints" / name
         raise WeightsUnavailableError(
             f"cannot download the ImageNet weights {weights.url} ({getattr(error, 'reason', error)}): download "
-            f"that file elsewhere and place it at {cache}, or pass model.backbone.weights=/path/to/{name}") from None
+            f"that file elsewhere and place it at {cache}, or pass model.backbone.weights=/path/to/{name}"
+        ) from None
 
 
 def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvision.models.ResNet:
@@ -145,5 +146,7 @@ def build_backbone(cfg) -> tuple[ResNetTrunk, nn.Sequential]:
     """(trunk conv1..layer3, layer4) of the ResNet described by ``cfg`` (a ``BackboneConfig``)."""
     net = build_resnet(cfg.depth, cfg.weights, cfg.norm)
     if cfg.weights is None and cfg.frozen_stages > 0:
-        logger.warning("backbone.frozen_stages=%d freezes randomly initialised layers (weights=null)", cfg.frozen_stages)
+        logger.warning(
+            "backbone.frozen_stages=%d freezes randomly initialised layers (weights=null)", cfg.frozen_stages
+        )
     return ResNetTrunk(net, cfg.frozen_stages), net.layer4

@@ -90,7 +90,9 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
         rpn = build_rpn(cfg.rpn, cfg.anchors, backbone.out_channels)
     elif architecture == "fpn":
         if cfg.anchors.stride != FPN_STRIDES[0]:
-            raise ValueError(f"model.anchors.stride must be {FPN_STRIDES[0]} (P2's stride) for fpn, got {cfg.anchors.stride}")
+            raise ValueError(
+                f"model.anchors.stride must be {FPN_STRIDES[0]} (P2's stride) for fpn, got {cfg.anchors.stride}"
+            )
         backbone = build_fpn_backbone(cfg.backbone, cfg.fpn_channels)
         box_pooler = MultiLevelRoIAlign(
             cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio, strides=FPN_STRIDES[:POOLED_LEVELS]

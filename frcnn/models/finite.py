@@ -22,5 +22,7 @@ def check_finite_rois(rois: torch.Tensor) -> None:
         return
     finite = torch.isfinite(rois).all(dim=1)
     if not bool(finite.all()):
-        raise NonFiniteBoxError(f"{int((~finite).sum())} of {len(rois)} RoIs have a non-finite coordinate: "
-                                f"the model's outputs overflowed (training diverged?)")
+        raise NonFiniteBoxError(
+            f"{int((~finite).sum())} of {len(rois)} RoIs have a non-finite coordinate: "
+            f"the model's outputs overflowed (training diverged?)"
+        )

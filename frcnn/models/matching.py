@@ -83,4 +83,3 @@ def subsample_labels(
         _random_choice(positive, num_positive, max_positive),
         _random_choice(negative, num_negative, num_samples),
     )
-

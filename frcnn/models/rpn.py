@@ -191,9 +191,7 @@ class RegionProposalNetwork(nn.Module):
         )
         with torch.no_grad():
             # Encoding a padded (zero) gt box gives inf; only positives' deltas are used.
-            gt_deltas = torch.where(
-                (gt_labels == 1)[:, :, None], self.box_coder.encode(anchors[None], gt_boxes), 0.0
-            )
+            gt_deltas = torch.where((gt_labels == 1)[:, :, None], self.box_coder.encode(anchors[None], gt_boxes), 0.0)
         return proposals, rpn_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, self.loc_sigma)
 
 

@@ -72,11 +72,14 @@ def torchvision_state_dict(name: str, key: str = "checkpoint") -> tuple[dict[str
         local = f", or fine-tune from a local copy: model.weights=/path/to/{file}" if key == "model.weights" else ""
         raise WeightsUnavailableError(
             f"{key}={TORCHVISION_PREFIX}{name}: cannot download {weights.url} ({getattr(error, 'reason', error)}); "
-            f"download that file elsewhere and place it at {cache}{local}") from None
-    except Exception as error:  # the cached file: truncated, corrupt, failed hash, not a weights file
+            f"download that file elsewhere and place it at {cache}{local}"
+        ) from None
+    except Exception as error:  # noqa: BLE001 (the cached file: truncated, corrupt, failed hash, not weights)
         reason = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(f"{key}={TORCHVISION_PREFIX}{name}: the cached file {cache} cannot be read ({reason}); "
-                         f"delete it to download it again") from None
+        raise ValueError(
+            f"{key}={TORCHVISION_PREFIX}{name}: the cached file {cache} cannot be read ({reason}); "
+            f"delete it to download it again"
+        ) from None
     return state, weights.meta.get("categories")
 
 
@@ -85,7 +88,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"model.weights={path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling or zip error: name the file, keep the cause
+    except Exception as error:  # noqa: BLE001 (any unpickling or zip error: name the file, keep the cause)
         reason = " ".join(str(error).split()) or type(error).__name__
         raise ValueError(f"model.weights={path}: cannot be read as weights ({reason})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):

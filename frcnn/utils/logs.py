@@ -20,12 +20,11 @@ class TqdmHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:
+        except Exception:  # noqa: BLE001 (logging.Handler.emit's contract: report, never raise)
             self.handleError(record)
 
 
-def setup_logging(log_file: Optional[str | Path] = None, rank: int = 0,
-                  level: int = logging.INFO) -> None:
+def setup_logging(log_file: Optional[str | Path] = None, rank: int = 0, level: int = logging.INFO) -> None:
     """Configure the root logger: console on every rank (rank > 0: warnings only), and on rank 0
     a plain-text ``log_file`` (appended to, so a resumed run continues the same file)."""
     root = logging.getLogger()

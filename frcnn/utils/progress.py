@@ -42,8 +42,7 @@ class LogProgress:
     ``log_every_s=None`` reports nothing (for loops that log their own lines with an ETA).
     """
 
-    def __init__(self, total: int, desc: str, unit: str = "it", initial: int = 0,
-                 log_every_s: Optional[float] = 30.0):
+    def __init__(self, total: int, desc: str, unit: str = "it", initial: int = 0, log_every_s: Optional[float] = 30.0):
         self.total, self.desc, self.unit = total, desc, unit
         self.n = self.start_n = initial
         self.log_every_s = log_every_s
@@ -62,8 +61,10 @@ class LogProgress:
         done = self.n - self.start_n
         per_item = (now - self.start) / done if done else 0.0
         percent = 100 * self.n / self.total if self.total else 100
-        text = (f"{self.desc}: {self.n}/{self.total} {self.unit} ({percent:.0f}%), "
-                f"{per_item:.3g} s/{self.unit}, {eta_text(self.n, self.total, per_item)}")
+        text = (
+            f"{self.desc}: {self.n}/{self.total} {self.unit} ({percent:.0f}%), "
+            f"{per_item:.3g} s/{self.unit}, {eta_text(self.n, self.total, per_item)}"
+        )
         return f"{text}, {self.postfix}" if self.postfix else text
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
@@ -79,8 +80,15 @@ class LogProgress:
         self.close()
 
 
-def progress_bar(total: int, desc: str, unit: str = "it", initial: int = 0, disable: bool = False,
-                 log_every_s: Optional[float] = 30.0, **tqdm_kwargs) -> tqdm | LogProgress:
+def progress_bar(
+    total: int,
+    desc: str,
+    unit: str = "it",
+    initial: int = 0,
+    disable: bool = False,
+    log_every_s: Optional[float] = 30.0,
+    **tqdm_kwargs,
+) -> tqdm | LogProgress:
     """A tqdm bar on a terminal, else a :class:`LogProgress` (see the module docstring)."""
     if disable or not console_is_terminal():
         return LogProgress(total, desc, unit, initial, None if disable else log_every_s)

@@ -87,16 +87,20 @@ def _rectangle(draw: ImageDraw.ImageDraw, box: list[float], color, width: int, d
         length = max(abs(bx - ax), abs(by - ay))
         for start in np.arange(0, length, 2 * dash):
             t0, t1 = start / max(length, 1), min(start + dash, length) / max(length, 1)
-            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
-                      fill=color, width=width)
+            draw.line(
+                [(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                fill=color,
+                width=width,
+            )
 
 
 def _overlaps(a: tuple, b: tuple) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def caption_place(box: list[float], size: tuple[int, int], image_size: tuple[int, int],
-                  taken: list[tuple]) -> Optional[tuple[int, int, int, int]]:
+def caption_place(
+    box: list[float], size: tuple[int, int], image_size: tuple[int, int], taken: list[tuple]
+) -> Optional[tuple[int, int, int, int]]:
     """Where a caption of ``size`` (w, h) goes for ``box``: the first of above / inside the top /
     below / inside the bottom that lies in the image (width, height) and overlaps no ``taken``
     caption, as (x1, y1, x2, y2); None when there is no such place."""

@@ -6,9 +6,9 @@ unwritable output folder, harmful config values) each end in one console line na
 import errno
 import importlib
 import json
+import logging
 import math
 import shutil
-import logging
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # What ``python scripts/<name>.py`` runs: ``frcnn.cli.<name>.command()``.
-SCRIPTS = {name: importlib.import_module(f"frcnn.cli.{name}") for name in ("train", "predict", "evaluate", "check_dataset")}
+SCRIPTS = {
+    name: importlib.import_module(f"frcnn.cli.{name}") for name in ("train", "predict", "evaluate", "check_dataset")
+}
 
 
 def run_script(script: str, *args: str, cwd: Path, capsys, monkeypatch) -> SimpleNamespace:
@@ -60,10 +62,18 @@ def bad_checkpoint(tmp_path_factory) -> Path:
 MISTAKES = [
     # (script, arguments, text the line must contain); {tmp} is a fresh folder, {bad} a garbage .pt file.
     # Mistakes found once the run has started (its folder and train.log exist) come first.
-    ("train.py", ["experiment=voc07_r50_c4", "dataset.root={tmp}/VOCdevkit"], "dataset.root={tmp}/VOCdevkit: no such folder"),
+    (
+        "train.py",
+        ["experiment=voc07_r50_c4", "dataset.root={tmp}/VOCdevkit"],
+        "dataset.root={tmp}/VOCdevkit: no such folder",
+    ),
     ("train.py", ["train.batch_size=0"], "train.batch_size must be positive, got 0"),
     ("train.py", ["debug=tiny", "train.resume={bad}"], "cannot read checkpoint {bad}"),
-    ("train.py", ["train.max_iters=abc"], "train.max_iters=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    (
+        "train.py",
+        ["train.max_iters=abc"],
+        "train.max_iters=abc: Value 'abc' of type 'str' could not be converted to Integer",
+    ),
     ("train.py", ["train.maxiters=5"], "unknown key train.maxiters"),
     ("train.py", ["experiment=voc"], "Could not find 'experiment/voc'; choose one of: coco_r50_c4"),
     ("train.py", ["device=gpu"], "device=gpu: Invalid value 'gpu'"),
@@ -72,7 +82,11 @@ MISTAKES = [
     ("evaluate.py", [], "give exactly one of checkpoint=PATH"),
     ("evaluate.py", ["checkpoint={tmp}/last.pt"], "checkpoint not found: {tmp}/last.pt"),
     ("evaluate.py", ["checkpoint={bad}"], "cannot read checkpoint {bad}"),
-    ("check_dataset.py", ["dataset=voc", "dataset.root={tmp}/VOCdevkit"], "dataset.root={tmp}/VOCdevkit: no such folder"),
+    (
+        "check_dataset.py",
+        ["dataset=voc", "dataset.root={tmp}/VOCdevkit"],
+        "dataset.root={tmp}/VOCdevkit: no such folder",
+    ),
 ]
 
 
@@ -81,8 +95,9 @@ STARTED_RUNS = 3  # the first three mistakes above
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("script", "arguments", "expected"), MISTAKES)
-def test_mistake_ends_in_one_line_and_exit_code_2(script, arguments, expected, tmp_path, bad_checkpoint, capsys,
-                                                   monkeypatch):
+def test_mistake_ends_in_one_line_and_exit_code_2(
+    script, arguments, expected, tmp_path, bad_checkpoint, capsys, monkeypatch
+):
     def fill(text: str) -> str:
         return text.format(tmp=tmp_path, bad=bad_checkpoint)
 
@@ -130,14 +145,23 @@ def tiny_shapes(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_divergence_command_ends_in_one_line_and_leaves_finite_checkpoints(tiny_shapes, tmp_path, capsys,
-                                                                             monkeypatch):
+def test_divergence_command_ends_in_one_line_and_leaves_finite_checkpoints(tiny_shapes, tmp_path, capsys, monkeypatch):
     """``python scripts/train.py debug=tiny device=cpu optimizer.base_lr=1e6 train.max_iters=12
     train.checkpoint_period=1`` used to end in a segmentation fault (exit 139)."""
     run_dir = tmp_path / "run"
-    result = run_script("train.py", "debug=tiny", "device=cpu", "optimizer.base_lr=1e6", "train.max_iters=12",
-                        "train.checkpoint_period=1", f"dataset.root={tiny_shapes}", f"hydra.run.dir={run_dir}",
-                        cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    result = run_script(
+        "train.py",
+        "debug=tiny",
+        "device=cpu",
+        "optimizer.base_lr=1e6",
+        "train.max_iters=12",
+        "train.checkpoint_period=1",
+        f"dataset.root={tiny_shapes}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 1
     line = error_line(result, "train.py")
     assert "training diverged" in line and "grad_norm=" in line and "rpn_cls=" in line
@@ -152,26 +176,44 @@ def test_a_bad_image_in_a_worker_is_named_by_train(tiny_shapes, tmp_path, capsys
     stem = (root / "ImageSets" / "Main" / "train.txt").read_text().split()[0]
     broken = root / "JPEGImages" / f"{stem}.jpg"
     broken.write_bytes(b"garbage")  # a training image: the 6 iterations of 2 images read all 12
-    result = run_script("train.py", "debug=tiny", "device=cpu", "dataset.num_workers=2", f"dataset.root={root}",
-                        "train.eval_at_end=false", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, capsys=capsys,
-                        monkeypatch=monkeypatch)
+    result = run_script(
+        "train.py",
+        "debug=tiny",
+        "device=cpu",
+        "dataset.num_workers=2",
+        f"dataset.root={root}",
+        "train.eval_at_end=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     line = error_line(result, "train.py")
     assert f"invalid dataset: {broken}: cannot decode image" in line and "problems" not in line
 
 
-@pytest.mark.parametrize("arguments, expected", [
-    (["train.clip_grad_norm=-1"], "train.clip_grad_norm must be positive or null, got -1.0"),
-    (["dataset.min_size=[-64]"], "dataset.min_size every element must be positive, got [-64]"),
-    (["dataset.max_size=0"], "dataset.max_size must be positive, got 0"),
-    (["schedule.warmup_iters=-5"], "schedule.warmup_iters must be >= 0, got -5"),
-    (["dataset.flip_prob=2"], "dataset.flip_prob must be in [0, 1], got 2.0"),
-    (["model.rpn.nms_thresh=2"], "model.rpn.nms_thresh must be in [0, 1], got 2.0"),
-    (["seed=-1"], "seed must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["train.clip_grad_norm=-1"], "train.clip_grad_norm must be positive or null, got -1.0"),
+        (["dataset.min_size=[-64]"], "dataset.min_size every element must be positive, got [-64]"),
+        (["dataset.max_size=0"], "dataset.max_size must be positive, got 0"),
+        (["schedule.warmup_iters=-5"], "schedule.warmup_iters must be >= 0, got -5"),
+        (["dataset.flip_prob=2"], "dataset.flip_prob must be in [0, 1], got 2.0"),
+        (["model.rpn.nms_thresh=2"], "model.rpn.nms_thresh must be in [0, 1], got 2.0"),
+        (["seed=-1"], "seed must be >= 0, got -1"),
+    ],
+)
 def test_harmful_values_are_refused_naming_the_key(arguments, expected, tmp_path, capsys, monkeypatch):
-    result = run_script("train.py", *arguments, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, capsys=capsys,
-                        monkeypatch=monkeypatch)
+    result = run_script(
+        "train.py",
+        *arguments,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     assert expected in error_line(result, "train.py")
 
@@ -180,10 +222,22 @@ def test_evaluate_refuses_a_results_file_with_nan_naming_the_entry(tiny_shapes, 
     path = tmp_path / "predictions.json"
     entry = {"image_id": "000000", "category_id": 1, "bbox": [1.0, 1.0, 5.0, 5.0], "score": 0.5}
     path.write_text(json.dumps([entry, dict(entry, score=math.nan)]))
-    common = [f"predictions={path}", f"dataset.root={tiny_shapes}", "dataset.shapes.num_train=12",
-              "dataset.shapes.num_test=6", "dataset.shapes.min_image_size=64", "dataset.shapes.max_image_size=96"]
-    result = run_script("evaluate.py", *common, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, capsys=capsys,
-                        monkeypatch=monkeypatch)
+    common = [
+        f"predictions={path}",
+        f"dataset.root={tiny_shapes}",
+        "dataset.shapes.num_train=12",
+        "dataset.shapes.num_test=6",
+        "dataset.shapes.min_image_size=64",
+        "dataset.shapes.max_image_size=96",
+    ]
+    result = run_script(
+        "evaluate.py",
+        *common,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     assert f"{path}: entry 1: score is not finite" in error_line(result, "evaluate.py")
 
@@ -192,20 +246,40 @@ def test_predict_checks_the_output_folder_before_loading_the_model(tmp_path, cap
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"")
     (tmp_path / "blocker").write_text("")
-    result = run_script("predict.py", f"checkpoint={tmp_path / 'missing.pt'}", f"input={tmp_path / 'photos'}",
-                        f"output={tmp_path / 'blocker' / 'out'}", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    result = run_script(
+        "predict.py",
+        f"checkpoint={tmp_path / 'missing.pt'}",
+        f"input={tmp_path / 'photos'}",
+        f"output={tmp_path / 'blocker' / 'out'}",
+        cwd=tmp_path,
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     assert result.returncode == 2
     assert "blocker/out is not a writable folder" in error_line(result, "predict.py")  # not "checkpoint not found"
 
 
-@pytest.mark.parametrize("error, code, message", [
-    (OSError(errno.ENOSPC, "No space left on device", "/runs/a/checkpoints/.last.pt.x.tmp"), 1,
-     "no space left on the device: /runs/a/checkpoints/.last.pt.x.tmp; free some or write the run to another folder"),
-    (PermissionError(errno.EACCES, "Permission denied", "/runs/a/train.log"), 2,
-     "Permission denied: /runs/a/train.log; choose a folder this process can write"),
-    (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/exported"), 2,
-     "Read-only file system: /mnt/ro/exported; choose a folder this process can write"),
-])
+@pytest.mark.parametrize(
+    "error, code, message",
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/runs/a/checkpoints/.last.pt.x.tmp"),
+            1,
+            "no space left on the device: /runs/a/checkpoints/.last.pt.x.tmp; free some or write the run to another "
+            "folder",
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/runs/a/train.log"),
+            2,
+            "Permission denied: /runs/a/train.log; choose a folder this process can write",
+        ),
+        (
+            OSError(errno.EROFS, "Read-only file system", "/mnt/ro/exported"),
+            2,
+            "Read-only file system: /mnt/ro/exported; choose a folder this process can write",
+        ),
+    ],
+)
 def test_the_machines_failures_end_in_one_line(error, code, message):
     from frcnn.cli.errors import error_message, exit_code
 
@@ -213,10 +287,13 @@ def test_the_machines_failures_end_in_one_line(error, code, message):
     assert error_message(error, "train.py").startswith(message)
 
 
-@pytest.mark.parametrize("script, args", [
-    ("evaluate.py", ["checkpoint=torchvision:fasterrcnn_resnet50_fpn"]),
-    ("predict.py", ["checkpoint=torchvision:fasterrcnn_resnet50_fpn", "input=photos", "output=out"]),
-])
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("evaluate.py", ["checkpoint=torchvision:fasterrcnn_resnet50_fpn"]),
+        ("predict.py", ["checkpoint=torchvision:fasterrcnn_resnet50_fpn", "input=photos", "output=out"]),
+    ],
+)
 def test_offline_torchvision_checkpoint_ends_in_one_line(script, args, tmp_path, capsys, monkeypatch):
     """An empty torch cache and no network: one line naming the URL and the file to place, exit 2 (was a
     30-line traceback, "unexpected error", exit 1, suggesting model.weights=, which these commands lack)."""
@@ -225,8 +302,9 @@ def test_offline_torchvision_checkpoint_ends_in_one_line(script, args, tmp_path,
     import torch
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file",
-                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline"))
+    )
     (tmp_path / "photos").mkdir()
     generate_shapes(str(tmp_path / "shapes"), num_train=1, num_test=1, min_image_size=64, max_image_size=64, seed=0)
     (tmp_path / "shapes" / "JPEGImages").rename(tmp_path / "photos" / "in")

@@ -6,13 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-from tests.helpers.commands import run_script
 from PIL import Image
 
-from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
-from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.data import build_test_loader
+from frcnn.evaluation import DetectionEvaluator, run_inference
+from tests.helpers.commands import run_script
 
 
 @pytest.mark.slow

@@ -17,16 +17,19 @@ def _numeric_keys(schema, prefix: str = "") -> list[str]:
         args = [a for a in typing.get_args(kind) if a is not type(None)]
         if dataclasses.is_dataclass(kind):
             keys += _numeric_keys(kind, f"{prefix}{field.name}.")
-        elif kind in (int, float) or (args and all(a in (int, float) for a in args)) or (
-                typing.get_origin(kind) is list and typing.get_args(kind)[0] in (int, float)):
+        elif (
+            kind in (int, float)
+            or (args and all(a in (int, float) for a in args))
+            or (typing.get_origin(kind) is list and typing.get_args(kind)[0] in (int, float))
+        ):
             keys.append(prefix + field.name)
     return keys
 
 
 def test_every_numeric_key_has_a_range():
     from frcnn.config import TrainConfig
-    from frcnn.config.ranges import EVALUATE_RANGES, PREDICT_RANGES, RANGES
     from frcnn.config.commands import EvaluateConfig, PredictConfig
+    from frcnn.config.ranges import EVALUATE_RANGES, PREDICT_RANGES, RANGES
 
     assert sorted(_numeric_keys(TrainConfig)) == sorted(RANGES)
     nodes = [k for k in RANGES if k.startswith(("dataset.", "model."))]

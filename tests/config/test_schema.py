@@ -10,8 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from frcnn.config import check_train_config, preset_warning
-from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.engine.optim import scaled_lr
+from frcnn.evaluation.best_metric import is_better, metric_value
 from tests.helpers.configs import CONFIGS, REPO, compose_train
 
 
@@ -55,13 +55,16 @@ def test_precedence_experiment_then_debug_then_command_line():
     assert compose_train("model.backbone.depth=34").model.backbone.depth == 34  # CLI over experiment
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.max_iter=5", "max_iter"),  # misspelled key
-    ("train.max_iters=five", "max_iters"),  # wrong type
-    ("train.amp=fp8", "amp"),  # not an allowed value
-    ("optimizer.base_lr=fast", "base_lr"),
-    ("evaluation.coco_backend=cocoapi", "coco_backend"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.max_iter=5", "max_iter"),  # misspelled key
+        ("train.max_iters=five", "max_iters"),  # wrong type
+        ("train.amp=fp8", "amp"),  # not an allowed value
+        ("optimizer.base_lr=fast", "base_lr"),
+        ("evaluation.coco_backend=cocoapi", "coco_backend"),
+    ],
+)
 def test_schema_rejects_bad_overrides(override, key):
     with pytest.raises(ConfigCompositionException) as info:
         compose_train(override)
@@ -77,17 +80,26 @@ def test_schema_rejects_unknown_key_in_a_config_file(tmp_path):
 
 
 def test_cli_rejects_misspelled_key_before_any_work(tmp_path):
-    result = subprocess.run([sys.executable, "scripts/train.py", "train.max_iter=5",
-                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", "train.max_iter=5", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "max_iter" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_cfg_job_prints_resolved_config():
-    result = subprocess.run([sys.executable, "scripts/train.py", "--cfg", "job", "train.batch_size=3"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", "--cfg", "job", "train.batch_size=3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     cfg = OmegaConf.create(result.stdout)
     assert cfg.train.batch_size == 3 and cfg.model.backbone.depth == 18
@@ -125,11 +137,16 @@ def test_each_optimizer_group_keeps_its_own_rate_in_the_small_presets(experiment
     assert cfg.optimizer.weight_decay == group.weight_decay
 
 
-@pytest.mark.parametrize("override, key", [("train.checkpoint_period=0", "train.checkpoint_period"),
-                                           ("train.eval_period=-1", "train.eval_period"),
-                                           ("optimizer.base_lr=0", "optimizer.base_lr"),
-                                           ("train.best_metric=voc07/AP50", "train.best_metric"),
-                                           ("train.best_metric=mAP", "train.best_metric")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.checkpoint_period=0", "train.checkpoint_period"),
+        ("train.eval_period=-1", "train.eval_period"),
+        ("optimizer.base_lr=0", "optimizer.base_lr"),
+        ("train.best_metric=voc07/AP50", "train.best_metric"),
+        ("train.best_metric=mAP", "train.best_metric"),
+    ],
+)
 def test_value_checks_name_the_key(override, key):
     with pytest.raises(ValueError, match=key):
         check_train_config(compose_train(override))
@@ -144,6 +161,8 @@ def test_fpn_experiments(experiment):
         assert cfg.model.weights == "torchvision:fasterrcnn_resnet50_fpn" and cfg.model.backbone.weights is None
     else:
         assert cfg.model.backbone.weights == "imagenet" and cfg.optimizer.base_lr == 0.02
+
+
 def test_evaluation_and_best_metric_keys():
     cfg = compose_train()
     assert cfg.evaluation.coco_backend.value == "faster_coco_eval"

@@ -11,7 +11,6 @@ from frcnn.data.check import check_dataset
 from frcnn.data.image_io import read_image
 from frcnn.data.validation import DatasetError
 
-
 GRADIENT = np.linspace(0, 1, 32 * 48).reshape(32, 48)  # 0 .. 1 over the image
 
 
@@ -26,24 +25,51 @@ def _rgb_reference():
 
 # mode -> (writer of the test image at a path, the expected uint8 [3, H, W] pixels)
 MODES = {
-    "I;16": (lambda p: Image.fromarray(np.rint(GRADIENT * 65535).astype(np.uint16)).save(p.with_suffix(".png")),
-             _expected_gray(GRADIENT), ".png"),
-    "I": (lambda p: Image.fromarray(np.rint(GRADIENT * 65535).astype(np.int32)).save(p.with_suffix(".tif")),
-          _expected_gray(GRADIENT), ".tif"),
-    "F": (lambda p: Image.fromarray(GRADIENT.astype(np.float32)).save(p.with_suffix(".tif")),
-          _expected_gray(GRADIENT.astype(np.float32)), ".tif"),
-    "L": (lambda p: Image.fromarray(np.rint(GRADIENT * 255).astype(np.uint8)).save(p.with_suffix(".png")),
-          _expected_gray(GRADIENT), ".png"),
-    "LA": (lambda p: Image.fromarray(np.rint(GRADIENT * 255).astype(np.uint8)).convert("LA").save(p.with_suffix(".png")),
-           _expected_gray(GRADIENT), ".png"),
-    "1": (lambda p: Image.fromarray(GRADIENT > 0.5).save(p.with_suffix(".png")),
-          _expected_gray((GRADIENT > 0.5).astype(np.float64)), ".png"),
-    "CMYK": (lambda p: _rgb_reference().convert("CMYK").save(p.with_suffix(".tif")),
-             np.asarray(_rgb_reference().convert("CMYK").convert("RGB")).transpose(2, 0, 1), ".tif"),
-    "P": (lambda p: _rgb_reference().quantize(16).save(p.with_suffix(".png"), transparency=0),
-          np.asarray(_rgb_reference().quantize(16).convert("RGB")).transpose(2, 0, 1), ".png"),
-    "RGBA": (lambda p: _rgb_reference().convert("RGBA").save(p.with_suffix(".png")),
-             np.asarray(_rgb_reference()).transpose(2, 0, 1), ".png"),
+    "I;16": (
+        lambda p: Image.fromarray(np.rint(GRADIENT * 65535).astype(np.uint16)).save(p.with_suffix(".png")),
+        _expected_gray(GRADIENT),
+        ".png",
+    ),
+    "I": (
+        lambda p: Image.fromarray(np.rint(GRADIENT * 65535).astype(np.int32)).save(p.with_suffix(".tif")),
+        _expected_gray(GRADIENT),
+        ".tif",
+    ),
+    "F": (
+        lambda p: Image.fromarray(GRADIENT.astype(np.float32)).save(p.with_suffix(".tif")),
+        _expected_gray(GRADIENT.astype(np.float32)),
+        ".tif",
+    ),
+    "L": (
+        lambda p: Image.fromarray(np.rint(GRADIENT * 255).astype(np.uint8)).save(p.with_suffix(".png")),
+        _expected_gray(GRADIENT),
+        ".png",
+    ),
+    "LA": (
+        lambda p: Image.fromarray(np.rint(GRADIENT * 255).astype(np.uint8)).convert("LA").save(p.with_suffix(".png")),
+        _expected_gray(GRADIENT),
+        ".png",
+    ),
+    "1": (
+        lambda p: Image.fromarray(GRADIENT > 0.5).save(p.with_suffix(".png")),
+        _expected_gray((GRADIENT > 0.5).astype(np.float64)),
+        ".png",
+    ),
+    "CMYK": (
+        lambda p: _rgb_reference().convert("CMYK").save(p.with_suffix(".tif")),
+        np.asarray(_rgb_reference().convert("CMYK").convert("RGB")).transpose(2, 0, 1),
+        ".tif",
+    ),
+    "P": (
+        lambda p: _rgb_reference().quantize(16).save(p.with_suffix(".png"), transparency=0),
+        np.asarray(_rgb_reference().quantize(16).convert("RGB")).transpose(2, 0, 1),
+        ".png",
+    ),
+    "RGBA": (
+        lambda p: _rgb_reference().convert("RGBA").save(p.with_suffix(".png")),
+        np.asarray(_rgb_reference()).transpose(2, 0, 1),
+        ".png",
+    ),
 }
 
 
@@ -59,10 +85,13 @@ def test_every_image_mode_decodes_to_8_bit_rgb(mode, tmp_path):
     assert np.abs(decoded.numpy().astype(int) - expected.astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize("pixels, reason", [
-    (GRADIENT.astype(np.float32) * 1000, r"floating-point pixels \(mode F\) outside \[0, 1\]"),
-    (np.full((32, 48), -5, dtype=np.int32), r"32-bit integer pixels \(mode I\) outside 0..65535"),
-])
+@pytest.mark.parametrize(
+    "pixels, reason",
+    [
+        (GRADIENT.astype(np.float32) * 1000, r"floating-point pixels \(mode F\) outside \[0, 1\]"),
+        (np.full((32, 48), -5, dtype=np.int32), r"32-bit integer pixels \(mode I\) outside 0..65535"),
+    ],
+)
 def test_pixel_values_that_cannot_be_scaled_are_reported_with_the_file(pixels, reason, tmp_path):
     path = tmp_path / "odd.tif"
     Image.fromarray(pixels).save(path)
@@ -88,4 +117,5 @@ def test_16_bit_images_train_and_check_as_their_pixels(tiny_shapes_cfg, tiny_sha
     Image.fromarray(GRADIENT.astype(np.float32) * 9).save(dataset.image_path(1), format="TIFF")
     (report,) = check_dataset(cfg, splits=("test",), num_workers=2)
     assert [(p.file, p.reason.split(" (")[0]) for p in report.errors] == [
-        (dataset.image_path(1), "floating-point pixels")]
+        (dataset.image_path(1), "floating-point pixels")
+    ]

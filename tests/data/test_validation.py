@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from frcnn.data import build_dataset
 from frcnn.data.coco import COCODetection
 from frcnn.data.image_io import read_image
 from frcnn.data.transforms import DetectionTransform
-from frcnn.data import build_dataset
 from frcnn.data.validation import DatasetError, Problem
 from frcnn.data.voc import VOCDetection
 
@@ -181,9 +181,11 @@ def test_dataset_error_survives_pickling():
 def test_dataset_error_rebuilt_from_a_worker_traceback():
     """torch re-raises a worker's exception as ``type(text of its formatted traceback)``."""
     original = DatasetError(Problem("/data/x.png", None, "cannot decode image (truncated)"))
-    text = ("Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
-            '  File "dataset.py", line 3, in __getitem__\n'
-            f"frcnn.data.validation.DatasetError: {original}\n")
+    text = (
+        "Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+        '  File "dataset.py", line 3, in __getitem__\n'
+        f"frcnn.data.validation.DatasetError: {original}\n"
+    )
     assert DatasetError(text).problems == [Problem("/data/x.png", None, "cannot decode image (truncated)")]
 
 

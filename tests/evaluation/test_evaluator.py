@@ -6,7 +6,6 @@ Every test that scores COCO numbers runs with each COCO backend (the ``coco_back
 import numpy as np
 import pytest
 import torch
-from tests.helpers.fakes import batch_of, gt_detections, make_fake_dataset
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -21,6 +20,7 @@ from frcnn.evaluation import (
 from frcnn.evaluation.coco_eval import COCO_BACKENDS, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections
+from tests.helpers.fakes import batch_of, gt_detections, make_fake_dataset
 
 
 @pytest.fixture(params=COCO_BACKENDS)
@@ -45,7 +45,20 @@ def test_ground_truth_as_predictions_scores_one(fake_dataset, coco_backend):
     for name in ("AP", "AP50", "AP75", "AR100"):
         assert metrics["coco"][name] == pytest.approx(1.0)
     assert set(metrics) == {"voc07", "voc", "coco"}
-    assert list(metrics["coco"]) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    assert list(metrics["coco"]) == [
+        "AP",
+        "AP50",
+        "AP75",
+        "APs",
+        "APm",
+        "APl",
+        "AR1",
+        "AR10",
+        "AR100",
+        "ARs",
+        "ARm",
+        "ARl",
+    ]
 
 
 def test_process_maps_boxes_to_original_coordinates_and_clips(fake_dataset):
@@ -93,10 +106,15 @@ def test_coco_backends_give_the_same_twelve_numbers(fake_dataset, case):
         predictions = []
     elif case == "crowd_only_hits":  # detections on the crowd boxes only: matched to crowd, ignored
         predictions = [
-            {"image_id": fake_dataset.image_ids[i], "category_id": fake_dataset.category_ids[int(label) - 1],
-             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.5}
+            {
+                "image_id": fake_dataset.image_ids[i],
+                "category_id": fake_dataset.category_ids[int(label) - 1],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": 0.5,
+            }
             for i, ann in enumerate(fake_dataset.annotations)
-            for (x1, y1, x2, y2), label, crowd in zip(ann["boxes"].tolist(), ann["labels"], ann["iscrowd"]) if crowd
+            for (x1, y1, x2, y2), label, crowd in zip(ann["boxes"].tolist(), ann["labels"], ann["iscrowd"])
+            if crowd
         ]
         assert predictions
     elif case == "one_class":

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from tests.helpers.fakes import batch_of, evaluate_on_rank, gt_detections, make_fake_dataset
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tests.evaluation.test_evaluator import evaluate_all
 from torch.utils.tensorboard import SummaryWriter
 
 from frcnn.evaluation import DetectionEvaluator, add_pr_curves, log_metrics, write_voc_devkit_results
 from frcnn.evaluation.tensorboard import pr_curve_counts
 from frcnn.evaluation.voc_eval import ClassPR, Detections
+from tests.evaluation.test_evaluator import evaluate_all
+from tests.helpers.fakes import batch_of, evaluate_on_rank, gt_detections, make_fake_dataset
 
 
 def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
@@ -60,7 +60,9 @@ def test_tensorboard_scalars_and_pr_curves(fake_dataset, tmp_path):
     events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0, "scalars": 0})
     events.Reload()
     scalars = events.Tags()["scalars"]
-    assert {"eval/voc07_mAP", "eval/voc_mAP", "eval/coco_AP", "eval_AP/cat", "eval_AP/dog", "eval_AP/bird"} <= set(scalars)
+    assert {"eval/voc07_mAP", "eval/voc_mAP", "eval/coco_AP", "eval_AP/cat", "eval_AP/dog", "eval_AP/bird"} <= set(
+        scalars
+    )
     assert events.Scalars("eval/voc_mAP")[0].value == pytest.approx(metrics["voc"]["mAP"])
     assert events.Scalars("eval/voc_mAP")[0].step == 7
     assert {"pr/cat", "pr/dog", "pr/bird"} <= set(events.Tags()["tensors"])

@@ -5,10 +5,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from frcnn.data import build_test_loader
 from frcnn.checkpoint.io import load_checkpoint
-from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.data import build_test_loader
+from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.evaluation.val_loss import LOSS_TERMS, batch_seed, has_annotations, loss_targets, reseed
 
 TERMS = [*LOSS_TERMS, "total"]
@@ -63,8 +63,14 @@ def test_validation_loss_is_deterministic_leaves_the_rng_alone_and_not_the_detec
 
 
 def test_crowd_boxes_are_not_targets():
-    targets = [{"boxes": torch.tensor([[0.0, 0, 4, 4], [1, 1, 5, 5], [2, 2, 6, 6]]), "labels": torch.tensor([1, 2, 3]),
-                "iscrowd": torch.tensor([False, True, False]), "difficult": torch.tensor([False, False, True])}]
+    targets = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 4, 4], [1, 1, 5, 5], [2, 2, 6, 6]]),
+            "labels": torch.tensor([1, 2, 3]),
+            "iscrowd": torch.tensor([False, True, False]),
+            "difficult": torch.tensor([False, False, True]),
+        }
+    ]
     assert loss_targets(targets)[0]["labels"].tolist() == [1, 3]
     assert loss_targets(targets, use_difficult=False)[0]["labels"].tolist() == [1]
 

@@ -85,8 +85,12 @@ def _arrays(image_index, labels, boxes, scores=None, ignore=None):
 
 def test_hand_computed_difficult_duplicate_and_miss():
     # image 0: A, B (difficult), C (missed); image 1: D
-    gts = _arrays([0, 0, 0, 1], [1, 1, 1, 1], [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [0, 0, 20, 20]],
-                  ignore=[False, True, False, False])
+    gts = _arrays(
+        [0, 0, 0, 1],
+        [1, 1, 1, 1],
+        [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [0, 0, 20, 20]],
+        ignore=[False, True, False, False],
+    )
     dets = _arrays(
         [0, 0, 0, 1, 1],
         [1, 1, 1, 1, 1],

@@ -5,13 +5,13 @@ detections, FPN RoIs pooled on every pyramid level."""
 import numpy as np
 import pytest
 import torch
-from tests.helpers.checkpoints import shapes_batch
 
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.export import OnnxDetector
 from frcnn.export.exporter import sample_inputs
 from frcnn.export.metadata import read_metadata
+from tests.helpers.checkpoints import shapes_batch
 
 
 def assert_same_detections(expected: list[dict], got: list[dict]) -> None:
@@ -57,11 +57,11 @@ def test_padded_output_layout(exported):
     num_dets = detector.metadata.postprocessing["detections_per_image"]
     assert boxes.shape == (3, num_dets, 4) and scores.shape == labels.shape == (3, num_dets) and counts.shape == (3,)
     assert boxes.dtype == scores.dtype == np.float32 and labels.dtype == counts.dtype == np.int64
-    for b, s, l, n in zip(boxes, scores, labels, counts):
+    for b, s, c, n in zip(boxes, scores, labels, counts):
         assert 0 < n <= num_dets
         assert np.all(np.diff(s[:n]) <= 0), "scores decrease"
-        assert np.all((l[:n] >= 1) & (l[:n] <= len(detector.class_names)))
-        assert not b[n:].any() and not s[n:].any() and not l[n:].any(), "padding is zeros"
+        assert np.all((c[:n] >= 1) & (c[:n] <= len(detector.class_names)))
+        assert not b[n:].any() and not s[n:].any() and not c[n:].any(), "padding is zeros"
 
 
 @pytest.mark.parametrize("variant", ["roi_align", "fpn"])

@@ -11,18 +11,16 @@ import onnxruntime as ort
 import pytest
 import torch
 import torchvision
-from tests.helpers.checkpoints import VARIANTS, shapes_batch, tiny_config
-from tests.helpers.configs import REPO
 from hydra import compose, initialize_config_dir
 from onnx import TensorProto, helper
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import frcnn.config.commands  # noqa: F401  (registers predict_schema)
 from frcnn.checkpoint.io import CheckpointError
-from frcnn.export import OnnxDetector, export_checkpoint, read_metadata
 from frcnn.cli.runtime_option import check_runtime, route_model_argument
-from frcnn.export.fold import fold_batch_norms
+from frcnn.export import OnnxDetector, export_checkpoint, read_metadata
 from frcnn.export.exporter import write_onnx
+from frcnn.export.fold import fold_batch_norms
 from frcnn.export.graph import DetectorGraph
 from frcnn.export.hoist import HoistedRes5Head, can_hoist
 from frcnn.export.metadata import ExportMetadata
@@ -32,6 +30,8 @@ from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS
 from frcnn.models.nms import LOWEST_SCORE, non_max_suppression
 from frcnn.models.poolers import MultiLevelRoIAlign
 from frcnn.models.topk import top_k
+from tests.helpers.checkpoints import VARIANTS, shapes_batch, tiny_config
+from tests.helpers.configs import REPO
 
 
 def randomise_norms(net: torch.nn.Module, norm=(torch.nn.BatchNorm2d, FrozenBatchNorm2d)) -> None:
@@ -188,7 +188,9 @@ def r50_c4(shapes_root, *overrides: str):
 
 @pytest.mark.parametrize("aligned, sampling_ratio", [(False, 2), (True, 2), (False, 3)])
 def test_hoisted_res5_head_equals_roi_align_then_layer4(shapes_root, aligned, sampling_ratio):
-    model, _ = r50_c4(shapes_root, f"model.roi_head.aligned={aligned}", f"model.roi_head.sampling_ratio={sampling_ratio}")
+    model, _ = r50_c4(
+        shapes_root, f"model.roi_head.aligned={aligned}", f"model.roi_head.sampling_ratio={sampling_ratio}"
+    )
     fold_batch_norms(model)
     pooler, head = model.roi_head.box_pooler, model.roi_head.box_head
     assert can_hoist(pooler, head)
@@ -227,11 +229,11 @@ def test_hoisted_graph_in_onnxruntime_equals_the_eager_model(shapes_root, tmp_pa
     batch = shapes_batch(cfg, [1, 2, 3])
     with torch.no_grad():
         expected = model(batch.images, batch.image_sizes)
-    boxes, scores, labels, counts = session.run(None, {"images": batch.images.numpy(),
-                                                       "image_sizes": np.array(batch.image_sizes, dtype=np.int64)})  # fmt: skip
-    for want, b, s, l, n in zip(expected, boxes, scores, labels, counts):
+    inputs = {"images": batch.images.numpy(), "image_sizes": np.array(batch.image_sizes, dtype=np.int64)}
+    boxes, scores, labels, counts = session.run(None, inputs)
+    for want, b, s, c, n in zip(expected, boxes, scores, labels, counts):
         assert n == len(want["boxes"]) > 0
-        assert np.array_equal(l[:n], want["labels"].numpy())
+        assert np.array_equal(c[:n], want["labels"].numpy())
         assert np.abs(b[:n] - want["boxes"].numpy()).max() <= 0.01
         assert np.abs(s[:n] - want["scores"].numpy()).max() <= 1e-4
 
@@ -241,14 +243,19 @@ def test_model_json_round_trip(exported, tmp_path):
     metadata = read_metadata(directory)
     assert read_metadata(directory / "model.onnx") == metadata == read_metadata(directory / "model.json")
     assert metadata.class_names == ["circle", "square", "triangle"] and metadata.category_ids == [1, 2, 3]
-    assert (metadata.preprocessing.min_size, metadata.preprocessing.max_size) == (cfg.dataset.test_min_size, cfg.dataset.max_size)
+    assert (metadata.preprocessing.min_size, metadata.preprocessing.max_size) == (
+        cfg.dataset.test_min_size,
+        cfg.dataset.max_size,
+    )
     assert metadata.preprocessing.size_divisibility == cfg.dataset.size_divisibility
     assert metadata.postprocessing["score_thresh"] == cfg.model.roi_head.score_thresh
     assert metadata.config["model"]["roi_head"]["pooler"] == metadata.pooler == "roi_align"
     assert metadata.checkpoint["iteration"] == 12 and metadata.checkpoint["path"] == str(checkpoint.resolve())
     assert list(metadata.outputs) == ["boxes", "scores", "labels", "num_detections"]
     graph = onnx.load(str(directory / "model.onnx"), load_external_data=False).graph
-    assert [i.name for i in graph.input] == list(metadata.inputs) and [o.name for o in graph.output] == list(metadata.outputs)
+    assert [i.name for i in graph.input] == list(metadata.inputs) and [o.name for o in graph.output] == list(
+        metadata.outputs
+    )
     assert metadata.write(tmp_path).name == "model.json"
     assert read_metadata(tmp_path) == metadata
 
@@ -313,7 +320,10 @@ def test_model_argument_and_runtime_checks():
         (["exported_model=m.onnx", "input=a", "output=b"], "add runtime=onnxruntime"),
         (["runtime=onnxruntime", "input=a", "output=b"], "needs model=DIR/model.onnx"),
         ([*exported_args, "checkpoint=c.pt"], "drop checkpoint="),
-        ([*exported_args, "model.roi_head.score_thresh=0.2"], "score_thresh=0.2: an exported model's settings are fixed"),
+        (
+            [*exported_args, "model.roi_head.score_thresh=0.2"],
+            "score_thresh=0.2: an exported model's settings are fixed",
+        ),
         (["runtime=tensorrt", "input=a", "output=b"], "runtime must be one of"),
     ]
     for overrides, message in cases:

@@ -29,10 +29,20 @@ def stand_in_checkpoint(iteration: int, weight: float = 1.0, resumable: bool = F
     training = None
     if resumable:
         optimizer = torch.optim.SGD([torch.nn.Parameter(model["w"].clone())], lr=0.1, momentum=0.9)
-        training = TrainingState(optimizer=optimizer.state_dict(), scheduler={"last_epoch": iteration}, scaler={},
-                                 rng=[{"torch": torch.get_rng_state()}])
-    return Checkpoint(model=model, config={"model": {}, "dataset": {}, "train": {}}, class_names=["a", "b"],
-                      category_ids=[1, 2], iteration=iteration, training=training)
+        training = TrainingState(
+            optimizer=optimizer.state_dict(),
+            scheduler={"last_epoch": iteration},
+            scaler={},
+            rng=[{"torch": torch.get_rng_state()}],
+        )
+    return Checkpoint(
+        model=model,
+        config={"model": {}, "dataset": {}, "train": {}},
+        class_names=["a", "b"],
+        category_ids=[1, 2],
+        iteration=iteration,
+        training=training,
+    )
 
 
 def tiny_config(shapes_root: Path, *overrides: str) -> DictConfig:
@@ -40,8 +50,9 @@ def tiny_config(shapes_root: Path, *overrides: str) -> DictConfig:
     return compose_train("debug=tiny", f"dataset.root={shapes_root}", "device=cpu", *overrides)
 
 
-def train_tiny_checkpoint(path: Path, cfg: DictConfig, steps: int = 1, lr: float = 0.01,
-                          optimizer: str = "sgd") -> DictConfig:
+def train_tiny_checkpoint(
+    path: Path, cfg: DictConfig, steps: int = 1, lr: float = 0.01, optimizer: str = "sgd"
+) -> DictConfig:
     """Train the detector of ``cfg`` for ``steps`` steps (SGD with momentum 0.9, or AdamW) from
     seed 0 and save its weights as a checkpoint at ``path`` (as ``best.pt`` holds them: what
     evaluate, predict and export read); returns ``cfg``."""
@@ -58,8 +69,16 @@ def train_tiny_checkpoint(path: Path, cfg: DictConfig, steps: int = 1, lr: float
         loss.backward()
         opt.step()
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    save_checkpoint(Checkpoint(model=model.state_dict(), config=config, class_names=dataset.class_names,
-                               category_ids=dataset.category_ids, iteration=steps), path)
+    save_checkpoint(
+        Checkpoint(
+            model=model.state_dict(),
+            config=config,
+            class_names=dataset.class_names,
+            category_ids=dataset.category_ids,
+            iteration=steps,
+        ),
+        path,
+    )
     return cfg
 
 

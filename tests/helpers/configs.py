@@ -30,7 +30,8 @@ def tiny_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_cfg(tiny_root, test_device):
-    """Compose ``debug=tiny`` on the session's tiny shapes set, on ``test_device`` (``FRCNN_TEST_DEVICE``, default cpu)."""
+    """Compose ``debug=tiny`` on the session's tiny shapes set, on ``test_device`` (``FRCNN_TEST_DEVICE``,
+    default cpu)."""
 
     def make(*overrides: str) -> DictConfig:
         return compose_train("debug=tiny", f"dataset.root={tiny_root}", f"device={test_device}", *overrides)

@@ -40,8 +40,15 @@ class FakeDataset:
             for box, label, difficult, crowd in zip(*(column.tolist() for column in columns)):
                 w, h = box[2] - box[0], box[3] - box[1]
                 annotations.append(
-                    {"id": len(annotations) + 1, "image_id": image_id, "category_id": self.category_ids[label - 1],
-                     "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": int(crowd), "ignore": int(difficult)}
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": self.category_ids[label - 1],
+                        "bbox": [box[0], box[1], w, h],
+                        "area": w * h,
+                        "iscrowd": int(crowd),
+                        "ignore": int(difficult),
+                    }
                 )
         categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
         return {"images": images, "annotations": annotations, "categories": categories}
@@ -52,7 +59,9 @@ class FakeDataset:
         return self._coco
 
 
-def make_fake_dataset(num_images=12, seed=0, image_ids=None, category_ids=(3, 7, 12), class_names=("cat", "dog", "bird")):
+def make_fake_dataset(
+    num_images=12, seed=0, image_ids=None, category_ids=(3, 7, 12), class_names=("cat", "dog", "bird")
+):
     rng = np.random.default_rng(seed)
     annotations = []
     for _ in range(num_images):
@@ -63,18 +72,24 @@ def make_fake_dataset(num_images=12, seed=0, image_ids=None, category_ids=(3, 7,
         w = rng.uniform(8, width * 0.4, count)
         h = rng.uniform(8, height * 0.4, count)
         boxes = np.stack([x1, y1, np.minimum(x1 + w, width), np.minimum(y1 + h, height)], axis=1)
-        annotations.append({
-            "height": height,
-            "width": width,
-            "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.as_tensor(rng.integers(1, len(class_names) + 1, count), dtype=torch.int64),
-            "difficult": torch.as_tensor(rng.random(count) < 0.15),
-            "iscrowd": torch.as_tensor(rng.random(count) < 0.1),
-        })
+        annotations.append(
+            {
+                "height": height,
+                "width": width,
+                "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                "labels": torch.as_tensor(rng.integers(1, len(class_names) + 1, count), dtype=torch.int64),
+                "difficult": torch.as_tensor(rng.random(count) < 0.15),
+                "iscrowd": torch.as_tensor(rng.random(count) < 0.1),
+            }
+        )
     # every class has at least one ordinary object
-    annotations[0]["boxes"] = torch.cat([annotations[0]["boxes"], torch.tensor([[2.0, 2.0, 40.0, 40.0]] * len(class_names))])
+    annotations[0]["boxes"] = torch.cat(
+        [annotations[0]["boxes"], torch.tensor([[2.0, 2.0, 40.0, 40.0]] * len(class_names))]
+    )
     annotations[0]["labels"] = torch.cat([annotations[0]["labels"], torch.arange(1, len(class_names) + 1)])
-    annotations[0]["difficult"] = torch.cat([annotations[0]["difficult"], torch.zeros(len(class_names), dtype=torch.bool)])
+    annotations[0]["difficult"] = torch.cat(
+        [annotations[0]["difficult"], torch.zeros(len(class_names), dtype=torch.bool)]
+    )
     annotations[0]["iscrowd"] = torch.cat([annotations[0]["iscrowd"], torch.zeros(len(class_names), dtype=torch.bool)])
     ids = list(image_ids) if image_ids is not None else [int(i) for i in 100 + 7 * np.arange(num_images)]
     return FakeDataset(annotations, list(class_names), list(category_ids), ids)
@@ -95,7 +110,9 @@ class FakeBatch:
 def batch_of(dataset, indices, scale=(1.0, 1.0)):
     sizes = [(dataset.annotations[i]["height"], dataset.annotations[i]["width"]) for i in indices]
     resized = [(round(h * scale[1]), round(w * scale[0])) for h, w in sizes]
-    return FakeBatch(torch.zeros(len(indices), 3, 8, 8), resized, list(indices), sizes, torch.tensor([scale] * len(indices)))
+    return FakeBatch(
+        torch.zeros(len(indices), 3, 8, 8), resized, list(indices), sizes, torch.tensor([scale] * len(indices))
+    )
 
 
 def gt_detections(dataset, indices, scale=(1.0, 1.0), noise=0.0, seed=0):
@@ -117,7 +134,9 @@ def evaluate_on_rank(rank, world_size, init_file, result_file):
     dataset = make_fake_dataset()
     evaluator = DetectionEvaluator(dataset)
     indices = list(range(rank, len(dataset), world_size))  # the test loader's shard
-    evaluator.process(batch_of(dataset, indices, (2.0, 0.5)), gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0))
+    evaluator.process(
+        batch_of(dataset, indices, (2.0, 0.5)), gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0)
+    )
     metrics = evaluator.evaluate()
     torch.save({"metrics": metrics, "predictions": len(evaluator.predictions())}, f"{result_file}.{rank}")
     dist.destroy_process_group()

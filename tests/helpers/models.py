@@ -39,12 +39,15 @@ def two_images() -> tuple[torch.Tensor, list[tuple[int, int]], list[dict]]:
     as objects; the targets are those rectangles (labels 1 and 2)."""
     generator = torch.Generator().manual_seed(0)
     images = 0.1 * torch.randn(2, 3, 128, 128, generator=generator)
-    boxes = [torch.tensor([[16.0, 20.0, 64.0, 84.0], [70.0, 60.0, 120.0, 100.0]]), torch.tensor([[30.0, 30.0, 90.0, 80.0]])]
+    boxes = [
+        torch.tensor([[16.0, 20.0, 64.0, 84.0], [70.0, 60.0, 120.0, 100.0]]),
+        torch.tensor([[30.0, 30.0, 90.0, 80.0]]),
+    ]
     labels = [torch.tensor([1, 2]), torch.tensor([2])]
     for image, image_boxes, image_labels in zip(images, boxes, labels):
         for (x1, y1, x2, y2), label in zip(image_boxes.long().tolist(), image_labels.tolist()):
             image[label - 1, y1:y2, x1:x2] += 2.0
     images[1, :, 112:, :] = 0
     images[1, :, :, 120:] = 0
-    targets = [{"boxes": b, "labels": l} for b, l in zip(boxes, labels)]
+    targets = [{"boxes": b, "labels": c} for b, c in zip(boxes, labels)]
     return images, [(128, 128), (112, 120)], targets

@@ -33,6 +33,8 @@ def assert_same_detections(detections: list[dict], their_detections: list[dict],
     for i, (mine, theirs) in enumerate(zip(detections, their_detections)):
         assert len(mine["boxes"]) >= min_count
         # Scores scaled by 100 so that one tolerance (1e-3) checks them to 1e-5; labels by 1000.
-        rows = [torch.cat([d["boxes"], 100 * d["scores"][:, None], 1000 * d["labels"][:, None].float()], dim=1)
-                for d in (mine, theirs)]
+        rows = [
+            torch.cat([d["boxes"], 100 * d["scores"][:, None], 1000 * d["labels"][:, None].float()], dim=1)
+            for d in (mine, theirs)
+        ]
         assert_same_sets(rows[0], rows[1], 1e-3, f"image {i} detections")

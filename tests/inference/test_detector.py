@@ -71,8 +71,10 @@ def test_overrides_apply_on_top_of_the_checkpoints_own_config(tiny_checkpoint):
     path, cfg = tiny_checkpoint
     default = frcnn.Detector.from_checkpoint(path, device="cpu")
     assert list(default.transform.min_sizes) == [cfg.dataset.test_min_size]  # the run's own test size
-    overrides = {"dataset": {"test_min_size": 80},
-                 "model": {"roi_head": {"score_thresh": 0.0, "detections_per_image": 3}}}
+    overrides = {
+        "dataset": {"test_min_size": 80},
+        "model": {"roi_head": {"score_thresh": 0.0, "detections_per_image": 3}},
+    }
     detector = frcnn.Detector.from_checkpoint(path, device="cpu", overrides=overrides)
     assert list(detector.transform.min_sizes) == [80]
     assert len(detector(build_dataset(cfg.dataset, "test").image_path(0))["scores"]) == 3

@@ -18,7 +18,9 @@ def test_cell_anchors_are_centred_on_zero_with_the_seed_sizes():
     torch.testing.assert_close(widths * heights, torch.tensor([128.0, 256, 512] * 3) ** 2)
     torch.testing.assert_close(heights / widths, torch.tensor([0.5] * 3 + [1.0] * 3 + [2.0] * 3))
     torch.testing.assert_close(anchors[3], torch.tensor([-64.0, -64.0, 64.0, 64.0]))
-    torch.testing.assert_close(anchors[0], torch.tensor([-64 * math.sqrt(2), -32 * math.sqrt(2), 64 * math.sqrt(2), 32 * math.sqrt(2)]))
+    torch.testing.assert_close(
+        anchors[0], torch.tensor([-64 * math.sqrt(2), -32 * math.sqrt(2), 64 * math.sqrt(2), 32 * math.sqrt(2)])
+    )
 
 
 def test_rounded_cell_anchors_equal_torchvisions():
@@ -36,7 +38,9 @@ def test_anchor_grid_layout_is_cell_major_then_anchor():
     assert generator.num_anchors == 2
     assert anchors.shape == (2 * 3 * 2, 4)
     # Row (i * W + j) * A + a is anchor a of cell (i, j), centred on (16 j, 16 i).
-    torch.testing.assert_close(anchors[(1 * 3 + 2) * 2 + 1], generator.cell_anchors[1] + torch.tensor([32.0, 16, 32, 16]))
+    torch.testing.assert_close(
+        anchors[(1 * 3 + 2) * 2 + 1], generator.cell_anchors[1] + torch.tensor([32.0, 16, 32, 16])
+    )
     torch.testing.assert_close(anchors[0], torch.tensor([-8.0, -8.0, 8.0, 8.0]))
 
 
@@ -65,7 +69,9 @@ def test_encode_normalises_by_std_and_decode_clamps_scale():
     box = torch.tensor([[5.0, 10.0, 25.0, 30.0]])  # centre (15, 20) vs (5, 10); size 20x20 vs 10x20
     plain = BoxCoder().encode(reference, box)
     torch.testing.assert_close(plain, torch.tensor([[1.0, 0.5, math.log(2.0), 0.0]]))
-    torch.testing.assert_close(BoxCoder((0.1, 0.1, 0.2, 0.2)).encode(reference, box), plain / torch.tensor([0.1, 0.1, 0.2, 0.2]))
+    torch.testing.assert_close(
+        BoxCoder((0.1, 0.1, 0.2, 0.2)).encode(reference, box), plain / torch.tensor([0.1, 0.1, 0.2, 0.2])
+    )
     huge = BoxCoder().decode(reference, torch.tensor([[0.0, 0.0, 50.0, 50.0]]))
     torch.testing.assert_close(huge[0, 2] - huge[0, 0], torch.tensor(10.0 * 1000 / 16))
     assert torch.isfinite(huge).all()
@@ -107,7 +113,9 @@ def test_pad_targets_places_boxes_and_marks_padding():
     assert gt.valid.tolist() == [[True, False], [False, False], [True, True]]
     assert gt.labels.tolist() == [[3, 0], [0, 0], [1, 2]]
     torch.testing.assert_close(gt.boxes[2, 1], torch.tensor([9.0, 10, 11, 12]))
-    empty = pad_targets([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}], torch.device("cpu"))
+    empty = pad_targets(
+        [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}], torch.device("cpu")
+    )
     assert empty.boxes.shape == (1, 1, 4) and not empty.valid.any()
 
 

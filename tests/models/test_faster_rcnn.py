@@ -14,7 +14,6 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from frcnn.models import FasterRCNN, ModelConfig, build_model
 from frcnn.models.backbone import build_resnet
 
-
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*_c4.yaml"))  # FPN: test_model_fpn.py
 
@@ -174,7 +173,13 @@ def test_backbone_weights_errors_name_the_file_and_the_reason(tmp_path):
 
 @pytest.mark.parametrize(
     ("norm", "weights", "expected"),
-    [("auto", None, nn.BatchNorm2d), ("auto", "file", FrozenBatchNorm2d), ("bn", "file", nn.BatchNorm2d), ("gn", None, nn.GroupNorm), ("frozen_bn", None, FrozenBatchNorm2d)],
+    [
+        ("auto", None, nn.BatchNorm2d),
+        ("auto", "file", FrozenBatchNorm2d),
+        ("bn", "file", nn.BatchNorm2d),
+        ("gn", None, nn.GroupNorm),
+        ("frozen_bn", None, FrozenBatchNorm2d),
+    ],
 )
 def test_norm_options(tmp_path, norm, weights, expected):
     if weights == "file":

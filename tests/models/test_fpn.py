@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from frcnn.models import ModelConfig, build_model, load_weights
 from frcnn.bench.reference import LOSS_NAMES, NoResizeTransform, torchvision_detector
+from frcnn.models import ModelConfig, build_model, load_weights
+from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
 
@@ -37,10 +37,6 @@ def torchvision_fpn(tmp_path_factory):
     return reference, path
 
 
-
-
-
-
 def test_torchvision_state_dict_loads_key_by_key(torchvision_fpn):
     _, path = torchvision_fpn
     ours = build_model(_fpn_config(), num_classes=2)
@@ -50,7 +46,10 @@ def test_torchvision_state_dict_loads_key_by_key(torchvision_fpn):
     report = load_weights(other_classes, path)
     # The fine-tuning path: only the class-dependent predictor is re-initialised.
     assert sorted(k.split(":")[0] for k in report["mismatched"]) == [
-        "roi_head.cls_loc.bias", "roi_head.cls_loc.weight", "roi_head.score.bias", "roi_head.score.weight"
+        "roi_head.cls_loc.bias",
+        "roi_head.cls_loc.weight",
+        "roi_head.score.bias",
+        "roi_head.score.weight",
     ]
 
 

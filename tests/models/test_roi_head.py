@@ -22,14 +22,23 @@ ANCHORS = torch.tensor(
 
 def _targets(boxes_per_image, labels_per_image):
     return pad_targets(
-        [{"boxes": torch.tensor(b).reshape(-1, 4), "labels": torch.tensor(l, dtype=torch.int64)} for b, l in zip(boxes_per_image, labels_per_image)],
+        [
+            {"boxes": torch.tensor(b).reshape(-1, 4), "labels": torch.tensor(c, dtype=torch.int64)}
+            for b, c in zip(boxes_per_image, labels_per_image)
+        ],
         torch.device("cpu"),
     )
 
 
 def _anchor_targets(gt, sizes, num_samples=100):
     return anchor_targets(
-        ANCHORS, gt, torch.tensor(sizes), pos_iou_thresh=0.7, neg_iou_thresh=0.3, num_samples=num_samples, positive_fraction=0.5
+        ANCHORS,
+        gt,
+        torch.tensor(sizes),
+        pos_iou_thresh=0.7,
+        neg_iou_thresh=0.3,
+        num_samples=num_samples,
+        positive_fraction=0.5,
     )
 
 
@@ -37,7 +46,9 @@ def test_anchor_targets_thresholds_best_anchor_rule_and_border():
     gt = _targets([[[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 52.0, 52.0]], []], [[1, 2], []])
     labels, boxes = _anchor_targets(gt, [[100, 100], [100, 100]])
     assert labels[0].tolist() == [1, 1, -1, 1, -1, -1, 0]
-    torch.testing.assert_close(boxes[0, [0, 1, 3]], torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [40.0, 40, 52, 52]]))
+    torch.testing.assert_close(
+        boxes[0, [0, 1, 3]], torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [40.0, 40, 52, 52]])
+    )
     # No objects: every anchor inside the image is negative, cross-border ones stay ignored.
     assert labels[1].tolist() == [0, 0, 0, 0, -1, -1, 0]
 
@@ -45,9 +56,25 @@ def test_anchor_targets_thresholds_best_anchor_rule_and_border():
 def test_anchor_targets_all_tied_best_anchors_are_positive_and_size_decides_border():
     gt = _targets([[[0.0, 0.0, 10.0, 6.0]]], [[1]])  # IoU 0.5 with anchors 0 and 1: a tie
     tied = torch.tensor([[0.0, 0.0, 10.0, 12.0], [0.0, 0.0, 10.0, 12.0], [0.0, 0.0, 10.0, 30.0]])
-    labels, _ = anchor_targets(tied, gt, torch.tensor([[20, 20]]), pos_iou_thresh=0.7, neg_iou_thresh=0.3, num_samples=10, positive_fraction=0.5)
+    labels, _ = anchor_targets(
+        tied,
+        gt,
+        torch.tensor([[20, 20]]),
+        pos_iou_thresh=0.7,
+        neg_iou_thresh=0.3,
+        num_samples=10,
+        positive_fraction=0.5,
+    )
     assert labels[0].tolist() == [1, 1, -1]  # anchor 2 (IoU 0.2 but crossing y=20) ignored
-    labels, _ = anchor_targets(tied, gt, torch.tensor([[40, 20]]), pos_iou_thresh=0.7, neg_iou_thresh=0.3, num_samples=10, positive_fraction=0.5)
+    labels, _ = anchor_targets(
+        tied,
+        gt,
+        torch.tensor([[40, 20]]),
+        pos_iou_thresh=0.7,
+        neg_iou_thresh=0.3,
+        num_samples=10,
+        positive_fraction=0.5,
+    )
     assert labels[0].tolist() == [1, 1, 0]
 
 
@@ -56,7 +83,15 @@ def test_anchor_targets_sampling_counts():
     anchors = torch.rand(2000, 2) * 200
     anchors = torch.cat([anchors, anchors + 8 + torch.rand(2000, 2) * 40], dim=1)
     gt = _targets([[[20.0, 20.0, 60.0, 60.0], [100.0, 100.0, 150.0, 130.0]], []], [[1, 1], []])
-    labels, _ = anchor_targets(anchors, gt, torch.tensor([[400, 400], [400, 400]]), pos_iou_thresh=0.3, neg_iou_thresh=0.3, num_samples=64, positive_fraction=0.5)
+    labels, _ = anchor_targets(
+        anchors,
+        gt,
+        torch.tensor([[400, 400], [400, 400]]),
+        pos_iou_thresh=0.3,
+        neg_iou_thresh=0.3,
+        num_samples=64,
+        positive_fraction=0.5,
+    )
     assert 0 < (labels[0] == 1).sum() <= 32
     assert (labels[0] >= 0).sum() == 64
     assert (labels[1] == 1).sum() == 0 and (labels[1] == 0).sum() == 64
@@ -83,7 +118,14 @@ def test_subsample_labels_counts_and_subsets():
 
 def _proposal_targets(proposals, gt, num_samples, coder):
     return proposal_targets(
-        proposals, gt, coder, num_samples=num_samples, positive_fraction=0.25, fg_iou_thresh=0.5, bg_iou_thresh_hi=0.5, bg_iou_thresh_lo=0.0
+        proposals,
+        gt,
+        coder,
+        num_samples=num_samples,
+        positive_fraction=0.25,
+        fg_iou_thresh=0.5,
+        bg_iou_thresh_hi=0.5,
+        bg_iou_thresh_lo=0.0,
     )
 
 
@@ -137,8 +179,14 @@ def test_proposal_targets_shape_is_fixed(num_samples):
 def test_anchor_targets_boundary_thresh_minus_one_keeps_border_anchors():
     gt = _targets([[[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 52.0, 52.0]]], [[1, 2]])
     labels, _ = anchor_targets(
-        ANCHORS, gt, torch.tensor([[100, 100]]), pos_iou_thresh=0.7, neg_iou_thresh=0.3,
-        num_samples=100, positive_fraction=0.5, boundary_thresh=-1.0,
+        ANCHORS,
+        gt,
+        torch.tensor([[100, 100]]),
+        pos_iou_thresh=0.7,
+        neg_iou_thresh=0.3,
+        num_samples=100,
+        positive_fraction=0.5,
+        boundary_thresh=-1.0,
     )
     # Anchor 4 (IoU 1/3 with gt 0) is now between the thresholds; anchor 5 (IoU 0.19 with gt 1)
     # beats anchor 3 as gt 1's best anchor, so anchor 3 (IoU 0.017) becomes a negative.

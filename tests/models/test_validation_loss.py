@@ -19,8 +19,16 @@ def separate_eval_losses(model, images, sizes, targets):
     batch, samples = sampled.rois.shape[:2]
     image_index = torch.arange(batch).repeat_interleave(samples)
     pred_logits, pred_deltas = head.predict(features, sampled.rois.reshape(-1, 4), image_index)
-    losses.update(roi_losses(pred_logits, pred_deltas, sampled.gt_labels.reshape(-1),
-                             sampled.gt_deltas.reshape(-1, 4), sampled.valid.reshape(-1), head.loc_sigma))
+    losses.update(
+        roi_losses(
+            pred_logits,
+            pred_deltas,
+            sampled.gt_labels.reshape(-1),
+            sampled.gt_deltas.reshape(-1, 4),
+            sampled.valid.reshape(-1),
+            head.loc_sigma,
+        )
+    )
     return losses
 
 

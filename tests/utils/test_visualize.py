@@ -43,8 +43,9 @@ def test_ground_truth_carries_its_class_names():
     none = torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0)
     ground_truth = torch.tensor([[60.0, 40.0, 150.0, 100.0]])
     plain = draw_detections(image, *none, ["circle", "square"], ground_truth=ground_truth)
-    named = draw_detections(image, *none, ["circle", "square"], ground_truth=ground_truth,
-                            ground_truth_labels=torch.tensor([2]))
+    named = draw_detections(
+        image, *none, ["circle", "square"], ground_truth=ground_truth, ground_truth_labels=torch.tensor([2])
+    )
     changed = (plain != named).any(dim=0).nonzero()  # only the caption differs: above the box, white on dark
     assert len(changed) > 20 and changed[:, 0].max() <= 40 and changed[:, 1].min() >= 60
     assert (named[:, 26:41, 60:150].min(dim=0).values > 180).any()  # light text (antialiased white)
