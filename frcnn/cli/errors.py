@@ -12,7 +12,8 @@ step finished, its checkpoint saved, resumable with ``train.resume=auto``) exits
 (:data:`EXIT_STOPPED`), so that a scheduler can tell it from a finished run (0); a second signal
 ends the process at once with 128 + the signal number, as a shell reports a process killed by it.
 In every case the full traceback is appended to the log files of the run (``train.log``,
-``evaluate.log``), so the log records every exception that ends a run. ``HYDRA_FULL_ERROR=1`` in the environment shows every traceback on the console.
+``evaluate.log``), so the log records every exception that ends a run. ``HYDRA_FULL_ERROR=1`` in
+the environment shows every traceback on the console.
 """
 
 from __future__ import annotations

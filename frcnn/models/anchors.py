@@ -8,8 +8,8 @@ Why ``offset = 0`` is the default: in torchvision's ResNets (symmetric padding, 
 conv1, the max-pool and the 3x3 convolutions) the receptive field of stride-16 feature cell
 ``j`` is centred on input pixel ~``16 * j``, which is where torchvision and detectron2 centre
 their anchors. The seed design's Caffe-era anchors sit at ``base_size / 2 + 16 * j``
-(``offset = 0.5``), half a stride off the features that predict them, and train worse (README,
-"Reference parity").
+(``offset = 0.5``), half a stride off the features that predict them, and train worse
+(docs/parity.md).
 """
 
 import torch

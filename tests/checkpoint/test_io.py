@@ -1,8 +1,11 @@
-"""Checkpoint files: atomic writes, reading with one-line errors that name the file, and the
-fine-tuning reader (``model.weights=``) on a checkpoint file."""
+"""Checkpoint files: atomic writes, a full disk named as such, reading with one-line errors that
+name the file (a corrupted tensor included: the checksum), and the fine-tuning reader
+(``model.weights=``) on a checkpoint file."""
 
+import errno
 import logging
 import os
+import shutil
 
 import pytest
 import torch
@@ -70,3 +73,50 @@ def test_load_weights_reads_a_checkpoint_file_and_reports_shape_mismatch(tmp_pat
                                     "1.bias: weights (3,) vs model (5,)"]
     assert report["missing"] == [] and report["unexpected"] == []
     assert "1.weight: weights (3, 8) vs model (5, 8)" in caplog.text
+
+
+def test_a_flipped_tensor_byte_is_named_on_load(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint = stand_in_checkpoint(3, resumable=True)
+    checkpoint.model["w"] = torch.arange(1000.0, 1016.0)
+    save_checkpoint(checkpoint, path)
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(checkpoint.model["w"].numpy().tobytes())
+    assert at > 0
+    data[at + 17] ^= 0xFF
+    data[at + 18] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"checkpoint .*last.pt is corrupted: its tensors do not match") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_checkpoint_without_a_checksum_still_loads(tmp_path):
+    state = stand_in_checkpoint(4, resumable=True).to_dict()  # as written before checksums existed
+    torch.save(state, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").iteration == 4
+
+
+ZIP_WRITER_FAILURE = "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"
+
+
+def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(stand_in_checkpoint(1), path)
+
+    def zip_writer_failure(obj, f):
+        f.write(b"partial")
+        raise RuntimeError(ZIP_WRITER_FAILURE)
+
+    monkeypatch.setattr(torch, "save", zip_writer_failure)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(OSError) as info:
+        save_checkpoint(stand_in_checkpoint(2), path)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert isinstance(info.value.__cause__, RuntimeError)  # the zip writer's own report, kept as the cause
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"] and load_checkpoint(path).iteration == 1
+
+    # The same failure with space left is not a full disk: torch's error as it is.
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10**9, 0, 10**9))
+    with pytest.raises(RuntimeError, match="inline_container"):
+        save_checkpoint(stand_in_checkpoint(2), path)

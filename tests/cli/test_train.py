@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from frcnn.checkpoint.io import load_checkpoint
+from frcnn.cli.errors import EXIT_STOPPED
 from frcnn.data import build_test_loader
 from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.models import build_model
@@ -50,7 +51,7 @@ def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.returncode == EXIT_STOPPED == 3, stderr[-3000:]  # saved and resumable, not finished
 
     stopped_at = load_checkpoint(run_dir / "checkpoints" / "last.pt").iteration
     assert 2 <= stopped_at < 200

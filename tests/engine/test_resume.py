@@ -7,17 +7,22 @@ import pytest
 from omegaconf import OmegaConf
 
 from frcnn.checkpoint.io import load_checkpoint
-from frcnn.engine.resume import check_resume_config, config_differences, with_saved_overrides
+from frcnn.engine.resume import (
+    RUN_OVERRIDES,
+    check_resume_config,
+    config_differences,
+    override_key,
+    save_run_overrides,
+    with_saved_overrides,
+)
 from tests.helpers.configs import REPO, compose_train
 
 
-def save_overrides(run_dir, overrides):
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
-
-
 def test_saved_overrides_come_first_and_the_command_line_wins(tmp_path):
-    save_overrides(tmp_path, ["debug=tiny", "train.max_iters=5", "model.rpn.conv_channels=32"])
+    save_run_overrides(tmp_path, ["debug=tiny", "train.max_iters=5", "model.rpn.conv_channels=32",
+                                  "train.overwrite=true", "train.resume=auto"])
+    assert OmegaConf.load(tmp_path / RUN_OVERRIDES) == ["debug=tiny", "train.max_iters=5",
+                                                        "model.rpn.conv_channels=32"]  # one-off actions not kept
     argv = ["train.resume=auto", f"hydra.run.dir={tmp_path}", "train.max_iters=9"]
     new_argv, reused = with_saved_overrides(argv)
     assert reused == ["debug=tiny", "model.rpn.conv_channels=32"]
@@ -26,6 +31,29 @@ def test_saved_overrides_come_first_and_the_command_line_wins(tmp_path):
     for other in (["train.resume=auto"], [f"hydra.run.dir={tmp_path}"],
                   ["train.resume=auto", f"hydra.run.dir={tmp_path}/x"]):
         assert with_saved_overrides(other) == (other, [])
+
+
+def test_hydras_own_overrides_file_is_not_read(tmp_path):
+    """Hydra writes .hydra/overrides.yaml before the job runs, refused attempts included."""
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create(["optimizer.base_lr=0.5"]), tmp_path / ".hydra" / "overrides.yaml")
+    argv = ["train.resume=auto", f"hydra.run.dir={tmp_path}"]
+    assert with_saved_overrides(argv) == (argv, [])
+
+
+@pytest.mark.parametrize("planted", [
+    "+hydra.callbacks.evil._target_=logging.FileHandler", "hydra.job.chdir=true", "~experiment",
+    "model.backbone={_target_: os.system}", "train.max_iters=${oc.env:HOME}", "seed=1,2", "train.no_such_key=1",
+    "experiment=${oc.env:HOME}",
+])  # fmt: skip
+def test_saved_overrides_are_data_not_configuration(tmp_path, planted):
+    save_run_overrides(tmp_path, ["debug=tiny", planted])
+    with pytest.raises(ValueError, match=rf"{RUN_OVERRIDES}: refusing the saved override") as info:
+        with_saved_overrides(["train.resume=auto", f"hydra.run.dir={tmp_path}"])
+    assert planted in str(info.value) and "\n" not in str(info.value)
+    given = override_key(planted)  # the same key on the command line replaces the saved one: accepted
+    argv = ["train.resume=auto", f"hydra.run.dir={tmp_path}", f"{given}=1"]
+    assert with_saved_overrides(argv) == (["debug=tiny", *argv], ["debug=tiny"])
 
 
 def test_config_differences_ignore_the_runs_length_and_reporting():
@@ -62,3 +90,7 @@ def test_resume_auto_without_repeating_overrides(tiny_root, tmp_path):
     assert changed.returncode == 2
     assert changed.stderr.strip().splitlines()[-1].startswith("train.py: error: cannot resume")
     assert "optimizer.base_lr: 0.004 -> 0.5" in changed.stderr and "Traceback" not in changed.stderr
+    # The refused attempt (already in Hydra's .hydra/overrides.yaml) is not replayed by the next resume.
+    again = train("train.resume=auto", f"hydra.run.dir={run_dir}", "train.max_iters=4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").iteration == 4

@@ -1,18 +1,28 @@
 """The training loop in-process on the tiny shapes set: artifacts, determinism, exact resume,
-and the non-finite-loss stop."""
+the non-finite-loss stop, the run folder's one owner, evaluation failures that keep the training,
+start-up checks of the test images, and the stop after the current step."""
 
 import json
 import math
+import os
+import shutil
+import signal
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
+import frcnn.data.dataset
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.data import DatasetError, build_dataset
+from frcnn.data.image_io import read_image_checked
+from frcnn.data.validation import Problem
+from frcnn.engine import trainer
 from frcnn.engine.divergence import NonFiniteLossError
-from frcnn.engine.trainer import train
+from frcnn.engine.run_folder import LOCK_FILE, RunFolderError, RunFolderLock
+from frcnn.engine.trainer import run_training, train
 from frcnn.models import FasterRCNN
 from tests.helpers.faults import forward_with, nan_rpn_loc
 
@@ -159,3 +169,85 @@ def test_short_fpn_run_learns(tiny_cfg, tmp_path):
     assert untrained["roi_cls"] == pytest.approx(math.log(4), abs=0.1)
     assert not learned(untrained)
     assert learned(trained), trained
+
+
+def test_a_held_run_folder_is_left_alone(tiny_cfg, tmp_path):
+    """A second training in a folder in use stops before writing or cleaning anything: the staged
+    checkpoint of the training that holds it is not taken for one left by an interrupted save."""
+    staged = tmp_path / "checkpoints" / ".last.pt.a1b2c3.tmp"
+    staged.parent.mkdir()
+    staged.write_bytes(b"\0" * 100)
+    with RunFolderLock(tmp_path):
+        with pytest.raises(RunFolderError, match="in use by the training started"):
+            train(tiny_cfg("train.max_iters=1", "train.eval_at_end=false"), tmp_path)
+    assert os.listdir(tmp_path / "checkpoints") == [staged.name] and not (tmp_path / "losses.jsonl").exists()
+
+
+def test_a_new_run_in_a_finished_runs_folder_replaces_nothing(tiny_cfg, tmp_path):
+    short = ("train.max_iters=2", "train.eval_at_end=false", "train.checkpoint_period=1")
+    train(tiny_cfg(*short), tmp_path)
+
+    def contents():
+        return {p.name: p.read_bytes() for p in [*(tmp_path / "checkpoints").iterdir(), tmp_path / "losses.jsonl"]}
+
+    before = contents()
+    with pytest.raises(RunFolderError, match="already holds a training run"):
+        train(tiny_cfg(*short), tmp_path)
+    assert contents() == before
+    assert not (tmp_path / LOCK_FILE).exists()  # given back
+    train(tiny_cfg(*short, "train.overwrite=true"), tmp_path)  # on request only
+    assert sorted(read_losses(tmp_path)) == [1, 2]
+
+
+def test_a_failing_final_evaluation_keeps_the_training(tiny_cfg, tmp_path, monkeypatch, caplog):
+    """The last test image fails to decode in the final evaluation (after the start-up check)."""
+    cfg = tiny_cfg("train.checkpoint_period=100")
+    last_image = build_dataset(cfg.dataset, "test").image_path(5)
+
+    def read_or_fail(path, height, width):
+        if path == last_image:
+            raise DatasetError(Problem(path, None, "cannot decode image (image file is truncated)"))
+        return read_image_checked(path, height, width)
+
+    monkeypatch.setattr(frcnn.data.dataset, "read_image_checked", read_or_fail)
+    with pytest.raises(DatasetError, match="truncated"):
+        train(cfg, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert load_checkpoint(last).iteration == 6 and not (tmp_path / "metrics.json").exists()
+    assert "evaluation at iteration 6 failed (" in caplog.text
+    assert f"score it with python scripts/evaluate.py checkpoint={last}" in caplog.text
+
+    monkeypatch.undo()  # the image repaired: resuming redoes the evaluation
+    metrics = train(tiny_cfg("train.checkpoint_period=100", "train.resume=auto"), tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+def test_a_failing_periodic_evaluation_keeps_the_staged_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "evaluate", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        train(tiny_cfg("train.checkpoint_period=3", "train.eval_period=3"), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").iteration == 3
+
+
+def test_test_images_are_checked_before_training(tiny_root, tiny_cfg, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    image = root / "JPEGImages" / "test_000005.jpg"
+    image.write_bytes(image.read_bytes()[:200])  # a truncated JPEG
+    with pytest.raises(DatasetError, match="test_000005.jpg"):
+        train(tiny_cfg(f"dataset.root={root}"), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_stop_request_finishes_the_current_step_only(tiny_cfg, tmp_path, monkeypatch):
+    """SIGTERM arriving during iteration 5 (in its forward pass): iteration 5 is the last one."""
+
+    def signal_self(model, losses):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return losses
+
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(signal_self, {5}))
+    outcome = run_training(tiny_cfg("train.max_iters=20", "train.eval_at_end=false"), tmp_path)
+    assert outcome.stopped and outcome.iteration == 5 and outcome.metrics is None
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").iteration == 5
+    assert sorted(read_losses(tmp_path)) == [1, 2, 3, 4, 5]

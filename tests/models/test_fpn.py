@@ -90,24 +90,6 @@ def test_same_losses_as_torchvision_when_every_candidate_is_sampled(torchvision_
         torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)
 
 
-def test_torchvision_weights_offline_name_the_url_and_the_local_file_option(monkeypatch):
-    import urllib.error
-
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-
-    def offline(self, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.__class__, "get_state_dict", offline)
-    model = build_model(_fpn_config(), num_classes=2)
-    with pytest.raises(RuntimeError) as error:
-        load_weights(model, "torchvision:fasterrcnn_resnet50_fpn")
-    message = str(error.value)
-    assert FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url in message and "model.weights=" in message
-    with pytest.raises(ValueError, match="no model"):
-        load_weights(model, "torchvision:not_a_detector")
-
-
 def test_reference_composition_of_an_fpn_model_detects_alike(two_images):
     """torchvision_detector(model) works for FPN too (the training-parity benchmark's reference)."""
     torch.manual_seed(0)

@@ -64,3 +64,8 @@ def test_a_state_dict_file_loads_by_key(tmp_path):
     report = load_weights(target, tmp_path / "checkpoint.pt")
     assert report["missing"] == report["unexpected"] == report["mismatched"] == []
     assert torch.equal(target.weight, source.weight)
+
+
+def test_a_torchvision_name_that_is_no_detector_is_named():
+    with pytest.raises(ValueError, match="model.weights=torchvision:not_a_detector: torchvision has no model"):
+        load_weights(torch.nn.Linear(1, 1), "torchvision:not_a_detector")
