@@ -19,8 +19,12 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model they are loaded into."""
 
 
-def mismatch_reason(model: nn.Module, checkpoint: Checkpoint, model_cfg: Optional[Mapping[str, Any]] = None,
-                    num_classes: Optional[int] = None) -> Optional[str]:
+def mismatch_reason(
+    model: nn.Module,
+    checkpoint: Checkpoint,
+    model_cfg: Optional[Mapping[str, Any]] = None,
+    num_classes: Optional[int] = None,
+) -> Optional[str]:
     """Why ``checkpoint.model`` does not fit ``model`` (None when it does).
 
     ``model_cfg`` (the model's config node) and ``num_classes`` (its class count) let the reason
@@ -35,19 +39,25 @@ def mismatch_reason(model: nn.Module, checkpoint: Checkpoint, model_cfg: Optiona
     saved = checkpoint.config["model"]  # as saved: the reason must not depend on it matching today's schema
     if model_cfg is not None and saved:
         if saved.get("architecture", "c4") != model_cfg.get("architecture", "c4"):
-            return (f"it holds a {saved.get('architecture', 'c4')} detector, this model is "
-                    f"{model_cfg.get('architecture', 'c4')} (model.architecture)")
+            return (
+                f"it holds a {saved.get('architecture', 'c4')} detector, this model is "
+                f"{model_cfg.get('architecture', 'c4')} (model.architecture)"
+            )
         depth, own_depth = saved.get("backbone", {}).get("depth"), model_cfg.get("backbone", {}).get("depth")
         if depth != own_depth:
             return f"it holds a ResNet-{depth} backbone, this model is ResNet-{own_depth} (model.backbone.depth)"
     if num_classes is not None and len(checkpoint.class_names) != num_classes:
-        return (f"it was trained on {len(checkpoint.class_names)} classes, this model has {num_classes} "
-                f"(the dataset's class list)")
+        return (
+            f"it was trained on {len(checkpoint.class_names)} classes, this model has {num_classes} "
+            f"(the dataset's class list)"
+        )
     parts = []
     if mismatched:
         k = mismatched[0]
-        parts.append(f"{len(mismatched)} tensors differ in shape (first: {k} {tuple(theirs[k].shape)} in the "
-                     f"checkpoint, {tuple(own[k].shape)} in the model)")
+        parts.append(
+            f"{len(mismatched)} tensors differ in shape (first: {k} {tuple(theirs[k].shape)} in the "
+            f"checkpoint, {tuple(own[k].shape)} in the model)"
+        )
     if missing:
         parts.append(f"{len(missing)} model tensors are not in it (first: {missing[0]})")
     if unexpected:
@@ -55,8 +65,13 @@ def mismatch_reason(model: nn.Module, checkpoint: Checkpoint, model_cfg: Optiona
     return "; ".join(parts)
 
 
-def load_checkpoint_weights(model: nn.Module, checkpoint: Checkpoint, source: str,
-                            model_cfg: Optional[Mapping[str, Any]] = None, num_classes: Optional[int] = None) -> None:
+def load_checkpoint_weights(
+    model: nn.Module,
+    checkpoint: Checkpoint,
+    source: str,
+    model_cfg: Optional[Mapping[str, Any]] = None,
+    num_classes: Optional[int] = None,
+) -> None:
     """``model.load_state_dict(checkpoint.model)``, raising :class:`CheckpointMismatchError`
     ``"<source> does not fit this model: <reason>"`` (one line) when it does not fit."""
     reason = mismatch_reason(model, checkpoint, model_cfg, num_classes)

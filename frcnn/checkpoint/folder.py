@@ -51,8 +51,7 @@ class CheckpointDir:
 
     def periodic(self) -> list[Path]:
         """Periodic checkpoints, oldest first."""
-        found = [(int(m.group(1)), p) for p in self.directory.glob("model_*.pt")
-                 if (m := _PERIODIC.fullmatch(p.name))]
+        found = [(int(m.group(1)), p) for p in self.directory.glob("model_*.pt") if (m := _PERIODIC.fullmatch(p.name))]
         return [p for _, p in sorted(found)]
 
     def resumed_at(self, iteration: int) -> None:
@@ -64,8 +63,9 @@ class CheckpointDir:
         files, to become the checkpoints on :meth:`commit`."""
         self.discard()
         if self.writes:
-            targets = [self.last] + ([self.directory / f"model_{checkpoint.iteration:07d}.pt"]
-                                     if periodic and self.keep > 0 else [])
+            targets = [self.last] + (
+                [self.directory / f"model_{checkpoint.iteration:07d}.pt"] if periodic and self.keep > 0 else []
+            )
             for target in targets:
                 self._pending.append((write_temporary(checkpoint, target), target))
         self.staged_at = checkpoint.iteration
@@ -79,7 +79,7 @@ class CheckpointDir:
         for tmp, target in self._pending:
             commit_temporary(tmp, target)
         if self._pending:
-            for old in self.periodic()[:-self.keep] if self.keep > 0 else []:
+            for old in self.periodic()[: -self.keep] if self.keep > 0 else []:
                 old.unlink()
         self._pending = []
         self.saved_at = self.staged_at
@@ -103,8 +103,11 @@ class CheckpointDir:
     def kept(self) -> str:
         """What a run that stops on an error leaves: ``<dir>/last.pt (iteration N) is the last
         checkpoint``, naming the staged one it discarded."""
-        kept = (f"{self.last} (iteration {self.saved_at}) is the last checkpoint" if self.saved_at is not None
-                else "no checkpoint was written")
+        kept = (
+            f"{self.last} (iteration {self.saved_at}) is the last checkpoint"
+            if self.saved_at is not None
+            else "no checkpoint was written"
+        )
         if self.staged_at != self.saved_at:
             kept += f" (the one of iteration {self.staged_at} was discarded: its weights fail a step)"
         return kept
@@ -117,12 +120,17 @@ class CheckpointDir:
             size = sum(p.stat().st_size for p in stale)
             for p in stale:
                 p.unlink(missing_ok=True)
-            log.info("removed %d unfinished checkpoint file(s) (%.1f MB) left by an interrupted save in %s",
-                     len(stale), size / 2**20, self.directory)
+            log.info(
+                "removed %d unfinished checkpoint file(s) (%.1f MB) left by an interrupted save in %s",
+                len(stale),
+                size / 2**20,
+                self.directory,
+            )
 
 
-def load_resume_checkpoint(resume: Optional[str], checkpoints: CheckpointDir,
-                           map_location: Any = "cpu") -> tuple[Optional[Path], Optional[Checkpoint]]:
+def load_resume_checkpoint(
+    resume: Optional[str], checkpoints: CheckpointDir, map_location: Any = "cpu"
+) -> tuple[Optional[Path], Optional[Checkpoint]]:
     """(path, checkpoint) of what ``train.resume`` names, or (None, None) for a fresh start.
 
     ``auto``: ``last.pt`` of ``checkpoints`` if it exists, or when it cannot be read (a truncated
@@ -150,6 +158,7 @@ def load_resume_checkpoint(resume: Optional[str], checkpoints: CheckpointDir,
             log.warning("resuming from %s instead (the newest checkpoint that can be read)", candidate)
         return candidate, checkpoint
     if failures:
-        raise CheckpointError(f"train.resume=auto: no checkpoint in {checkpoints.directory} can be read: "
-                              + "; ".join(failures))
+        raise CheckpointError(
+            f"train.resume=auto: no checkpoint in {checkpoints.directory} can be read: " + "; ".join(failures)
+        )
     return None, None

@@ -114,14 +114,17 @@ class Checkpoint:
         """Read a ``torch.save`` dict; raise :class:`CheckpointError`, one line naming ``source``
         and the missing key, when it is not a checkpoint."""
         if not isinstance(state, Mapping):
-            raise CheckpointError(f"{source} is not an frcnn checkpoint (it holds a {type(state).__name__}, "
-                                  f"not a dict)")
+            raise CheckpointError(
+                f"{source} is not an frcnn checkpoint (it holds a {type(state).__name__}, not a dict)"
+            )
         missing = [key for key in REQUIRED_KEYS if key not in state]
         if missing:
-            raise CheckpointError(f"{source} lacks {', '.join(missing)}: not an frcnn checkpoint (the "
-                                  f"checkpoints/*.pt of a training run)")
+            raise CheckpointError(
+                f"{source} lacks {', '.join(missing)}: not an frcnn checkpoint (the checkpoints/*.pt of a training run)"
+            )
         if not isinstance(state["model"], Mapping) or not all(
-                isinstance(v, torch.Tensor) for v in state["model"].values()):
+            isinstance(v, torch.Tensor) for v in state["model"].values()
+        ):
             raise CheckpointError(f"{source} is not an frcnn checkpoint: its 'model' entry is not a state dict")
         config = state["config"]
         missing = [f"config.{node}" for node in CONFIG_NODES if not isinstance(config, Mapping) or node not in config]
@@ -130,6 +133,12 @@ class Checkpoint:
         if missing:
             raise CheckpointError(f"{source} lacks {', '.join(missing)}: an incomplete frcnn checkpoint")
         training = TrainingState(**{key: state[key] for key in TRAINING_KEYS}) if resumable else None
-        return cls(model=dict(state["model"]), config=dict(config), class_names=list(state["class_names"]),
-                   category_ids=list(state["category_ids"]), iteration=int(state["iteration"]),
-                   best_metric=state.get("best_metric"), training=training)
+        return cls(
+            model=dict(state["model"]),
+            config=dict(config),
+            class_names=list(state["class_names"]),
+            category_ids=list(state["category_ids"]),
+            iteration=int(state["iteration"]),
+            best_metric=state.get("best_metric"),
+            training=training,
+        )

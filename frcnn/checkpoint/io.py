@@ -91,17 +91,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Check
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; its write was "
-                              f"interrupted?)")
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; its write was interrupted?)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         reason = " ".join(str(e).split()) or type(e).__name__  # one line, never empty
-        raise CheckpointError(f"cannot read checkpoint {path} ({reason}): is it a checkpoints/*.pt file of a "
-                              f"run?") from e
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({reason}): is it a checkpoints/*.pt file of a run?"
+        ) from e
     if isinstance(state, dict) and CHECKSUM_KEY in state:
         saved = state.pop(CHECKSUM_KEY)
         if tensors_checksum(state) != saved:
-            raise CheckpointError(f"checkpoint {path} is corrupted: its tensors do not match the checksum it was "
-                                  f"written with (a damaged disk or copy); use another checkpoint of the run")
+            raise CheckpointError(
+                f"checkpoint {path} is corrupted: its tensors do not match the checksum it was "
+                f"written with (a damaged disk or copy); use another checkpoint of the run"
+            )
     return Checkpoint.from_dict(state, path)

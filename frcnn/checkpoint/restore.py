@@ -15,8 +15,9 @@ from frcnn.models import FasterRCNN, build_model
 logger = logging.getLogger(__name__)
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, model_cfg: Optional[DictConfig] = None,
-                          source: str = "the checkpoint") -> FasterRCNN:
+def model_from_checkpoint(
+    checkpoint: Checkpoint, model_cfg: Optional[DictConfig] = None, source: str = "the checkpoint"
+) -> FasterRCNN:
     """Build the checkpoint's detector for its classes and load its weights (eval mode).
 
     ``model_cfg``: the model config node (default: the checkpoint's own; a command passes it with

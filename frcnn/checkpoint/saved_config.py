@@ -35,8 +35,9 @@ def saved_dataset_config(config: Mapping[str, Any]) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(DatasetConfig), config["dataset"])
 
 
-def checkpoint_run_config(cfg: DictConfig, saved_config: Mapping[str, Any],
-                          overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+def checkpoint_run_config(
+    cfg: DictConfig, saved_config: Mapping[str, Any], overrides: list[str]
+) -> tuple[DictConfig, DictConfig]:
     """(dataset, model) nodes of a run on a checkpoint, value-checked.
 
     cfg: the composed evaluate/predict config. saved_config: the checkpoint's resolved train

@@ -29,8 +29,10 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
     """
     name = source[len(TORCHVISION_PREFIX) :]
     if name not in TORCHVISION_MODEL_CONFIGS:
-        raise ValueError(f"checkpoint={source}: frcnn builds {sorted(TORCHVISION_MODEL_CONFIGS)} of torchvision's "
-                         f"detectors, not {name!r}")
+        raise ValueError(
+            f"checkpoint={source}: frcnn builds {sorted(TORCHVISION_MODEL_CONFIGS)} of torchvision's "
+            f"detectors, not {name!r}"
+        )
     state, categories = torchvision_state_dict(name)
     model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
     model_cfg.backbone.weights = None
@@ -38,5 +40,10 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
     dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), _TORCHVISION_TEST_SIZES)
     config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
     class_names = list(categories)[1:]
-    return Checkpoint(model=from_torchvision(state), config=config, class_names=class_names,
-                      category_ids=list(range(1, len(class_names) + 1)), iteration=0)
+    return Checkpoint(
+        model=from_torchvision(state),
+        config=config,
+        class_names=class_names,
+        category_ids=list(range(1, len(class_names) + 1)),
+        iteration=0,
+    )

@@ -46,8 +46,14 @@ _REPORTED_FAILURES = (FloatingPointError, StalledRankError)
 # Wrong keys, values, paths or files given on the command line (bad data included: the fix is
 # to point at other files or change a dataset.* value; a run folder in use or holding another run:
 # the fix is another hydra.run.dir or train.resume).
-_USAGE_ERRORS = (HydraException, OmegaConfBaseException, FileNotFoundError, NotADirectoryError, ValueError,
-                 RunFolderError)
+_USAGE_ERRORS = (
+    HydraException,
+    OmegaConfBaseException,
+    FileNotFoundError,
+    NotADirectoryError,
+    ValueError,
+    RunFolderError,
+)
 
 
 def _squash(text: str) -> str:
@@ -61,8 +67,7 @@ def _omegaconf_message(error: OmegaConfBaseException, program: str) -> str:
     if isinstance(error, MissingMandatoryValue):
         return f"{key} is required: add {key}=VALUE to the command line"
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
-        return (f"unknown key {key or first}: {first}; check its spelling "
-                f"(`{program} --cfg job` prints every key)")
+        return f"unknown key {key or first}: {first}; check its spelling (`{program} --cfg job` prints every key)"
     return f"{key}: {first}" if key else first
 
 
@@ -78,8 +83,10 @@ def error_message(error: BaseException, program: str) -> str:
     if isinstance(error, DatasetError):
         first, more = error.problems[0], len(error.problems) - 1
         listed = f" (and {more} more problems)" if more else ""
-        return (f"invalid dataset: {first}{listed}; check the dataset.* values, or list every problem with "
-                f"`python scripts/check_dataset.py` and the same dataset overrides")
+        return (
+            f"invalid dataset: {first}{listed}; check the dataset.* values, or list every problem with "
+            f"`python scripts/check_dataset.py` and the same dataset overrides"
+        )
     if isinstance(error, OmegaConfBaseException):
         return _omegaconf_message(error, program)
     if isinstance(error, HydraException):
@@ -124,8 +131,15 @@ def _log_files() -> list[Path]:
 
 def record_in_log_files(error: BaseException) -> None:
     """Append the traceback of ``error`` to every log file of the root logger (not the console)."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "the run ended with an exception",
-                            None, (type(error), error, error.__traceback__))
+    record = log.makeRecord(
+        log.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "the run ended with an exception",
+        None,
+        (type(error), error, error.__traceback__),
+    )
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
@@ -172,8 +186,9 @@ def run_command(main: Callable[[], object], program: str | None = None) -> None:
             traceback.print_exception(error)
             print(f"{program}: unexpected error{where}", file=sys.stderr)
             sys.exit(EXIT_FAILURE)
-        print(f"{program}: error: {error_message(error, program)}{where if code == EXIT_FAILURE else ''}",
-              file=sys.stderr)
+        print(
+            f"{program}: error: {error_message(error, program)}{where if code == EXIT_FAILURE else ''}", file=sys.stderr
+        )
         sys.exit(code)
     finally:
         sys.stderr = stderr

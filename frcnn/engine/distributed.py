@@ -68,14 +68,24 @@ def init_distributed(device: torch.device, timeout_s: Optional[float] = None) ->
         device = torch.device("cuda", local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
     timeout_s = DEFAULT_TIMEOUT_S[backend] if timeout_s is None else float(timeout_s)
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
-                            device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        backend, timeout=timedelta(seconds=timeout_s), device_id=device if device.type == "cuda" else None
+    )
     # A client of the rendezvous store (torchrun's agent, or rank 0) for the progress records.
-    collectives.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                                    timeout=timedelta(seconds=min(timeout_s, 30.0)))
+    collectives.store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=timedelta(seconds=min(timeout_s, 30.0)),
+    )
     collectives.count, collectives.timeout_s = 0, timeout_s
-    log.info("process group: backend %s, rank %d of %d, collective timeout %g s", backend, get_rank(),
-             get_world_size(), timeout_s)
+    log.info(
+        "process group: backend %s, rank %d of %d, collective timeout %g s",
+        backend,
+        get_rank(),
+        get_world_size(),
+        timeout_s,
+    )
     return device
 
 
@@ -120,16 +130,19 @@ def stalled_rank_error(error: BaseException) -> Optional[StalledRankError]:
     except (RuntimeError, ValueError) as store_error:  # the store's host may be the stalled process
         return StalledRankError(
             f"rank {rank} waited {collectives.timeout_s:g} s (train.dist_timeout) in a collective ({cause}); the "
-            f"rendezvous store does not answer either ({store_error}), so its host (rank 0 or torchrun) stalled")
+            f"rendezvous store does not answer either ({store_error}), so its host (rank 0 or torchrun) stalled"
+        )
     behind = [r for r, count in counts.items() if count < counts[rank]]
     if behind:
         listed = ", ".join(f"{r} ({counts[rank] - counts[r]} behind)" for r in behind)
         return StalledRankError(
             f"rank(s) {listed} stopped responding: rank {rank} waited {collectives.timeout_s:g} s "
-            f"(train.dist_timeout) in collective {counts[rank]} ({cause})")
+            f"(train.dist_timeout) in collective {counts[rank]} ({cause})"
+        )
     return StalledRankError(
         f"rank {rank} waited {collectives.timeout_s:g} s (train.dist_timeout) in collective {counts[rank]}, "
-        f"which every rank entered ({cause}): a rank stalled inside it")
+        f"which every rank entered ({cause}): a rank stalled inside it"
+    )
 
 
 def parameter_checksum(model: nn.Module) -> str:

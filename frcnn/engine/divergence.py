@@ -41,8 +41,13 @@ def gradient_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads)
 
 
-def check_weights(iteration: int, losses: Mapping[str, float], grad_norm: float,
-                  model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+def check_weights(
+    iteration: int,
+    losses: Mapping[str, float],
+    grad_norm: float,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> None:
     """Raise :class:`DivergenceError` when the step just taken left a non-finite weight, buffer or
     optimiser state (e.g. a finite but huge gradient times the learning rate overflowed)."""
     parameters = dict(model.named_parameters())
@@ -50,8 +55,9 @@ def check_weights(iteration: int, losses: Mapping[str, float], grad_norm: float,
     # Buffers too: a forward pass on overflowing activations leaves NaN BatchNorm statistics.
     bad = nonfinite_tensors({"model": {**parameters, **dict(model.named_buffers())}, "optimizer": state})
     if bad:
-        raise DivergenceError(f"the update of {describe_step(iteration, losses, grad_norm)} made {name_list(bad)} "
-                              f"non-finite")
+        raise DivergenceError(
+            f"the update of {describe_step(iteration, losses, grad_norm)} made {name_list(bad)} non-finite"
+        )
 
 
 class NonFiniteSteps:
@@ -74,5 +80,6 @@ class NonFiniteSteps:
         self.in_a_row += 1
         self.total += 1
         if self.in_a_row >= self.max_in_a_row:
-            raise type(error)(f"{error}; {self.in_a_row} steps in a row dropped "
-                              f"(train.max_nonfinite_steps={self.max_in_a_row})")
+            raise type(error)(
+                f"{error}; {self.in_a_row} steps in a row dropped (train.max_nonfinite_steps={self.max_in_a_row})"
+            )

@@ -51,8 +51,9 @@ def records_up_to(path: Path, iteration: int) -> list[str]:
             if number == len(lines):
                 log.warning("%s: dropping the incomplete last line %d (%s)", path, number, error)
                 break
-            raise ValueError(f"{path}: line {number} is not a losses record ({error}); remove the line "
-                             f"to resume") from None
+            raise ValueError(
+                f"{path}: line {number} is not a losses record ({error}); remove the line to resume"
+            ) from None
         if recorded_at <= iteration:
             kept.append(line)
     return kept
@@ -65,8 +66,15 @@ class TrainingEvents:
     calls them unconditionally.
     """
 
-    def __init__(self, run_dir: Path, start_iter: int, max_iters: int, log_period: int,
-                 enabled: bool = True, val_loss: bool = False):
+    def __init__(
+        self,
+        run_dir: Path,
+        start_iter: int,
+        max_iters: int,
+        log_period: int,
+        enabled: bool = True,
+        val_loss: bool = False,
+    ):
         self.enabled = enabled
         self.log_period = log_period
         self.smoothed: dict[str, SmoothedValue] = {}
@@ -77,8 +85,9 @@ class TrainingEvents:
         # iteration appears once (TensorBoard: purge_step; losses.jsonl: rewritten).
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_iter + 1)
         if val_loss:  # the CUSTOM SCALARS tab: each training loss term on one chart with its validation value
-            self.writer.add_custom_scalars({"loss": {
-                term: ["Multiline", [f"loss/{term}", f"val_loss/{term}"]] for term in (*LOSS_TERMS, "total")}})
+            self.writer.add_custom_scalars(
+                {"loss": {term: ["Multiline", [f"loss/{term}", f"val_loss/{term}"]] for term in (*LOSS_TERMS, "total")}}
+            )
         jsonl_path = run_dir / "losses.jsonl"
         if jsonl_path.exists():
             kept = records_up_to(jsonl_path, start_iter)
@@ -89,9 +98,16 @@ class TrainingEvents:
         self.bar = progress_bar(max_iters, "train", "it", start_iter, log_every_s=None, smoothing=0.1)
         self.max_iters = max_iters
 
-    def iteration(self, iteration: int, losses: dict[str, float], lr: float, iter_time: float,
-                  data_time: float, max_memory_mb: Optional[float] = None,
-                  grad_norm: Optional[float] = None) -> None:
+    def iteration(
+        self,
+        iteration: int,
+        losses: dict[str, float],
+        lr: float,
+        iter_time: float,
+        data_time: float,
+        max_memory_mb: Optional[float] = None,
+        grad_norm: Optional[float] = None,
+    ) -> None:
         """Record one finished iteration (``iteration`` = number of iterations done so far);
         ``grad_norm``: the total L2 norm of the gradients before clipping (None: no backward pass)."""
         if not self.enabled:
@@ -105,30 +121,40 @@ class TrainingEvents:
         for name, value in scalars.items():
             self.smoothed.setdefault(name, SmoothedValue()).update(value)
         self.bar.update(1)
-        self.bar.set_postfix_str(", ".join(
-            [f"{k}={self.smoothed['loss/' + k].median:.3f}" for k in losses] + [f"lr={lr:.2e}"]),
-            refresh=False)
+        self.bar.set_postfix_str(
+            ", ".join([f"{k}={self.smoothed['loss/' + k].median:.3f}" for k in losses] + [f"lr={lr:.2e}"]),
+            refresh=False,
+        )
         if iteration % self.log_period == 0:
             for name, value in scalars.items():
                 self.writer.add_scalar(name, value, iteration)
             self.jsonl.write(json.dumps({"iteration": iteration, **scalars}) + "\n")
             self.jsonl.flush()
-            smoothed = ", ".join(f"{name}={self.smoothed[name].median:.4g}"
-                                 for name in scalars if name != "lr")
+            smoothed = ", ".join(f"{name}={self.smoothed[name].median:.4g}" for name in scalars if name != "lr")
             eta = eta_text(iteration, self.max_iters, self.smoothed["time/iter"].median)
-            log.info("iter %d/%d: lr=%.4g, %s (medians over the last %d iterations), %s", iteration,
-                     self.max_iters, lr, smoothed, len(self.smoothed["lr"].values), eta)
+            log.info(
+                "iter %d/%d: lr=%.4g, %s (medians over the last %d iterations), %s",
+                iteration,
+                self.max_iters,
+                lr,
+                smoothed,
+                len(self.smoothed["lr"].values),
+                eta,
+            )
 
-    def evaluation(self, iteration: int, metrics: dict, pr_curves: list, class_names: list[str],
-                   images: list[torch.Tensor]) -> None:
+    def evaluation(
+        self, iteration: int, metrics: dict, pr_curves: list, class_names: list[str], images: list[torch.Tensor]
+    ) -> None:
         """Record an evaluation: mAPs, COCO numbers, per-class AP, per-class PR curves
         (``DetectionEvaluator.pr_curves``) and drawn test images (uint8 ``[3, H, W]``)."""
         if not self.enabled:
             return
         log_metrics(self.writer, metrics, iteration)
         if "val_loss" in metrics:
-            self.jsonl.write(json.dumps({"iteration": iteration, **{
-                f"val_loss/{k}": v for k, v in metrics["val_loss"].items()}}) + "\n")
+            self.jsonl.write(
+                json.dumps({"iteration": iteration, **{f"val_loss/{k}": v for k, v in metrics["val_loss"].items()}})
+                + "\n"
+            )
             self.jsonl.flush()
         add_pr_curves(self.writer, pr_curves, class_names, iteration)
         for i, image in enumerate(images):

@@ -67,8 +67,10 @@ class StopRequest:
         name = signal.Signals(signum).name
         if first:
             self.requested = True
-            log.warning("received %s: finishing the current iteration, then saving and exiting "
-                        "(send it again to exit at once)", name)
+            log.warning(
+                "received %s: finishing the current iteration, then saving and exiting (send it again to exit at once)",
+                name,
+            )
             return
         log.error("received %s again: exiting at once, without saving", name)
         for handler in logging.getLogger().handlers:
@@ -102,8 +104,9 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._pipe = os.pipe()
             os.set_blocking(self._pipe[1], False)
-            self._watcher = threading.Thread(target=self._watch, args=(self._pipe[0],), name="stop-request",
-                                             daemon=True)
+            self._watcher = threading.Thread(
+                target=self._watch, args=(self._pipe[0],), name="stop-request", daemon=True
+            )
             self._watcher.start()
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
             global _active_pipe

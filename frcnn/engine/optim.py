@@ -32,8 +32,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
                 no_decay.append(p)
             else:
                 decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def build_optimizer(cfg, model: nn.Module, total_batch_size: int) -> torch.optim.Optimizer:
@@ -50,9 +49,17 @@ def build_optimizer(cfg, model: nn.Module, total_batch_size: int) -> torch.optim
         optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
     else:
         raise ValueError(f"optimizer.name={name}: expected sgd or adamw")
-    log.info("%s: lr %.6g (base_lr %g x %d images / %d), weight decay %g on %d tensors, none on %d",
-             name, lr, cfg.base_lr, total_batch_size, cfg.reference_batch_size, cfg.weight_decay,
-             len(groups[0]["params"]), len(groups[1]["params"]))
+    log.info(
+        "%s: lr %.6g (base_lr %g x %d images / %d), weight decay %g on %d tensors, none on %d",
+        name,
+        lr,
+        cfg.base_lr,
+        total_batch_size,
+        cfg.reference_batch_size,
+        cfg.weight_decay,
+        len(groups[0]["params"]),
+        len(groups[1]["params"]),
+    )
     return optimizer
 
 
@@ -63,8 +70,16 @@ class WarmupSchedule:
     multiplies the decay curve, so the two join without a jump.
     """
 
-    def __init__(self, name: str, max_iters: int, warmup_iters: int, warmup_factor: float,
-                 steps: list[int], gamma: float, min_lr_factor: float):
+    def __init__(
+        self,
+        name: str,
+        max_iters: int,
+        warmup_iters: int,
+        warmup_factor: float,
+        steps: list[int],
+        gamma: float,
+        min_lr_factor: float,
+    ):
         if name not in ("multistep", "cosine"):
             raise ValueError(f"schedule.name={name}: expected multistep or cosine")
         if list(steps) != sorted(steps):
@@ -93,12 +108,17 @@ class WarmupSchedule:
         return self.warmup(it) * self.decay(it)
 
 
-def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer,
-                       max_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer, max_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration scheduler (call ``step()`` once per iteration) from the ``schedule`` node."""
-    schedule = WarmupSchedule(str(getattr(cfg.name, "value", cfg.name)), max_iters,
-                              cfg.warmup_iters, cfg.warmup_factor, list(cfg.steps), cfg.gamma,
-                              cfg.min_lr_factor)
+    schedule = WarmupSchedule(
+        str(getattr(cfg.name, "value", cfg.name)),
+        max_iters,
+        cfg.warmup_iters,
+        cfg.warmup_factor,
+        list(cfg.steps),
+        cfg.gamma,
+        cfg.min_lr_factor,
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
@@ -113,5 +133,11 @@ def restore_schedule_position(scheduler: torch.optim.lr_scheduler.LambdaLR, save
     rates = [base_lr * factor(position) for base_lr, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
     for group, base_lr, rate in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, rates):
         group["initial_lr"], group["lr"] = base_lr, rate
-    scheduler.load_state_dict({**saved, "base_lrs": list(scheduler.base_lrs), "_last_lr": rates,
-                               "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+    scheduler.load_state_dict(
+        {
+            **saved,
+            "base_lrs": list(scheduler.base_lrs),
+            "_last_lr": rates,
+            "lr_lambdas": [None] * len(scheduler.lr_lambdas),
+        }
+    )

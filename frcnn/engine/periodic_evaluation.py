@@ -23,6 +23,7 @@ from frcnn.utils.visualize import draw_detections
 log = logging.getLogger(__name__)
 
 VIS_SCORE_THRESHOLD = 0.3
+VIS_MIN_SIDE = 320
 
 
 @dataclass
@@ -57,8 +58,10 @@ def build_evaluation_split(cfg: DictConfig) -> EvaluationSplit:
 
 
 def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch.Tensor]:
-    """The first ``count`` test images with ground truth (dashed, with a legend) and predictions
-    (class colours, scores >= 0.3) drawn, each uint8 ``[3, H, W]`` at its original size.
+    """The first ``count`` test images with ground truth (dashed, captioned with its class, with a
+    legend) and predictions (class colours, scores >= 0.3) drawn, each uint8 ``[3, H, W]`` at its
+    original size, or enlarged to a short side of :data:`VIS_MIN_SIDE` when smaller (TensorBoard
+    shows an image at its own size: captions on a 96 px image could not be read).
 
     ``predictions`` are predictions.json dicts (``bbox`` [x, y, w, h] in original coordinates).
     """
@@ -70,18 +73,37 @@ def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch
     for i in range(min(count, len(dataset))):
         gt = dataset.get_annotation(i)
         dets = by_image[dataset.image_ids[i]]
-        boxes = box_convert(torch.tensor([p["bbox"] for p in dets], dtype=torch.float32).reshape(-1, 4),
-                            "xywh", "xyxy")
+        boxes = box_convert(torch.tensor([p["bbox"] for p in dets], dtype=torch.float32).reshape(-1, 4), "xywh", "xyxy")
         labels = torch.tensor([label_of[p["category_id"]] for p in dets], dtype=torch.int64)
         scores = torch.tensor([p["score"] for p in dets], dtype=torch.float32)
-        images.append(draw_detections(read_image(dataset.image_path(i)), boxes, labels, scores, dataset.class_names,
-                                      score_threshold=VIS_SCORE_THRESHOLD, ground_truth=gt["boxes"]))
+        image = read_image(dataset.image_path(i))
+        images.append(
+            draw_detections(
+                image,
+                boxes,
+                labels,
+                scores,
+                dataset.class_names,
+                score_threshold=VIS_SCORE_THRESHOLD,
+                ground_truth=gt["boxes"],
+                ground_truth_labels=gt["labels"],
+                min_side=VIS_MIN_SIDE,
+            )
+        )
     return images
 
 
-def evaluate(model: torch.nn.Module, evaluator: DetectionEvaluator, loader, device: torch.device,
-             amp: Optional[torch.dtype], vis_images: int, iteration: int,
-             events: TrainingEvents, val_loss_seed: Optional[int] = None) -> dict:
+def evaluate(
+    model: torch.nn.Module,
+    evaluator: DetectionEvaluator,
+    loader,
+    device: torch.device,
+    amp: Optional[torch.dtype],
+    vis_images: int,
+    iteration: int,
+    events: TrainingEvents,
+    val_loss_seed: Optional[int] = None,
+) -> dict:
     """Run ``model`` over the test ``loader`` (every rank its shard; the evaluator gathers them)
     and return the metrics.json dict, with ``val_loss`` when ``val_loss_seed`` is given (see
     :func:`frcnn.evaluation.run_inference`). Rank 0 logs the table and records the TensorBoard views."""

@@ -79,14 +79,17 @@ def with_saved_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
         return argv, []
     saved = OmegaConf.to_container(OmegaConf.load(saved_file))
     if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):
-        raise ValueError(f"{saved_file}: not a list of overrides; remove the file and give the run's overrides "
-                         f"on the command line")
+        raise ValueError(
+            f"{saved_file}: not a list of overrides; remove the file and give the run's overrides on the command line"
+        )
     reused = [o for o in saved if override_key(o) not in given]
     for override in reused:
         reason = _not_a_setting(override)
         if reason is not None:
-            raise ValueError(f"{saved_file}: refusing the saved override {override!r} ({reason}); give it on the "
-                             f"command line if it is meant, or remove it from the file")
+            raise ValueError(
+                f"{saved_file}: refusing the saved override {override!r} ({reason}); give it on the "
+                f"command line if it is meant, or remove it from the file"
+            )
     return reused + argv, reused
 
 
@@ -152,8 +155,11 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """``key: saved -> current`` for every leaf key that differs, RESUMABLE_CHANGES excepted."""
     old, new = _flatten(saved), _flatten(current)
     keys = sorted(set(old) | set(new))
-    return [f"{key}: {old.get(key, '<absent>')} -> {new.get(key, '<absent>')}" for key in keys
-            if old.get(key) != new.get(key) and key not in RESUMABLE_CHANGES]
+    return [
+        f"{key}: {old.get(key, '<absent>')} -> {new.get(key, '<absent>')}"
+        for key in keys
+        if old.get(key) != new.get(key) and key not in RESUMABLE_CHANGES
+    ]
 
 
 def check_resume_config(saved: dict, cfg: DictConfig, path: Path) -> None:
@@ -165,6 +171,8 @@ def check_resume_config(saved: dict, cfg: DictConfig, path: Path) -> None:
     if cfg.train.get("resume_allow_config_change", False):
         log.warning("resuming %s with a changed config: %s", path, "; ".join(differences))
         return
-    raise ValueError(f"cannot resume {path}: the config differs from the checkpoint's in "
-                     f"{'; '.join(differences)}. Resume with the run's own settings (drop these overrides), "
-                     f"or pass train.resume_allow_config_change=true to resume with the new ones")
+    raise ValueError(
+        f"cannot resume {path}: the config differs from the checkpoint's in "
+        f"{'; '.join(differences)}. Resume with the run's own settings (drop these overrides), "
+        f"or pass train.resume_allow_config_change=true to resume with the new ones"
+    )

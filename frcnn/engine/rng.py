@@ -62,6 +62,10 @@ def restore_rng_states(states: list[dict[str, Any]], seed: int, iteration: int) 
     if len(states) == world_size:
         set_rng_state(states[rank])
     else:
-        log.warning("the checkpoint holds the RNG states of %d processes, this run has %d: reseeding "
-                    "(the losses will not repeat the original run's)", len(states), world_size)
+        log.warning(
+            "the checkpoint holds the RNG states of %d processes, this run has %d: reseeding "
+            "(the losses will not repeat the original run's)",
+            len(states),
+            world_size,
+        )
         seed_everything(seed + rank + iteration)

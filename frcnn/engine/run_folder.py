@@ -97,7 +97,8 @@ class RunFolderLock:
                 raise RunFolderError(
                     f"{self.run_dir} is in use by the training started {holder.get('started', '?')} on host "
                     f"{holder.get('host', '?')} (pid {holder.get('pid', '?')}): wait for it to finish, stop it, or "
-                    f"choose another hydra.run.dir")
+                    f"choose another hydra.run.dir"
+                )
             log.warning("taking over the lock of %s left by %s", self.run_dir, _describe(holder))
             self.path.unlink(missing_ok=True)
             if not self._create():
@@ -172,12 +173,17 @@ def check_fresh_start(run_dir: str | os.PathLike, resume: Optional[str], overwri
             (checkpoints / name).unlink()
         for name in RUN_FILES:
             (Path(run_dir) / name).unlink(missing_ok=True)
-        log.warning("train.overwrite=true: deleted the earlier run's %s and %s in %s", ", ".join(found),
-                    " and ".join(RUN_FILES), run_dir)
+        log.warning(
+            "train.overwrite=true: deleted the earlier run's %s and %s in %s",
+            ", ".join(found),
+            " and ".join(RUN_FILES),
+            run_dir,
+        )
         return
     raise RunFolderError(
         f"{run_dir} already holds a training run ({', '.join(found)} in {checkpoints}): continue it with "
-        f"train.resume=auto, choose another hydra.run.dir, or pass train.overwrite=true to start over in it")
+        f"train.resume=auto, choose another hydra.run.dir, or pass train.overwrite=true to start over in it"
+    )
 
 
 @contextmanager

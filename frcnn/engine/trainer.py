@@ -69,8 +69,9 @@ from frcnn.utils.dist import (
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model,
-          overrides: Optional[list[str]] = None) -> Optional[dict]:
+def train(
+    cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model, overrides: Optional[list[str]] = None
+) -> Optional[dict]:
     """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``; see
     :func:`run_training`. Returns the final metrics, or None when a signal stopped the run early
     or ``train.eval_at_end`` is false."""
@@ -87,8 +88,9 @@ class TrainingOutcome:
     stopped: bool
 
 
-def run_training(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model,
-                 overrides: Optional[list[str]] = None) -> TrainingOutcome:
+def run_training(
+    cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model, overrides: Optional[list[str]] = None
+) -> TrainingOutcome:
     """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
 
     ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
@@ -116,13 +118,19 @@ def run_training(cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module]
         return train_and_finish(run, split, checkpoints, rng_states, run_dir)
 
 
-def train_and_finish(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir,
-                     rng_states: Optional[list[dict[str, Any]]], run_dir: Path) -> TrainingOutcome:
+def train_and_finish(
+    run: TrainingRun,
+    split: EvaluationSplit,
+    checkpoints: CheckpointDir,
+    rng_states: Optional[list[dict[str, Any]]],
+    run_dir: Path,
+) -> TrainingOutcome:
     """The loop from ``run.iteration`` to ``train.max_iters`` (or a stop request), then
     :func:`finish`; an error on the way leaves the checkpoints committed so far."""
     tc = run.cfg.train
-    events = TrainingEvents(run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=is_main_process(),
-                            val_loss=split.val_loss)
+    events = TrainingEvents(
+        run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=is_main_process(), val_loss=split.val_loss
+    )
     nonfinite = NonFiniteSteps(tc.on_nonfinite, tc.max_nonfinite_steps)
     metrics, stopped = None, False
     try:
@@ -151,8 +159,15 @@ def train_and_finish(run: TrainingRun, split: EvaluationSplit, checkpoints: Chec
     return TrainingOutcome(metrics, run.iteration, stopped)
 
 
-def train_loop(run: TrainingRun, batches: Iterator, stop: StopRequest, nonfinite: NonFiniteSteps,
-               split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents) -> bool:
+def train_loop(
+    run: TrainingRun,
+    batches: Iterator,
+    stop: StopRequest,
+    nonfinite: NonFiniteSteps,
+    split: EvaluationSplit,
+    checkpoints: CheckpointDir,
+    events: TrainingEvents,
+) -> bool:
     """Steps until ``train.max_iters`` with the periodic checkpoints and evaluations; returns
     whether a stop request (SIGTERM/SIGINT on any process) ended it early.
 
@@ -202,13 +217,18 @@ class TrainingRun:
     def checkpoint(self) -> Checkpoint:
         """The whole training state. Collective (every rank's RNG state is gathered): call on
         every rank; rank 0 saves it."""
-        training = TrainingState(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                                 scaler=self.scaler.state_dict(), rng=all_gather_object(get_rng_state()))
+        training = TrainingState(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            rng=all_gather_object(get_rng_state()),
+        )
         return replace(self.weights(), training=training)
 
 
-def build_training(cfg: DictConfig, build: Callable[..., nn.Module], dataset, device: torch.device,
-                   checkpoints: CheckpointDir) -> tuple[TrainingRun, Optional[list[dict[str, Any]]]]:
+def build_training(
+    cfg: DictConfig, build: Callable[..., nn.Module], dataset, device: torch.device, checkpoints: CheckpointDir
+) -> tuple[TrainingRun, Optional[list[dict[str, Any]]]]:
     """The model (``build(cfg.model, num_classes)``, then ``model.weights``), optimiser, LR
     schedule and loss scaler for ``dataset``'s classes, continued from ``train.resume``'s
     checkpoint (:func:`restore`) and wrapped for DDP under torchrun. Returns the run and the
@@ -220,9 +240,18 @@ def build_training(cfg: DictConfig, build: Callable[..., nn.Module], dataset, de
     if cfg.model.weights:
         load_weights(model, cfg.model.weights)
     optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * get_world_size())
-    run = TrainingRun(cfg, model, model, optimizer, build_lr_scheduler(cfg.schedule, optimizer, tc.max_iters),
-                      torch.amp.GradScaler(device.type, enabled=amp == torch.float16), device, amp,
-                      list(dataset.class_names), list(dataset.category_ids))
+    run = TrainingRun(
+        cfg,
+        model,
+        model,
+        optimizer,
+        build_lr_scheduler(cfg.schedule, optimizer, tc.max_iters),
+        torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
+        device,
+        amp,
+        list(dataset.class_names),
+        list(dataset.category_ids),
+    )
     rng_states = restore(run, checkpoints)
     if get_world_size() > 1:  # wrapped after restoring: DDP starts from rank 0's weights
         run.trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -241,8 +270,10 @@ def restore(run: TrainingRun, checkpoints: CheckpointDir) -> Optional[list[dict[
             log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
         return None
     if checkpoint.training is None:
-        raise ValueError(f"train.resume={path}: it holds model weights only (as best.pt does); resume from "
-                         f"last.pt or a periodic checkpoint, or fine-tune with model.weights={path}")
+        raise ValueError(
+            f"train.resume={path}: it holds model weights only (as best.pt does); resume from "
+            f"last.pt or a periodic checkpoint, or fine-tune with model.weights={path}"
+        )
     check_resume_config(checkpoint.config, run.cfg, path)
     load_checkpoint_weights(run.model, checkpoint, str(path), run.cfg.model, len(run.class_names))
     run.optimizer.load_state_dict(checkpoint.training.optimizer)
@@ -256,8 +287,14 @@ def restore(run: TrainingRun, checkpoints: CheckpointDir) -> Optional[list[dict[
     return checkpoint.training.rng
 
 
-def train_iteration(run: TrainingRun, batches: Iterator, stop_requested: bool, nonfinite: NonFiniteSteps,
-                    checkpoints: CheckpointDir, events: TrainingEvents) -> StepResult:
+def train_iteration(
+    run: TrainingRun,
+    batches: Iterator,
+    stop_requested: bool,
+    nonfinite: NonFiniteSteps,
+    checkpoints: CheckpointDir,
+    events: TrainingEvents,
+) -> StepResult:
     """Iteration ``run.iteration + 1``: the next batch, one optimiser step, the LR schedule's step
     and the record of it all. A step that computed finite gradients commits the staged
     checkpoint: its weights have taken a step."""
@@ -265,30 +302,54 @@ def train_iteration(run: TrainingRun, batches: Iterator, stop_requested: bool, n
     batch = next(batches).to(run.device, non_blocking=True)
     data_time = time.perf_counter() - t0
     lr = run.scheduler.get_last_lr()[0]
-    step = train_step(run.trained, batch, run.optimizer, run.scaler, run.amp, run.cfg.train.clip_grad_norm,
-                      stop_requested, run.iteration + 1, nonfinite)
+    step = train_step(
+        run.trained,
+        batch,
+        run.optimizer,
+        run.scaler,
+        run.amp,
+        run.cfg.train.clip_grad_norm,
+        stop_requested,
+        run.iteration + 1,
+        nonfinite,
+    )
     run.scheduler.step()
     run.iteration += 1
     if not step.dropped:
         checkpoints.commit()
     else:
-        log.warning("iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
-                    run.iteration, nonfinite.in_a_row, nonfinite.total,
-                    describe_step(run.iteration, step.losses, step.grad_norm))
+        log.warning(
+            "iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
+            run.iteration,
+            nonfinite.in_a_row,
+            nonfinite.total,
+            describe_step(run.iteration, step.losses, step.grad_norm),
+        )
     max_memory_mb = torch.cuda.max_memory_allocated(run.device) / 2**20 if run.device.type == "cuda" else None
-    events.iteration(run.iteration, step.losses, lr, time.perf_counter() - t0, data_time, max_memory_mb,
-                     grad_norm=step.grad_norm)
+    events.iteration(
+        run.iteration, step.losses, lr, time.perf_counter() - t0, data_time, max_memory_mb, grad_norm=step.grad_norm
+    )
     return step
 
 
-def evaluate_and_track_best(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir,
-                            events: TrainingEvents) -> dict:
+def evaluate_and_track_best(
+    run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents
+) -> dict:
     """Evaluate the model on the test split (on every rank) and return the metrics.json dict; a
     new best value of ``train.best_metric`` writes ``best.pt``."""
     tc = run.cfg.train
     broadcast_buffers(run.model)
-    metrics = evaluate(run.model, split.evaluator, split.loader, run.device, run.amp, tc.vis_images, run.iteration,
-                       events, val_loss_seed=run.cfg.seed if split.val_loss else None)
+    metrics = evaluate(
+        run.model,
+        split.evaluator,
+        split.loader,
+        run.device,
+        run.amp,
+        tc.vis_images,
+        run.iteration,
+        events,
+        val_loss_seed=run.cfg.seed if split.val_loss else None,
+    )
     value = metric_value(metrics, tc.best_metric)
     if is_better(value, run.best_metric, tc.best_metric):  # alike on every rank
         run.best_metric = value
@@ -298,8 +359,14 @@ def evaluate_and_track_best(run: TrainingRun, split: EvaluationSplit, checkpoint
     return metrics
 
 
-def finish(run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents,
-           run_dir: Path, evaluate_at_end: bool) -> Optional[dict]:
+def finish(
+    run: TrainingRun,
+    split: EvaluationSplit,
+    checkpoints: CheckpointDir,
+    events: TrainingEvents,
+    run_dir: Path,
+    evaluate_at_end: bool,
+) -> Optional[dict]:
     """After the last iteration (or a stop request): ``last.pt`` first, so that a failing
     evaluation loses no training; then, under torchrun, the check that every replica holds the
     same weights; then the final evaluation (``evaluate_at_end``), ``best.pt`` and
@@ -335,23 +402,34 @@ def evaluation_failure_kept(run: TrainingRun, checkpoints: CheckpointDir) -> Ite
         checkpoints.commit()
         cause = " ".join(str(error).split()) or type(error).__name__
         last = checkpoints.last if checkpoints.saved_at is not None else None
-        kept = (f"the training is saved in {last} (iteration {checkpoints.saved_at}): score it with python "
-                f"scripts/evaluate.py checkpoint={last}, or continue with train.resume=auto"
-                if last is not None else "no checkpoint was written yet")
+        kept = (
+            f"the training is saved in {last} (iteration {checkpoints.saved_at}): score it with python "
+            f"scripts/evaluate.py checkpoint={last}, or continue with train.resume=auto"
+            if last is not None
+            else "no checkpoint was written yet"
+        )
         log.error("evaluation at iteration %d failed (%s); %s", run.iteration, cause, kept)
         raise
 
 
 def diverged(error: DivergenceError, checkpoints: CheckpointDir) -> DivergenceError:
     """``error`` (of the same type) saying what the run kept and how to continue; logged."""
-    error = type(error)(f"training diverged: {error}. Stopped before saving anything of it: {checkpoints.kept()}. "
-                        f"Lower optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip")
+    error = type(error)(
+        f"training diverged: {error}. Stopped before saving anything of it: {checkpoints.kept()}. "
+        f"Lower optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip"
+    )
     log.error("%s", error)
     return error
 
 
-def log_summary(run: TrainingRun, run_dir: Path, checkpoints: CheckpointDir, metrics: Optional[dict],
-                nonfinite: NonFiniteSteps, stopped: bool) -> None:
+def log_summary(
+    run: TrainingRun,
+    run_dir: Path,
+    checkpoints: CheckpointDir,
+    metrics: Optional[dict],
+    nonfinite: NonFiniteSteps,
+    stopped: bool,
+) -> None:
     """Where the run's outputs are, dropped updates, and how to continue a stopped run."""
     log.info("TensorBoard logs: %s (view: tensorboard --logdir %s)", run_dir / "tensorboard", run_dir / "tensorboard")
     log.info("checkpoints: %s", checkpoints.directory)
@@ -360,8 +438,13 @@ def log_summary(run: TrainingRun, run_dir: Path, checkpoints: CheckpointDir, met
     if nonfinite.total:
         log.warning("%d updates dropped for a non-finite loss or gradient (train.on_nonfinite=skip)", nonfinite.total)
     if stopped:
-        log.info("stopped at iteration %d of %d; continue with: python scripts/train.py train.resume=auto "
-                 "hydra.run.dir=%s [same overrides]", run.iteration, run.cfg.train.max_iters, run_dir)
+        log.info(
+            "stopped at iteration %d of %d; continue with: python scripts/train.py train.resume=auto "
+            "hydra.run.dir=%s [same overrides]",
+            run.iteration,
+            run.cfg.train.max_iters,
+            run_dir,
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -387,10 +470,17 @@ class StepResult:
     dropped: bool = False
 
 
-def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler, amp: Optional[torch.dtype],
-               clip_grad_norm: Optional[float], stop_requested: bool,
-               iteration: int, nonfinite: Optional[NonFiniteSteps] = None) -> StepResult:
+def train_step(
+    model: nn.Module,
+    batch,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    amp: Optional[torch.dtype],
+    clip_grad_norm: Optional[float],
+    stop_requested: bool,
+    iteration: int,
+    nonfinite: Optional[NonFiniteSteps] = None,
+) -> StepResult:
     """One optimiser step on ``batch`` (iteration number ``iteration``, counted from 1).
 
     A non-finite loss term (checked before the backward pass) or gradient norm (before the

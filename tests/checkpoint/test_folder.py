@@ -28,8 +28,10 @@ def test_a_staged_checkpoint_is_committed_only_after_a_finite_step(tmp_path):
     ckpts.save_last(stand_in_checkpoint(1), periodic=True)
     ckpts.stage_last(stand_in_checkpoint(2, weight=2.0), periodic=True)
     assert load_checkpoint(ckpts.last).iteration == 1 and ckpts.pending
-    assert ckpts.kept() == (f"{tmp_path / 'last.pt'} (iteration 1) is the last checkpoint (the one of iteration 2 "
-                            f"was discarded: its weights fail a step)")
+    assert ckpts.kept() == (
+        f"{tmp_path / 'last.pt'} (iteration 1) is the last checkpoint (the one of iteration 2 "
+        f"was discarded: its weights fail a step)"
+    )
     ckpts.discard()  # the next step failed
     assert sorted(os.listdir(tmp_path)) == ["last.pt", "model_0000001.pt"]
     ckpts.stage_last(stand_in_checkpoint(3, weight=3.0), periodic=True)

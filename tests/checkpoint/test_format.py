@@ -21,11 +21,16 @@ def test_a_training_checkpoint_round_trips_through_a_file(tmp_path):
     assert set(torch.load(tmp_path / "last.pt", weights_only=True)) == LAST_KEYS | {"checksum"}
 
     loaded = load_checkpoint(tmp_path / "last.pt")
-    assert (loaded.iteration, loaded.best_metric, loaded.class_names, loaded.category_ids) == (7, 0.25, ["a", "b"],
-                                                                                               [1, 2])
+    assert (loaded.iteration, loaded.best_metric, loaded.class_names, loaded.category_ids) == (
+        7,
+        0.25,
+        ["a", "b"],
+        [1, 2],
+    )
     assert torch.equal(loaded.model["w"], torch.full((2,), 2.5)) and loaded.config == checkpoint.config
-    assert loaded.training.scheduler == {"last_epoch": 7} and torch.equal(loaded.training.rng[0]["torch"],
-                                                                          checkpoint.training.rng[0]["torch"])
+    assert loaded.training.scheduler == {"last_epoch": 7} and torch.equal(
+        loaded.training.rng[0]["torch"], checkpoint.training.rng[0]["torch"]
+    )
     assert loaded.training.optimizer["param_groups"] == checkpoint.training.optimizer["param_groups"]
 
 
@@ -50,11 +55,14 @@ def test_a_dict_as_the_trainer_wrote_it_before_still_loads(tmp_path):
     assert checkpoint.to_dict().keys() == old.keys()  # written back with the same keys
 
 
-@pytest.mark.parametrize("drop, named", [
-    (("class_names",), "lacks class_names: not an frcnn checkpoint"),
-    (("config", "iteration"), "lacks config, iteration: not an frcnn checkpoint"),
-    (("scaler",), "lacks scaler: an incomplete frcnn checkpoint"),  # a training state is whole or absent
-])
+@pytest.mark.parametrize(
+    "drop, named",
+    [
+        (("class_names",), "lacks class_names: not an frcnn checkpoint"),
+        (("config", "iteration"), "lacks config, iteration: not an frcnn checkpoint"),
+        (("scaler",), "lacks scaler: an incomplete frcnn checkpoint"),  # a training state is whole or absent
+    ],
+)
 def test_a_missing_key_is_named_in_one_line_with_the_file(tmp_path, drop, named):
     state = {k: v for k, v in stand_in_checkpoint(4, resumable=True).to_dict().items() if k not in drop}
     torch.save(state, tmp_path / "cut.pt")
@@ -75,8 +83,9 @@ def test_a_config_without_its_model_or_dataset_node_and_a_foreign_model_entry_ar
 
 def test_training_state_fields_are_the_on_disk_keys():
     training = TrainingState(optimizer={"state": {}}, scheduler={}, scaler={"scale": 2.0}, rng=[])
-    checkpoint = Checkpoint(model={}, config={"model": {}, "dataset": {}}, class_names=[], category_ids=[],
-                            training=training)
+    checkpoint = Checkpoint(
+        model={}, config={"model": {}, "dataset": {}}, class_names=[], category_ids=[], training=training
+    )
     state = checkpoint.to_dict()
     assert (state["optimizer"], state["scaler"], state["rng"]) == ({"state": {}}, {"scale": 2.0}, [])
     assert Checkpoint.from_dict(state) == checkpoint

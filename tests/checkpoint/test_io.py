@@ -61,16 +61,23 @@ def test_unreadable_checkpoints_are_one_line_with_a_reason(tmp_path):
 
 def test_load_weights_reads_a_checkpoint_file_and_reports_shape_mismatch(tmp_path, caplog):
     source = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))  # e.g. 2 classes + background
-    save_checkpoint(Checkpoint(model=source.state_dict(), config={"model": {}, "dataset": {}}, class_names=["a", "b"],
-                               category_ids=[1, 2], iteration=5), tmp_path / "src.pt")
+    save_checkpoint(
+        Checkpoint(
+            model=source.state_dict(),
+            config={"model": {}, "dataset": {}},
+            class_names=["a", "b"],
+            category_ids=[1, 2],
+            iteration=5,
+        ),
+        tmp_path / "src.pt",
+    )
     target = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 5))
     fresh_head = target[1].weight.detach().clone()
     with caplog.at_level(logging.WARNING):
         report = load_weights(target, tmp_path / "src.pt")
     assert torch.equal(target[0].weight, source[0].weight)  # shared layers loaded
     assert torch.equal(target[1].weight, fresh_head)  # predictor keeps its initialisation
-    assert report["mismatched"] == ["1.weight: weights (3, 8) vs model (5, 8)",
-                                    "1.bias: weights (3,) vs model (5,)"]
+    assert report["mismatched"] == ["1.weight: weights (3, 8) vs model (5, 8)", "1.bias: weights (3,) vs model (5,)"]
     assert report["missing"] == [] and report["unexpected"] == []
     assert "1.weight: weights (3, 8) vs model (5, 8)" in caplog.text
 

@@ -16,8 +16,13 @@ def test_model_from_checkpoint_keeps_the_trained_norm_layers_without_fetching_we
     # the run started from ImageNet weights (norm auto -> frozen BN); rebuilding must not download them
     run_cfg = OmegaConf.merge(train_cfg.model, {"backbone": {"norm": "auto", "weights": "imagenet"}})
     config = {"model": OmegaConf.to_container(run_cfg), "dataset": {}}
-    checkpoint = Checkpoint(model=trained.state_dict(), config=config, class_names=["circle", "square", "triangle"],
-                            category_ids=[1, 2, 3], iteration=5)
+    checkpoint = Checkpoint(
+        model=trained.state_dict(),
+        config=config,
+        class_names=["circle", "square", "triangle"],
+        category_ids=[1, 2, 3],
+        iteration=5,
+    )
     for model in (model_from_checkpoint(checkpoint, run_cfg), model_from_checkpoint(checkpoint)):  # its own config
         assert not model.training
         assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())

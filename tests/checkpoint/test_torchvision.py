@@ -132,8 +132,9 @@ def test_other_torchvision_detectors_are_refused_by_name():
 @pytest.mark.slow
 def test_evaluate_script_scores_it_on_a_coco_file_of_some_of_its_classes(torch_home, tmp_path):
     home, _ = torch_home
-    root = Path(generate_shapes(str(tmp_path / "shapes"), num_train=1, num_test=4, min_image_size=80,
-                                max_image_size=96))
+    root = Path(
+        generate_shapes(str(tmp_path / "shapes"), num_train=1, num_test=4, min_image_size=80, max_image_size=96)
+    )
     coco = json.loads((root / "coco" / "instances_test.json").read_text())
     # The shapes renamed as three COCO classes, with COCO's own ids.
     coco["categories"] = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 62, "name": "chair"}]

@@ -53,10 +53,16 @@ def logged_iterations(run_dir) -> list[int]:
 
 def test_two_trainings_one_folder_and_a_rerun_into_it(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
-    first_args = args(tiny_root, run_dir, "train.max_iters=300", "train.checkpoint_period=1000",
-                      "train.eval_at_end=false")
-    first = subprocess.Popen([sys.executable, "scripts/train.py", *first_args], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first_args = args(
+        tiny_root, run_dir, "train.max_iters=300", "train.checkpoint_period=1000", "train.eval_at_end=false"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "scripts/train.py", *first_args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while len(logged_iterations(run_dir)) < 2 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.2)

@@ -27,8 +27,9 @@ def tiny_args(tiny_root, run_dir, *overrides):
 
 
 def run_train(*args, timeout=240):
-    result = subprocess.run([sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -42,10 +43,16 @@ def logged_iterations(run_dir) -> list[int]:
 
 def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = tiny_args(tiny_root, run_dir, "train.max_iters=200", "train.checkpoint_period=1000",
-                     "train.eval_at_end=false")
-    proc = subprocess.Popen([sys.executable, "scripts/train.py", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    args = tiny_args(
+        tiny_root, run_dir, "train.max_iters=200", "train.checkpoint_period=1000", "train.eval_at_end=false"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/train.py", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while len(logged_iterations(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -66,8 +73,16 @@ def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
 
 def test_multirun_sweeps_into_separate_run_dirs(tiny_root, tmp_path):
     sweep = tmp_path / "sweep"
-    run_train("-m", "debug=tiny", f"dataset.root={tiny_root}", "device=cpu", "train.max_iters=1",
-              "train.eval_at_end=false", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    run_train(
+        "-m",
+        "debug=tiny",
+        f"dataset.root={tiny_root}",
+        "device=cpu",
+        "train.max_iters=1",
+        "train.eval_at_end=false",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+    )
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "last.pt").is_file()
         assert (sweep / job / "train.log").is_file()
@@ -81,8 +96,15 @@ def test_multirun_sweeps_into_separate_run_dirs(tiny_root, tmp_path):
 
 def test_torchrun_two_cpu_processes(tiny_root, tmp_path):
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "scripts/train.py", *tiny_args(tiny_root, run_dir, "train.max_iters=3", "train.eval_batch_size=1")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "scripts/train.py",
+        *tiny_args(tiny_root, run_dir, "train.max_iters=3", "train.eval_batch_size=1"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -142,8 +142,15 @@ def test_a_stalled_rank_ends_the_job_with_its_rank_named(tmp_path):
     collective timeout, and torchrun ends the job: no process is left behind."""
     (tmp_path / "worker.py").write_text(STALL_WORKER)
     env = dict(os.environ, PYTHONPATH=str(REPO), PID_DIR=str(tmp_path), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "--max-restarts=0", str(tmp_path / "worker.py")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "--max-restarts=0",
+        str(tmp_path / "worker.py"),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode != 0
     assert "rank 0: rank(s) 1 (1 behind) stopped responding: rank 0 waited 2 s (train.dist_timeout)" in result.stderr
@@ -164,8 +171,13 @@ with StopRequest() as stop:
 
 
 def test_a_second_signal_exits_at_once_even_when_blocked(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", SIGNAL_WORKER], env=dict(os.environ, PYTHONPATH=str(REPO)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_WORKER],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout.readline().strip() == "ready"
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
@@ -193,8 +205,13 @@ else:
 
 def test_workers_stop_when_the_launcher_is_killed(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), TORCHELASTIC_RUN_ID="test")
-    launcher = subprocess.Popen([sys.executable, "-c", ORPHAN, "launcher", ORPHAN], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN, "launcher", ORPHAN],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     worker_pid = int(launcher.stdout.readline())
     assert launcher.stderr.readline().strip() == "armed"
     launcher.kill()  # kill -9 torchrun

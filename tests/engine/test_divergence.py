@@ -35,8 +35,13 @@ def all_finite(path: Path) -> bool:
 @pytest.mark.slow
 def test_huge_learning_rate_stops_before_saving_and_resumes_with_a_sane_one(tiny_cfg, tmp_path):
     """``optimizer.base_lr=1e6``: the run used to segfault in roi_align or save NaN weights."""
-    diverging = ("optimizer.base_lr=1e6", "train.max_iters=12", "train.checkpoint_period=1", "train.eval_at_end=false",
-                 "train.keep_checkpoints=0")  # last.pt only: fewer writes (the command's own run is in tests/api)
+    diverging = (
+        "optimizer.base_lr=1e6",
+        "train.max_iters=12",
+        "train.checkpoint_period=1",
+        "train.eval_at_end=false",
+        "train.keep_checkpoints=0",
+    )  # last.pt only: fewer writes (the command's own run is in tests/api)
     with pytest.raises(DivergenceError) as info:
         train(tiny_cfg(*diverging), tmp_path)
     message = str(info.value)
@@ -102,9 +107,12 @@ def _nan_gradient(model, losses):
 
 def test_nonfinite_gradient_with_a_finite_loss_stops(tiny_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(FasterRCNN, "forward", forward_with(_nan_gradient, {3}))
-    with pytest.raises(DivergenceError, match=r"non-finite gradient at iteration 3: .*grad_norm=nan.*/last.pt "
-                                              r"\(iteration 1\) is the last checkpoint \(the one of iteration 2 was "
-                                              r"discarded"):
+    with pytest.raises(
+        DivergenceError,
+        match=r"non-finite gradient at iteration 3: .*grad_norm=nan.*/last.pt "
+        r"\(iteration 1\) is the last checkpoint \(the one of iteration 2 was "
+        r"discarded",
+    ):
         train(tiny_cfg("train.checkpoint_period=1", "train.eval_at_end=false"), tmp_path)
     # Iteration 2's weights gave non-finite gradients: their checkpoint never became last.pt.
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").iteration == 1
@@ -151,8 +159,11 @@ def test_a_checkpoint_with_nonfinite_tensors_is_never_written(tmp_path):
     save_checkpoint(stand_in_checkpoint(1), path)
     poisoned = stand_in_checkpoint(2, weight=math.nan, resumable=True)
     poisoned.training.optimizer["state"] = {0: {"momentum_buffer": torch.tensor([1.0, math.inf])}}
-    with pytest.raises(DivergenceError, match=r"refusing to write .*last.pt: non-finite values in model.w, "
-                                              r"optimizer.state.0.momentum_buffer$"):
+    with pytest.raises(
+        DivergenceError,
+        match=r"refusing to write .*last.pt: non-finite values in model.w, "
+        r"optimizer.state.0.momentum_buffer$",
+    ):
         save_checkpoint(poisoned, path)
     assert load_checkpoint(path).iteration == 1 and os.listdir(tmp_path) == ["last.pt"]
 
@@ -166,6 +177,8 @@ def test_nonfinite_tensors_names_exactly_the_nonfinite_ones():
     nan[1, 2] = torch.nan
     inf_complex = torch.ones(2, dtype=torch.complex64)
     inf_complex[1] = complex(1.0, float("inf"))
-    state = {"model": {"a": big16, "b": big32, "c": nan, "steps": torch.tensor([1, 2])},
-             "optimizer": {"state": [{"exp_avg": inf_complex}, {"exp_avg": torch.zeros(2)}]}}
+    state = {
+        "model": {"a": big16, "b": big32, "c": nan, "steps": torch.tensor([1, 2])},
+        "optimizer": {"state": [{"exp_avg": inf_complex}, {"exp_avg": torch.zeros(2)}]},
+    }
     assert nonfinite_tensors(state) == ["model.c", "optimizer.state.0.exp_avg"]

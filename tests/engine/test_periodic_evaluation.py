@@ -34,3 +34,14 @@ def test_a_bf16_run_is_evaluated_in_bf16(tiny_cfg, tmp_path):
     metrics = train(cfg, tmp_path, build=build)
     assert metrics is not None
     assert built[0].seen == {"train": {torch.bfloat16}, "eval": {torch.bfloat16}}
+
+
+def test_test_images_are_drawn_large_enough_to_read(tiny_shapes_cfg):
+    """The shapes test images are 64-96 px: drawn at that size their legend and captions could not be read."""
+    from frcnn.data import build_dataset
+    from frcnn.engine.periodic_evaluation import VIS_MIN_SIDE, draw_test_images
+
+    dataset = build_dataset(tiny_shapes_cfg(), "test")
+    (drawn,) = draw_test_images(dataset, [], 1)
+    height, width = dataset.get_annotation(0)["height"], dataset.get_annotation(0)["width"]
+    assert min(drawn.shape[1:]) == VIS_MIN_SIDE and abs(drawn.shape[2] / drawn.shape[1] - width / height) < 0.02

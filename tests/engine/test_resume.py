@@ -19,17 +19,25 @@ from tests.helpers.configs import REPO, compose_train
 
 
 def test_saved_overrides_come_first_and_the_command_line_wins(tmp_path):
-    save_run_overrides(tmp_path, ["debug=tiny", "train.max_iters=5", "model.rpn.conv_channels=32",
-                                  "train.overwrite=true", "train.resume=auto"])
-    assert OmegaConf.load(tmp_path / RUN_OVERRIDES) == ["debug=tiny", "train.max_iters=5",
-                                                        "model.rpn.conv_channels=32"]  # one-off actions not kept
+    save_run_overrides(
+        tmp_path,
+        ["debug=tiny", "train.max_iters=5", "model.rpn.conv_channels=32", "train.overwrite=true", "train.resume=auto"],
+    )
+    assert OmegaConf.load(tmp_path / RUN_OVERRIDES) == [
+        "debug=tiny",
+        "train.max_iters=5",
+        "model.rpn.conv_channels=32",
+    ]  # one-off actions not kept
     argv = ["train.resume=auto", f"hydra.run.dir={tmp_path}", "train.max_iters=9"]
     new_argv, reused = with_saved_overrides(argv)
     assert reused == ["debug=tiny", "model.rpn.conv_channels=32"]
     assert new_argv == reused + argv
     # not a resume=auto of a run directory with saved overrides: unchanged
-    for other in (["train.resume=auto"], [f"hydra.run.dir={tmp_path}"],
-                  ["train.resume=auto", f"hydra.run.dir={tmp_path}/x"]):
+    for other in (
+        ["train.resume=auto"],
+        [f"hydra.run.dir={tmp_path}"],
+        ["train.resume=auto", f"hydra.run.dir={tmp_path}/x"],
+    ):
         assert with_saved_overrides(other) == (other, [])
 
 
@@ -66,8 +74,11 @@ def test_config_differences_ignore_the_runs_length_and_reporting():
     assert differences == ["model.rpn.conv_channels: 64 -> 32", f"optimizer.base_lr: {base_lr} -> 0.5"]
     with pytest.raises(ValueError, match=r"model.rpn.conv_channels: 64 -> 32.*train.resume_allow_config_change=true"):
         check_resume_config(saved, changed, "last.pt")
-    check_resume_config(saved, compose_train("debug=tiny", "model.rpn.conv_channels=32",
-                                             "train.resume_allow_config_change=true"), "last.pt")
+    check_resume_config(
+        saved,
+        compose_train("debug=tiny", "model.rpn.conv_channels=32", "train.resume_allow_config_change=true"),
+        "last.pt",
+    )
 
 
 @pytest.mark.slow
@@ -75,11 +86,19 @@ def test_resume_auto_without_repeating_overrides(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
 
     def train(*args):
-        return subprocess.run([sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
 
-    first = train("debug=tiny", f"dataset.root={tiny_root}", "device=cpu", "model.rpn.conv_channels=32",
-                  "train.max_iters=2", "train.eval_at_end=false", f"hydra.run.dir={run_dir}")
+    first = train(
+        "debug=tiny",
+        f"dataset.root={tiny_root}",
+        "device=cpu",
+        "model.rpn.conv_channels=32",
+        "train.max_iters=2",
+        "train.eval_at_end=false",
+        f"hydra.run.dir={run_dir}",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = train("train.resume=auto", f"hydra.run.dir={run_dir}", "train.max_iters=3")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

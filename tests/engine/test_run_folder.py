@@ -14,8 +14,11 @@ from frcnn.engine.run_folder import LOCK_FILE, RunFolderError, RunFolderLock, ch
 
 def test_a_second_training_is_refused_naming_the_holder(tmp_path):
     with RunFolderLock(tmp_path):
-        with pytest.raises(RunFolderError, match=rf"in use by the training started .* on host {socket.gethostname()} "
-                                                 rf"\(pid {os.getpid()}\)"):
+        with pytest.raises(
+            RunFolderError,
+            match=rf"in use by the training started .* on host {socket.gethostname()} "
+            rf"\(pid {os.getpid()}\)",
+        ):
             RunFolderLock(tmp_path).acquire()
     assert not (tmp_path / LOCK_FILE).exists()  # given back on exit
     with RunFolderLock(tmp_path):  # and free again
@@ -78,8 +81,9 @@ def test_a_lock_of_another_process_is_not_removed_on_release(tmp_path):
 def test_a_new_run_in_a_finished_runs_folder_is_refused(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"trained")
-    with pytest.raises(RunFolderError, match="already holds a training run .*last.pt.*train.resume=auto.*"
-                                             "train.overwrite=true"):
+    with pytest.raises(
+        RunFolderError, match="already holds a training run .*last.pt.*train.resume=auto.*train.overwrite=true"
+    ):
         check_fresh_start(tmp_path, resume=None, overwrite=False)
     check_fresh_start(tmp_path, resume="auto", overwrite=False)
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"trained"

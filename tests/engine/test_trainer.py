@@ -47,14 +47,20 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
     assert metrics["val_loss"]["total"] == pytest.approx(sum(metrics["val_loss"][k] for k in LOSS_TERMS[:-1]))
 
     ckpts = tmp_path / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt", "model_0000003.pt",
-                                                       "model_0000006.pt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt", "model_0000003.pt", "model_0000006.pt"]
     last = load_checkpoint(ckpts / "last.pt")
     assert last.iteration == 6 and last.class_names == ["circle", "square", "triangle"]
     assert last.best_metric == metrics["voc07"]["mAP"] and len(last.training.rng) == 1  # one process
     best = load_checkpoint(ckpts / "best.pt")
-    assert set(torch.load(ckpts / "best.pt", weights_only=True)) == {"model", "iteration", "config", "class_names",
-                                                                     "category_ids", "best_metric", "checksum"}
+    assert set(torch.load(ckpts / "best.pt", weights_only=True)) == {
+        "model",
+        "iteration",
+        "config",
+        "class_names",
+        "category_ids",
+        "best_metric",
+        "checksum",
+    }
     assert best.iteration == 6 and best.best_metric == metrics["voc07"]["mAP"] and best.training is None
     assert (ckpts / "best.pt").stat().st_size < 0.7 * (ckpts / "last.pt").stat().st_size  # no optimiser state
     assert load_checkpoint(ckpts / "model_0000003.pt").iteration == 3
@@ -64,8 +70,14 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
 
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {f"loss/{k}" for k in LOSS_TERMS} | {"lr", "time/iter", "time/data", "eval/voc07_mAP",
-                                                "eval/coco_AP", "eval_AP/circle"} <= scalars
+    assert {f"loss/{k}" for k in LOSS_TERMS} | {
+        "lr",
+        "time/iter",
+        "time/data",
+        "eval/voc07_mAP",
+        "eval/coco_AP",
+        "eval_AP/circle",
+    } <= scalars
     assert [e.step for e in events.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
     val_total = metrics["val_loss"]["total"]
     assert [(e.step, e.value) for e in events.Scalars("val_loss/total")] == [(6, pytest.approx(val_total))]
@@ -153,12 +165,24 @@ def test_short_fpn_run_learns(tiny_cfg, tmp_path):
     here: 60 steps place few boxes well, and it moved between 0.03 and 0.11 from one evaluation,
     seed or CPU to the next (0.01 untrained); the logged training loss is one batch of 2 images,
     and its box terms rise as more proposals become foreground."""
-    fpn = ("model=resnet50_fpn", "model.backbone.depth=18", "model.backbone.weights=null",
-           "model.anchors.scales=[0.5]", "model.rpn.pre_nms_top_n_train=200", "model.rpn.post_nms_top_n_train=100",
-           "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=50",
-           "model.roi_head.batch_size_per_image=32", "model.roi_head.mlp_dim=128",
-           "optimizer=adamw", "optimizer.base_lr=0.002", "optimizer.reference_batch_size=2",
-           "schedule=cosine", "schedule.warmup_iters=5", "dataset.test_sets=[train]")
+    fpn = (
+        "model=resnet50_fpn",
+        "model.backbone.depth=18",
+        "model.backbone.weights=null",
+        "model.anchors.scales=[0.5]",
+        "model.rpn.pre_nms_top_n_train=200",
+        "model.rpn.post_nms_top_n_train=100",
+        "model.rpn.pre_nms_top_n_test=100",
+        "model.rpn.post_nms_top_n_test=50",
+        "model.roi_head.batch_size_per_image=32",
+        "model.roi_head.mlp_dim=128",
+        "optimizer=adamw",
+        "optimizer.base_lr=0.002",
+        "optimizer.reference_batch_size=2",
+        "schedule=cosine",
+        "schedule.warmup_iters=5",
+        "dataset.test_sets=[train]",
+    )
     untrained = train(tiny_cfg(*fpn, "train.max_iters=1"), tmp_path / "one")["val_loss"]
     trained = train(tiny_cfg(*fpn, "train.max_iters=60", "train.checkpoint_period=60"), tmp_path / "sixty")["val_loss"]
 
