@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -98,6 +99,8 @@ def error_message(error: BaseException, program: str) -> str:
             override = head.removeprefix("Error merging override ")
             return f"{override}: {str(cause).splitlines()[0]}"
         return _squash(error)
+    if _not_writable(error) and error.errno is None:  # raised with a message of its own
+        return _squash(error)
     if isinstance(error, OSError) and error.errno in _FULL + _NOT_WRITABLE:
         return _environment_message(error)
     return _squash(error) or type(error).__name__
@@ -107,6 +110,10 @@ def error_message(error: BaseException, program: str) -> str:
 # is fixed by choosing another one (2).
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _not_writable(error: BaseException) -> bool:
+    return isinstance(error, PermissionError) or (isinstance(error, OSError) and error.errno in _NOT_WRITABLE)
 
 
 def _environment_message(error: OSError) -> str:
@@ -120,7 +127,7 @@ def exit_code(error: BaseException) -> int | None:
     """EXIT_USAGE or EXIT_FAILURE for errors reported in one line; None for unexpected ones."""
     if isinstance(error, _REPORTED_FAILURES) or (isinstance(error, OSError) and error.errno in _FULL):
         return EXIT_FAILURE
-    if isinstance(error, _USAGE_ERRORS) or (isinstance(error, OSError) and error.errno in _NOT_WRITABLE):
+    if isinstance(error, _USAGE_ERRORS) or _not_writable(error):
         return EXIT_USAGE
     return None
 
@@ -161,6 +168,24 @@ class _HydraJobErrorFilter:
         return getattr(self.stream, name)
 
 
+def _remove_stub_run_folder(log_file: Path) -> None:
+    """Remove the run folder of a command refused for its input when it holds nothing but Hydra's
+    record of the command line and this log: a mistake leaves no stub ``outputs/<date>/<time>``.
+    (A folder the user named with ``hydra.run.dir`` is kept, with the traceback in its log.)"""
+    run_dir = log_file.parent
+    contents = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if contents <= {".hydra", log_file.name}:
+        for handler in [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/<date>/ and outputs/, when empty now
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+
 def run_command(main: Callable[[], object], program: str | None = None) -> None:
     """Run a ``@hydra.main`` function as a command: errors end as described in the module docstring."""
     program = program or Path(sys.argv[0]).name
@@ -189,6 +214,8 @@ def run_command(main: Callable[[], object], program: str | None = None) -> None:
         print(
             f"{program}: error: {error_message(error, program)}{where if code == EXIT_FAILURE else ''}", file=sys.stderr
         )
+        if code == EXIT_USAGE and logs and not any(arg.startswith("hydra.run.dir=") for arg in sys.argv):
+            _remove_stub_run_folder(logs[0])
         sys.exit(code)
     finally:
         sys.stderr = stderr

@@ -58,7 +58,9 @@ def main(cfg: DictConfig) -> None:
     predictor = Predictor(detector, category_ids, cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)
     save_predictions(output / "predictions.json", predictions)
-    log.info("%d detections on %d input image(s) written to %s", len(predictions), len(paths), output)
+    skipped = f"; {len(predictor.unreadable)} unreadable file(s) skipped" if predictor.unreadable else ""
+    detected = len(paths) - len(predictor.unreadable)
+    log.info("%d detections on %d image(s) written to %s%s", len(predictions), detected, output, skipped)
 
 
 def command() -> None:

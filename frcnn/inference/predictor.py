@@ -69,12 +69,13 @@ class Predictor:
         self.detector = detector
         self.category_ids = category_ids
         self.score_threshold = score_threshold
+        self.unreadable: list[Path] = []  # inputs of the last predict() that could not be decoded
 
     def predict(self, paths: Iterable[Path], batch_size: int, output_dir: str | Path) -> list[dict]:
         """Detect on every readable image of ``paths``; write each, boxes drawn, to ``output_dir``
         under its own file name; return the predictions.json dicts (``image_id``: the file name,
         boxes in original-image pixels). Unreadable images are reported and skipped."""
-        paths = list(paths)
+        paths, self.unreadable = list(paths), []
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         predictions = []
@@ -86,6 +87,7 @@ class Predictor:
                         images.append(read_image(str(path)))
                     except DatasetError as error:
                         logger.warning("skipping unreadable image: %s", error)
+                        self.unreadable.append(path)
                         continue
                     readable.append(path)
                 for path, image, result in zip(readable, images, self.detector.detect(images)):

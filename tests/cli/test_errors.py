@@ -313,3 +313,17 @@ def test_offline_torchvision_checkpoint_ends_in_one_line(script, args, tmp_path,
     line = error_line(result, script)
     assert "cannot download https://" in line and f"place it at {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in line
     assert "model.weights" not in line
+
+
+def test_a_refused_command_leaves_no_stub_run_folder(tmp_path, capsys, monkeypatch):
+    """A mistake found once the run started used to leave outputs/<date>/<time> with .hydra/ and a log."""
+    result = run_script("train.py", "train.batch_size=0", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 2 and "train.batch_size must be positive" in error_line(result, "train.py")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_permission_error_with_a_message_of_its_own_is_one_line():
+    from frcnn.cli.errors import error_message, exit_code
+
+    error = PermissionError("output folder /mnt/ro/exported is not writable")
+    assert exit_code(error) == 2 and error_message(error, "export.py") == str(error)

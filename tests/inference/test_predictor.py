@@ -1,65 +1,14 @@
-"""Reliability of results files and of predict.py's output folder: bad entries are named by their
-index (or dropped, counted, on request), and an unusable output folder fails before the model
-is loaded."""
+"""frcnn/inference/predictor.py: an unusable output folder fails before the model is loaded, and
+unreadable inputs are skipped and counted apart from the images detected on."""
 
-import json
-import logging
-import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from frcnn.evaluation import load_predictions
-from frcnn.inference.predictor import check_output_dir
-
-GOOD = {"image_id": "img1", "category_id": 1, "bbox": [1.0, 2.0, 10.0, 20.0], "score": 0.9}
-
-
-def write(tmp_path, entries, name="results.json"):
-    path = tmp_path / name
-    # allow_nan: what json.dump writes for float("nan") / float("inf"), and what json.load reads back
-    path.write_text(json.dumps(entries, allow_nan=True))
-    return path
-
-
-@pytest.mark.parametrize(
-    "bad, reason",
-    [
-        (dict(GOOD, bbox=[math.nan, 0, 5, 5]), "bbox has a non-finite number"),
-        (dict(GOOD, bbox=[0, 0, math.inf, 5]), "bbox has a non-finite number"),
-        (dict(GOOD, bbox=[0, 0, -3, 5]), "bbox has a negative width or height"),
-        (dict(GOOD, score=math.nan), "score is not finite"),
-        (dict(GOOD, score=-math.inf), "score is not finite"),
-    ],
-)
-def test_nonfinite_or_negative_entries_are_rejected_by_index_or_dropped(tmp_path, caplog, bad, reason):
-    path = write(tmp_path, [GOOD, GOOD, bad, GOOD])
-    with pytest.raises(ValueError, match=rf"results.json: entry 2: {reason}.*invalid_predictions=drop"):
-        load_predictions(path)
-    with caplog.at_level(logging.WARNING):
-        kept = load_predictions(path, invalid="drop")
-    assert kept == [GOOD, GOOD, GOOD]
-    assert "dropped 1 of 4 entries" in caplog.text and "first: entry 2" in caplog.text
-
-
-@pytest.mark.parametrize(
-    "bad, reason",
-    [
-        (dict(GOOD, bbox="1 2 3 4"), "bbox must be 4 numbers"),
-        (dict(GOOD, bbox=[1, 2, "3", 4]), "bbox must be 4 numbers"),
-        (dict(GOOD, bbox=[1, 2, 3]), "bbox must be 4 numbers"),
-        (dict(GOOD, score="0.9"), "score must be a number, got '0.9'"),
-        (dict(GOOD, score=True), "score must be a number"),
-        (dict(GOOD, category_id="1"), "category_id must be an integer"),
-        (dict(GOOD, image_id=[1]), "image_id must be an integer or a string"),
-        ({"image_id": 1, "bbox": [0, 0, 1, 1]}, "missing category_id, score"),
-        ([1, 2, 3, 4], "expected an object"),
-    ],
-)
-def test_entries_of_the_wrong_type_are_named(tmp_path, bad, reason):
-    path = write(tmp_path, [GOOD, bad])
-    for invalid in ("error", "drop"):  # structural problems are errors either way
-        with pytest.raises(ValueError, match=rf"results.json: entry 1: {reason}"):
-            load_predictions(path, invalid=invalid)
+from frcnn.inference.predictor import Predictor, check_output_dir, list_images
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
@@ -74,3 +23,21 @@ def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
         check_output_dir([image], blocker)
     check_output_dir([image], tmp_path / "new" / "out")  # created
     assert (tmp_path / "new" / "out").is_dir()
+
+
+def test_unreadable_images_are_skipped_and_counted_apart(tmp_path):
+    """predict.py's summary counted a truncated file as an image it detected on."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((32, 48, 3), dtype=np.uint8)).save(photos / name)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (photos / "notes.txt").write_text("not an image")
+    nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+    detector = SimpleNamespace(class_names=["cat"], detect=lambda images: [dict(nothing) for _ in images])
+    predictor = Predictor(detector, [1], score_threshold=0.5)
+    paths = list_images(photos)
+    assert [p.name for p in paths] == ["a.png", "b.png", "broken.jpg"]
+    assert predictor.predict(paths, batch_size=2, output_dir=tmp_path / "out") == []
+    assert predictor.unreadable == [photos / "broken.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
