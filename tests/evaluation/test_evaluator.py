@@ -6,6 +6,7 @@ Every test that scores COCO numbers runs with each COCO backend (the ``coco_back
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -20,7 +21,7 @@ from frcnn.evaluation import (
 from frcnn.evaluation.coco_eval import COCO_BACKENDS, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections
-from tests.helpers.fakes import batch_of, gt_detections, make_fake_dataset
+from tests.helpers.fakes import batch_of, evaluate_on_rank, gt_detections, make_fake_dataset
 
 
 @pytest.fixture(params=COCO_BACKENDS)
@@ -246,3 +247,18 @@ def test_voc_and_coco_metrics_score_the_same_cleaned_ground_truth(make_coco, bac
     perfect = [{"image_id": 1, "category_id": 1, "bbox": [8, 8, 30, 30], "score": 0.9}]
     metrics, _ = score_predictions(dataset, perfect, coco_backend=backend)
     assert metrics["voc07"]["mAP"] == pytest.approx(1.0) and metrics["coco"]["AP50"] == pytest.approx(1.0)
+
+
+def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
+    mp.spawn(evaluate_on_rank, args=(2, tmp_path / "init", tmp_path / "result"), nprocs=2)
+    dataset = make_fake_dataset()
+    evaluator = DetectionEvaluator(dataset)
+    for rank in range(2):
+        indices = list(range(rank, len(dataset), 2))
+        detections = gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0)
+        evaluator.process(batch_of(dataset, indices, (2.0, 0.5)), detections)
+    expected = evaluator.evaluate()
+    for rank in range(2):
+        result = torch.load(f"{tmp_path / 'result'}.{rank}", weights_only=False)
+        assert result["metrics"] == expected
+        assert result["predictions"] == len(evaluator.predictions())

@@ -5,9 +5,12 @@ import json
 import logging
 import math
 
+import numpy as np
 import pytest
 
-from frcnn.evaluation import load_predictions
+from frcnn.evaluation import load_predictions, write_voc_devkit_results
+from frcnn.evaluation.voc_eval import Detections
+from tests.helpers.fakes import make_fake_dataset
 
 GOOD = {"image_id": "img1", "category_id": 1, "bbox": [1.0, 2.0, 10.0, 20.0], "score": 0.9}
 
@@ -58,3 +61,15 @@ def test_entries_of_the_wrong_type_are_named(tmp_path, bad, reason):
     for invalid in ("error", "drop"):  # structural problems are errors either way
         with pytest.raises(ValueError, match=rf"results.json: entry 1: {reason}"):
             load_predictions(path, invalid=invalid)
+
+
+def test_voc_devkit_result_files(fake_dataset, tmp_path):
+    dataset = make_fake_dataset(image_ids=[f"2007_{i:06d}" for i in range(12)])
+    boxes = np.array([[0.0, 1.0, 10.0, 20.5], [3, 4, 5, 6]])
+    dets = Detections(np.array([0, 5]), np.array([2, 2]), np.array([0.75, 0.5]), boxes)
+    paths = write_voc_devkit_results(tmp_path, dets, dataset.image_ids, dataset.class_names, "test")
+    assert [p.name for p in paths] == ["comp4_det_test_cat.txt", "comp4_det_test_dog.txt", "comp4_det_test_bird.txt"]
+    assert paths[0].read_text() == ""
+    # devkit boxes are 1-based inclusive: (x1 + 1, y1 + 1, x2, y2)
+    lines = ["2007_000000 0.750000 1.00 2.00 10.00 20.50", "2007_000005 0.500000 4.00 5.00 5.00 6.00"]
+    assert paths[1].read_text().splitlines() == lines

@@ -1,44 +1,14 @@
-"""Evaluation side outputs: distributed gather, VOC devkit files, TensorBoard, drawings, benchmark."""
+"""frcnn/evaluation/tensorboard.py: metric scalars and PR curves in TensorBoard."""
 
 import numpy as np
 import pytest
-import torch
-import torch.multiprocessing as mp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from frcnn.evaluation import DetectionEvaluator, add_pr_curves, log_metrics, write_voc_devkit_results
+from frcnn.evaluation import add_pr_curves, log_metrics
 from frcnn.evaluation.tensorboard import pr_curve_counts
-from frcnn.evaluation.voc_eval import ClassPR, Detections
+from frcnn.evaluation.voc_eval import ClassPR
 from tests.evaluation.test_evaluator import evaluate_all
-from tests.helpers.fakes import batch_of, evaluate_on_rank, gt_detections, make_fake_dataset
-
-
-def test_evaluate_gathers_detections_from_all_ranks(tmp_path):
-    mp.spawn(evaluate_on_rank, args=(2, tmp_path / "init", tmp_path / "result"), nprocs=2)
-    dataset = make_fake_dataset()
-    evaluator = DetectionEvaluator(dataset)
-    for rank in range(2):
-        indices = list(range(rank, len(dataset), 2))
-        detections = gt_detections(dataset, indices, (2.0, 0.5), noise=4.0, seed=0)
-        evaluator.process(batch_of(dataset, indices, (2.0, 0.5)), detections)
-    expected = evaluator.evaluate()
-    for rank in range(2):
-        result = torch.load(f"{tmp_path / 'result'}.{rank}", weights_only=False)
-        assert result["metrics"] == expected
-        assert result["predictions"] == len(evaluator.predictions())
-
-
-def test_voc_devkit_result_files(fake_dataset, tmp_path):
-    dataset = make_fake_dataset(image_ids=[f"2007_{i:06d}" for i in range(12)])
-    boxes = np.array([[0.0, 1.0, 10.0, 20.5], [3, 4, 5, 6]])
-    dets = Detections(np.array([0, 5]), np.array([2, 2]), np.array([0.75, 0.5]), boxes)
-    paths = write_voc_devkit_results(tmp_path, dets, dataset.image_ids, dataset.class_names, "test")
-    assert [p.name for p in paths] == ["comp4_det_test_cat.txt", "comp4_det_test_dog.txt", "comp4_det_test_bird.txt"]
-    assert paths[0].read_text() == ""
-    # devkit boxes are 1-based inclusive: (x1 + 1, y1 + 1, x2, y2)
-    lines = ["2007_000000 0.750000 1.00 2.00 10.00 20.50", "2007_000005 0.500000 4.00 5.00 5.00 6.00"]
-    assert paths[1].read_text().splitlines() == lines
 
 
 def test_pr_curve_counts_at_score_thresholds():
