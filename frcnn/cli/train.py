@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from frcnn.cli.errors import EXIT_STOPPED, run_command
 from frcnn.config import config_dir, preset_warning
-from frcnn.engine.resume import with_saved_overrides
+from frcnn.engine.resume import config_to_resume, with_saved_overrides
 from frcnn.engine.trainer import run_training
 from frcnn.utils.logs import setup_logging
 
@@ -35,10 +35,16 @@ def main(cfg: DictConfig) -> None:
     log.info("run directory: %s", run_dir)
     if REUSED_OVERRIDES:
         log.info("train.resume=auto: reusing the run's overrides %s", " ".join(REUSED_OVERRIDES))
-    warning = preset_warning(hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.name)
-    if warning:
-        log.warning(warning)
-    outcome = run_training(cfg, run_dir, overrides=list(hydra_cfg.overrides.task))
+    overrides = list(hydra_cfg.overrides.task)
+    # train.resume=PATH: the checkpoint's own config, settled before anything is set up for the defaults' one
+    cfg, resume_from = config_to_resume(cfg, overrides)
+    if resume_from is not None:
+        log.info("train.resume=%s: the checkpoint's config, with the command line's overrides on top", resume_from.path)
+    else:  # the experiment preset chosen matters only to a config composed from it
+        warning = preset_warning(hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.name)
+        if warning:
+            log.warning(warning)
+    outcome = run_training(cfg, run_dir, overrides=overrides, resume_from=resume_from)
     if outcome.stopped:  # saved and resumable, but not finished: a scheduler must be able to tell
         sys.exit(EXIT_STOPPED)
 

@@ -13,6 +13,12 @@ The file is read as data, never as configuration that runs code: only keys of fr
 prefix, a ``@package``, a sweep, an interpolation (``${...}``) or a ``_target_``-like key is
 refused, naming the file and the override (give it on the command line if it is meant).
 
+``train.resume=PATH`` (a checkpoint file) trains with the checkpoint's own config, saved in it
+(:func:`config_to_resume`): the command line's overrides are applied on top of it, so a resume
+needs no more than ``train.resume=PATH`` and what is to change (``train.max_iters=...``). The
+saved config is data too: it must fit the schema (no ``hydra`` node, no key frcnn does not know,
+no interpolation) or the resume stops naming the file.
+
 A resume whose config still differs from the checkpoint's in what shapes the model, the data or
 the optimisation stops, naming the keys (:func:`check_resume_config`), unless
 ``train.resume_allow_config_change=true``.
@@ -22,13 +28,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from frcnn.checkpoint.format import Checkpoint
+from frcnn.checkpoint.io import load_checkpoint
 from frcnn.config import config_dir
 from frcnn.config.schema import TrainConfig
 
@@ -176,3 +187,98 @@ def check_resume_config(saved: dict, cfg: DictConfig, path: Path) -> None:
         f"{'; '.join(differences)}. Resume with the run's own settings (drop these overrides), "
         f"or pass train.resume_allow_config_change=true to resume with the new ones"
     )
+
+
+def check_resumable(path: Path, checkpoint: Checkpoint) -> None:
+    """Raise ValueError when ``checkpoint`` holds weights only (``best.pt``): nothing to resume."""
+    if checkpoint.training is None:
+        raise ValueError(
+            f"train.resume={path}: it holds model weights only (as best.pt does); resume from "
+            f"last.pt or a periodic checkpoint, or fine-tune with model.weights={path}"
+        )
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint ``train.resume=PATH`` names, read once before the run is set up."""
+
+    path: Path
+    checkpoint: Checkpoint
+
+
+def config_to_resume(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Optional[ResumePoint]]:
+    """The config of a run and the checkpoint it resumes from, for ``train.resume=PATH``.
+
+    cfg: the composed train config (defaults and command line). overrides: the command line's
+    (``HydraConfig.get().overrides.task``). For ``train.resume=PATH`` the result is the
+    checkpoint's saved config (:func:`saved_train_config`) with the keys the overrides set taken
+    from ``cfg`` (already parsed and typed by Hydra; :func:`overridden_keys`); otherwise ``cfg``
+    unchanged and no checkpoint (``auto`` resumes within the run folder, null starts fresh).
+    Raises FileNotFoundError, CheckpointError or ValueError, one line naming the file.
+    """
+    resume = cfg.train.resume
+    if resume is None or resume == "auto":
+        return cfg, None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.resume={resume}: no such checkpoint")
+    checkpoint = load_checkpoint(path)
+    check_resumable(path, checkpoint)
+    resumed = saved_train_config(checkpoint.config, path)
+    for key in overridden_keys(overrides):
+        OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+    return resumed, ResumePoint(path, checkpoint)
+
+
+def saved_train_config(saved: Mapping[str, Any], source: Path) -> DictConfig:
+    """A checkpoint's saved config typed by the schema (enum keys enums again). Raises ValueError,
+    one line naming ``source``, for a key the schema does not know (a ``hydra`` node included),
+    a value of the wrong type or an interpolation: the file is data, never configuration that runs."""
+    interpolated = _interpolations(saved)
+    if interpolated:
+        raise ValueError(f"{source}: its saved config holds an interpolation in {', '.join(interpolated)}: refused")
+    try:
+        return OmegaConf.merge(_SCHEMA, saved)
+    except OmegaConfBaseException as error:
+        reason = " ".join(str(error).splitlines()[0].split())
+        raise ValueError(
+            f"{source}: its saved config is not an frcnn train config ({reason}): refused; resume from "
+            f"a checkpoint that training wrote"
+        ) from None
+
+
+def _interpolations(node: Any, key: str = "") -> list[str]:
+    """The keys (``a.b``, ``a.0``) of every string in ``node`` that OmegaConf would resolve (``${...}``)."""
+    if isinstance(node, Mapping):
+        return [found for k, value in node.items() for found in _interpolations(value, f"{key}{k}.")]
+    if isinstance(node, (list, tuple)):
+        return [found for i, value in enumerate(node) for found in _interpolations(value, f"{key}{i}.")]
+    return [key.rstrip(".")] if isinstance(node, str) and "${" in node else []
+
+
+def overridden_keys(overrides: list[str]) -> list[str]:
+    """The config keys the command line's ``overrides`` set, in order: ``key=value`` sets ``key``;
+    a config-group choice sets its node (``dataset=voc``: ``dataset``) or, for a ``_global_``
+    preset (``debug=tiny``, ``experiment=...``), the keys its file sets and the groups it
+    overrides. Hydra's own keys are not the run's. Raises ValueError for a deletion (``~key``):
+    there is nothing to delete from a checkpoint's config."""
+    keys = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key.split(".")[0] == "hydra":
+            continue
+        if override.is_delete():
+            raise ValueError(f"train.resume=PATH takes the checkpoint's config: ~{key} cannot apply to it")
+        keys += _preset_keys(key, override.value()) if key in _config_groups() else [key]
+    return keys
+
+
+def _preset_keys(group: str, choice: str) -> list[str]:
+    """The keys the ``group=choice`` file of configs/ sets (see :func:`overridden_keys`)."""
+    text = (config_dir() / group / f"{choice}.yaml").read_text()
+    if "# @package _global_" not in text.splitlines()[:1]:
+        return [group]
+    preset = OmegaConf.to_container(OmegaConf.create(text))
+    defaults = preset.pop("defaults", None) or []
+    overridden = [name.removeprefix("override /") for entry in defaults if isinstance(entry, dict) for name in entry]
+    return overridden + list(_flatten(preset))

@@ -47,7 +47,7 @@ from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
 from frcnn.engine.periodic_evaluation import EvaluationSplit, build_evaluation_split, evaluate
-from frcnn.engine.resume import check_resume_config, save_run_overrides
+from frcnn.engine.resume import ResumePoint, check_resumable, check_resume_config, save_run_overrides
 from frcnn.engine.rng import get_rng_state, restore_rng_states, seed_everything
 from frcnn.engine.run_folder import own_run_folder
 from frcnn.evaluation.best_metric import is_better, metric_value
@@ -89,14 +89,20 @@ class TrainingOutcome:
 
 
 def run_training(
-    cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model, overrides: Optional[list[str]] = None
+    cfg: DictConfig,
+    run_dir: Path,
+    build: Callable[..., nn.Module] = build_model,
+    overrides: Optional[list[str]] = None,
+    resume_from: Optional[ResumePoint] = None,
 ) -> TrainingOutcome:
     """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
 
     ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
     contract may be trained by the same loop, e.g. the torchvision reference). ``overrides``: the
     command line's, saved for ``train.resume=auto`` once the run has started
-    (:func:`frcnn.engine.resume.save_run_overrides`).
+    (:func:`frcnn.engine.resume.save_run_overrides`). ``resume_from``: the checkpoint
+    ``train.resume=PATH`` names, already read (:func:`frcnn.engine.resume.config_to_resume`);
+    None: :func:`restore` reads what ``train.resume`` names.
 
     The run owns ``run_dir`` (:func:`frcnn.engine.run_folder.own_run_folder`: one training at a
     time, no new run over a finished one). Writes ``checkpoints/``, ``tensorboard/``,
@@ -112,7 +118,7 @@ def run_training(
         # The test split first: for shapes it generates the data (safe from several processes).
         split = build_evaluation_split(cfg)
         checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints, writes=is_main_process())
-        run, rng_states = build_training(cfg, build, split.dataset, device, checkpoints)
+        run, rng_states = build_training(cfg, build, split.dataset, device, checkpoints, resume_from)
         if overrides is not None and is_main_process():
             save_run_overrides(run_dir, overrides)
         return train_and_finish(run, split, checkpoints, rng_states, run_dir)
@@ -227,13 +233,18 @@ class TrainingRun:
 
 
 def build_training(
-    cfg: DictConfig, build: Callable[..., nn.Module], dataset, device: torch.device, checkpoints: CheckpointDir
+    cfg: DictConfig,
+    build: Callable[..., nn.Module],
+    dataset,
+    device: torch.device,
+    checkpoints: CheckpointDir,
+    resume_from: Optional[ResumePoint] = None,
 ) -> tuple[TrainingRun, Optional[list[dict[str, Any]]]]:
     """The model (``build(cfg.model, num_classes)``, then ``model.weights``), optimiser, LR
     schedule and loss scaler for ``dataset``'s classes, continued from ``train.resume``'s
-    checkpoint (:func:`restore`) and wrapped for DDP under torchrun. Returns the run and the
-    checkpoint's per-rank RNG states (None for a fresh start): the caller restores them once
-    the data loader has started."""
+    checkpoint (:func:`restore`; ``resume_from`` when already read) and wrapped for DDP under
+    torchrun. Returns the run and the checkpoint's per-rank RNG states (None for a fresh start):
+    the caller restores them once the data loader has started."""
     tc = cfg.train
     amp = autocast_dtype(_plain(tc.amp), device)
     model = build(cfg.model, num_classes=len(dataset.class_names)).to(device)
@@ -252,28 +263,30 @@ def build_training(
         list(dataset.class_names),
         list(dataset.category_ids),
     )
-    rng_states = restore(run, checkpoints)
+    rng_states = restore(run, checkpoints, resume_from)
     if get_world_size() > 1:  # wrapped after restoring: DDP starts from rank 0's weights
         run.trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return run, rng_states
 
 
-def restore(run: TrainingRun, checkpoints: CheckpointDir) -> Optional[list[dict[str, Any]]]:
-    """Continue ``run`` from the checkpoint ``train.resume`` names, if any: weights, optimiser,
-    LR schedule position, loss scale, iteration and best metric. Returns its per-rank RNG states
-    (None for a fresh start). Raises ValueError for a weights-only checkpoint or a changed config."""
+def restore(
+    run: TrainingRun, checkpoints: CheckpointDir, resume_from: Optional[ResumePoint] = None
+) -> Optional[list[dict[str, Any]]]:
+    """Continue ``run`` from the checkpoint ``train.resume`` names (``resume_from`` when already
+    read), if any: weights, optimiser, LR schedule position, loss scale, iteration and best metric.
+    Returns its per-rank RNG states (None for a fresh start). Raises ValueError for a weights-only
+    checkpoint or a changed config."""
     tc = run.cfg.train
     checkpoints.remove_temporaries()
-    path, checkpoint = load_resume_checkpoint(tc.resume, checkpoints, map_location=run.device)
+    if resume_from is not None:
+        path, checkpoint = resume_from.path, resume_from.checkpoint
+    else:
+        path, checkpoint = load_resume_checkpoint(tc.resume, checkpoints, map_location=run.device)
     if path is None:
         if tc.resume == "auto":
             log.info("train.resume=auto: no checkpoint in %s, starting fresh", checkpoints.directory)
         return None
-    if checkpoint.training is None:
-        raise ValueError(
-            f"train.resume={path}: it holds model weights only (as best.pt does); resume from "
-            f"last.pt or a periodic checkpoint, or fine-tune with model.weights={path}"
-        )
+    check_resumable(path, checkpoint)
     check_resume_config(checkpoint.config, run.cfg, path)
     load_checkpoint_weights(run.model, checkpoint, str(path), run.cfg.model, len(run.class_names))
     run.optimizer.load_state_dict(checkpoint.training.optimizer)
