@@ -174,7 +174,7 @@ def _remove_stub_run_folder(log_file: Path) -> None:
     (A folder the user named with ``hydra.run.dir`` is kept, with the traceback in its log.)"""
     run_dir = log_file.parent
     contents = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if contents <= {".hydra", log_file.name}:
+    if ".hydra" in contents and contents <= {".hydra", log_file.name}:  # made by Hydra for this command
         for handler in [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]:
             logging.getLogger().removeHandler(handler)
             handler.close()

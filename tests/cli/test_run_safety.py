@@ -2,12 +2,10 @@
 folder, a planted overrides file, an evaluation that fails on its last image, and a full disk.
 No checkpoint of an earlier run is lost or replaced, and every refusal is one line."""
 
-import json
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -15,6 +13,7 @@ from omegaconf import OmegaConf
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.cli.errors import EXIT_FAILURE, EXIT_STOPPED, EXIT_USAGE
 from frcnn.engine.resume import RUN_OVERRIDES
+from tests.helpers.commands import logged_iterations, start_training
 from tests.helpers.configs import REPO
 
 pytestmark = pytest.mark.slow
@@ -46,26 +45,12 @@ def snapshot(run_dir) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in files if p.exists()}
 
 
-def logged_iterations(run_dir) -> list[int]:
-    path = run_dir / "losses.jsonl"
-    return [json.loads(line)["iteration"] for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_two_trainings_one_folder_and_a_rerun_into_it(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
     first_args = args(
         tiny_root, run_dir, "train.max_iters=300", "train.checkpoint_period=1000", "train.eval_at_end=false"
     )
-    first = subprocess.Popen(
-        [sys.executable, "scripts/train.py", *first_args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 180
-    while len(logged_iterations(run_dir)) < 2 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.2)
+    first = start_training(run_dir, *first_args)
     second = train(*args(tiny_root, run_dir, "train.max_iters=2"))
     assert "is in use by the training started" in one_line_error(second, EXIT_USAGE)
     first.send_signal(signal.SIGTERM)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from frcnn.cli.errors import EXIT_STOPPED
 from frcnn.data import build_test_loader
 from frcnn.evaluation import DetectionEvaluator, run_inference
 from frcnn.models import build_model
+from tests.helpers.commands import logged_iterations, start_training
 from tests.helpers.configs import REPO, compose_train
 
 pytestmark = pytest.mark.slow
@@ -34,28 +34,12 @@ def run_train(*args, timeout=240):
     return result
 
 
-def logged_iterations(run_dir) -> list[int]:
-    path = run_dir / "losses.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line)["iteration"] for line in path.read_text().splitlines()]
-
-
 def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
     args = tiny_args(
         tiny_root, run_dir, "train.max_iters=200", "train.checkpoint_period=1000", "train.eval_at_end=false"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "scripts/train.py", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 180
-    while len(logged_iterations(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    proc = start_training(run_dir, *args)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_STOPPED == 3, stderr[-3000:]  # saved and resumable, not finished
