@@ -14,7 +14,7 @@ from frcnn.bench.reference import (
     torchvision_detector,
 )
 from frcnn.models import build_model
-from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
+from tests.helpers.parity import assert_same_detections, assert_same_proposals, assert_same_training_losses, unpadded
 
 
 def test_torchvision_composition_mirrors_ours_and_runs(tiny_model_config, two_images):
@@ -90,13 +90,7 @@ def test_same_losses_as_torchvision_when_every_candidate_is_sampled(tiny_model_c
         pooler,
         **{"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000, "backbone.norm": "frozen_bn"},
     )
-    images, sizes, targets = two_images
-    ours.train(), reference.train()
-    losses = ours(images, sizes, targets)
-    their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
-    for ours_name, their_name in LOSS_NAMES.items():
-        assert losses[ours_name] > 0
-        torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)
+    assert_same_training_losses(ours, reference, *two_images)
 
 
 def test_each_convention_changes_the_outcome(tiny_model_config, two_images):

@@ -2,6 +2,8 @@
 
 import torch
 
+from frcnn.bench.reference import LOSS_NAMES
+
 
 def unpadded(images: torch.Tensor, sizes) -> list[torch.Tensor]:
     """The images of a padded batch ``[B, 3, H, W]`` cut to their ``(h, w)``: torchvision's input."""
@@ -38,3 +40,14 @@ def assert_same_detections(detections: list[dict], their_detections: list[dict],
             for d in (mine, theirs)
         ]
         assert_same_sets(rows[0], rows[1], 1e-3, f"image {i} detections")
+
+
+def assert_same_training_losses(ours, reference, images: torch.Tensor, sizes, targets: list[dict]) -> None:
+    """frcnn's and torchvision's detector give the same, positive, training losses (1e-5) on the
+    padded batch ``images`` of unpadded ``sizes`` (torchvision gets the unpadded images)."""
+    ours.train(), reference.train()
+    losses = ours(images, sizes, targets)
+    their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
+    for ours_name, their_name in LOSS_NAMES.items():
+        assert losses[ours_name] > 0
+        torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)

@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from frcnn.bench.reference import LOSS_NAMES, NoResizeTransform, torchvision_detector
+from frcnn.bench.reference import NoResizeTransform, torchvision_detector
 from frcnn.models import ModelConfig, build_model, load_weights
-from tests.helpers.parity import assert_same_detections, assert_same_proposals, unpadded
+from tests.helpers.parity import assert_same_detections, assert_same_proposals, assert_same_training_losses, unpadded
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
 
@@ -81,13 +81,7 @@ def test_same_losses_as_torchvision_when_every_candidate_is_sampled(torchvision_
     load_weights(ours, path)
     reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
     reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
-    images, sizes, targets = two_images
-    ours.train(), reference.train()
-    losses = ours(images, sizes, targets)
-    their_losses = reference(unpadded(images, sizes), [dict(t) for t in targets])
-    for ours_name, their_name in LOSS_NAMES.items():
-        assert losses[ours_name] > 0
-        torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)
+    assert_same_training_losses(ours, reference, *two_images)
 
 
 def test_reference_composition_of_an_fpn_model_detects_alike(two_images):
