@@ -104,7 +104,7 @@ class Contender:
         """One training step, as training takes it (no gradient clipping)."""
         self.model.train()
         self.iterations += 1
-        train_step(self.model, batch, self.optimizer, self.scaler, amp, clip_grad_norm=None, stop_requested=False,
+        train_step(self.model, batch, self.optimizer, self.scaler, amp, clip_grad_norm=None,
                    iteration=self.iterations)  # fmt: skip
 
     def infer(self, batch: Batch, amp: Optional[torch.dtype]) -> list[dict]:

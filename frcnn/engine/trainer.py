@@ -54,7 +54,7 @@ from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
 from frcnn.models.finite import NonFiniteBoxError
-from frcnn.utils.device import autocast_dtype, resolve_device
+from frcnn.utils.device import autocast, autocast_dtype, resolve_device
 from frcnn.utils.dist import (
     all_gather_object,
     all_reduce_any,
@@ -183,8 +183,8 @@ def train_loop(
     tc = run.cfg.train
     run.trained.train()
     while run.iteration < tc.max_iters:
-        step = train_iteration(run, batches, stop.requested, nonfinite, checkpoints, events)
-        if step.stop_requested or all_reduce_any(stop.requested, run.device):
+        train_iteration(run, batches, nonfinite, checkpoints, events)
+        if all_reduce_any(stop.requested, run.device):
             log.warning("stopping at iteration %d on request", run.iteration)
             return True
         if _due(run.iteration, tc.checkpoint_period, tc.max_iters):
@@ -303,7 +303,6 @@ def restore(
 def train_iteration(
     run: TrainingRun,
     batches: Iterator,
-    stop_requested: bool,
     nonfinite: NonFiniteSteps,
     checkpoints: CheckpointDir,
     events: TrainingEvents,
@@ -322,7 +321,6 @@ def train_iteration(
         run.scaler,
         run.amp,
         run.cfg.train.clip_grad_norm,
-        stop_requested,
         run.iteration + 1,
         nonfinite,
     )
@@ -474,12 +472,11 @@ def _due(iteration: int, period: int, max_iters: int) -> bool:
 @dataclass
 class StepResult:
     """What one training step reports: the loss terms and their sum (``"total"``), averaged
-    over all processes; the total gradient norm (None when no backward pass ran); whether any
-    process asked to stop; whether the update was dropped (``train.on_nonfinite=skip``)."""
+    over all processes; the total gradient norm (None when no backward pass ran); whether the
+    update was dropped (``train.on_nonfinite=skip``)."""
 
     losses: dict[str, float]
     grad_norm: Optional[float]
-    stop_requested: bool
     dropped: bool = False
 
 
@@ -490,7 +487,6 @@ def train_step(
     scaler: torch.amp.GradScaler,
     amp: Optional[torch.dtype],
     clip_grad_norm: Optional[float],
-    stop_requested: bool,
     iteration: int,
     nonfinite: Optional[NonFiniteSteps] = None,
 ) -> StepResult:
@@ -504,7 +500,7 @@ def train_step(
     nonfinite = nonfinite or NonFiniteSteps(NonFinitePolicy.stop, 1)
     device = batch.images.device
     try:
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        with autocast(device, amp):
             loss_dict = model(batch.images, batch.image_sizes, batch.targets)
         total = sum(loss_dict.values())
         terms = [t.detach().float() for t in (*loss_dict.values(), total)]
@@ -512,14 +508,11 @@ def train_step(
     except NonFiniteBoxError as error:  # reported like a non-finite loss, on every process alike
         names, cause = list(LOSS_TERMS), f" ({error})"
         terms = [torch.tensor(torch.nan, device=device)] * (len(names) + 1)
-    # One collective per step: the rank-mean of every term (for logging and the finite check)
-    # and the stop flag, so that all processes stop at the same iteration.
-    reduced = all_reduce_mean(torch.stack(terms + [torch.tensor(float(stop_requested), device=device)])).tolist()
-    values = dict(zip([*names, "total"], reduced[:-1]))
-    stop_everywhere = reduced[-1] > 0
+    # The rank-mean of every term, for logging and the finite check (alike on every process).
+    values = dict(zip([*names, "total"], all_reduce_mean(torch.stack(terms)).tolist()))
     if not all(math.isfinite(v) for v in values.values()):
         nonfinite.nonfinite(NonFiniteLossError(f"non-finite loss at {describe_step(iteration, values, None)}{cause}"))
-        return StepResult(values, None, stop_everywhere, dropped=True)
+        return StepResult(values, None, dropped=True)
 
     optimizer.zero_grad(set_to_none=True)
     mark_collective()  # DDP all-reduces the gradients during the backward pass
@@ -535,9 +528,9 @@ def train_step(
     if not math.isfinite(grad_norm) and not scaler.is_enabled():
         nonfinite.nonfinite(DivergenceError(f"non-finite gradient at {describe_step(iteration, values, grad_norm)}"))
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(values, grad_norm, stop_everywhere, dropped=True)
+        return StepResult(values, grad_norm, dropped=True)
     scaler.step(optimizer)
     scaler.update()
     check_weights(iteration, values, grad_norm, model, optimizer)
     nonfinite.finite()
-    return StepResult(values, grad_norm, stop_everywhere)
+    return StepResult(values, grad_norm)
