@@ -30,6 +30,8 @@ class CompareConfig:  # section model: ours vs torchvision's detector (frcnn.ben
     profile: bool = False
     fpn: bool = True  # also time the ResNet-FPN pair (fpn_train_ratio, fpn_infer_ratio)
     amp: Amp = Amp.off  # autocast around both models' forward passes, as train.amp (fp16: CUDA only)
+    # Also time ours under torch.compile (ours_compiled, fpn_compiled): benchmark.json's "compiled".
+    compiled: bool = True
 
 
 @dataclass

@@ -8,18 +8,25 @@ The contenders, built from one seeded initialisation:
 - ``torchvision``: :func:`frcnn.bench.reference.torchvision_detector` of ``ours`` (the same
   trunk and layer4 weights, anchors, RPN head, proposal counts, RoI sampling sizes, RoI pooling
   and predictor), behind frcnn's call contract (:class:`frcnn.bench.reference.ReferenceDetector`);
-- ``fpn`` and ``fpn_torchvision``: the same pair for a ResNet-FPN ``model`` config (optional).
+- ``fpn`` and ``fpn_torchvision``: the same pair for a ResNet-FPN ``model`` config (optional);
+- ``ours_compiled`` and ``fpn_compiled`` (``compare.compiled``): copies of ``ours`` and ``fpn``
+  under ``torch.compile`` (:func:`frcnn.utils.compile.compile_model`), each called once in
+  training and once in eval mode before the rounds, to compile (``compile_seconds``).
 
 All of them take one synthetic batch whose images have one size, so torchvision's transform
 resizes nothing. A training step is the engine's own (:func:`frcnn.engine.trainer.train_step`:
 forward under autocast, backward, SGD update, and the per-step finite checks training runs),
 alike for every contender. Rounds interleave every contender's step, then every contender's
 inference (:mod:`frcnn.bench.timing`); the result holds the medians and
-``<pair>_ratio = ours / torchvision's`` (below 1: ours is faster).
+``<pair>_ratio = ours / torchvision's`` (below 1: ours is faster), and under ``compiled`` the
+compiled models' ratios to torchvision's eager model, their speedups over ours eager
+(``train_speedup = ours eager / ours compiled``, above 1: compiling is faster) and the compile
+times.
 """
 
 import copy
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +41,7 @@ from frcnn.bench.timing import interleaved_times, medians
 from frcnn.data.batching import Batch
 from frcnn.engine.trainer import train_step
 from frcnn.models import build_model
+from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,17 @@ RATIOS = {
     "infer_ratio_roi_pool": ("infer", "ours_roi_pool", "torchvision"),
     "fpn_train_ratio": ("train", "fpn", "fpn_torchvision"),
     "fpn_infer_ratio": ("infer", "fpn", "fpn_torchvision"),
+}
+# benchmark.json's "compiled" ratios: key -> (phase, numerator, denominator)
+COMPILED_RATIOS = {
+    "train_ratio": ("train", "ours_compiled", "torchvision"),
+    "infer_ratio": ("infer", "ours_compiled", "torchvision"),
+    "fpn_train_ratio": ("train", "fpn_compiled", "fpn_torchvision"),
+    "fpn_infer_ratio": ("infer", "fpn_compiled", "fpn_torchvision"),
+    "train_speedup": ("train", "ours", "ours_compiled"),
+    "infer_speedup": ("infer", "ours", "ours_compiled"),
+    "fpn_train_speedup": ("train", "fpn", "fpn_compiled"),
+    "fpn_infer_speedup": ("infer", "fpn", "fpn_compiled"),
 }
 
 
@@ -114,6 +133,22 @@ class Contender:
             return self.model(batch.images, batch.image_sizes)
 
 
+def compile_contenders(contenders: dict[str, Contender], batch: Batch, amp: Optional[torch.dtype], lr: float) -> dict:
+    """Add ``<name>_compiled`` for ``ours`` and ``fpn`` (when present): a compiled copy, called
+    once per phase to compile. Returns ``compile_seconds``: ``{"<name>_<phase>": seconds}`` of
+    those first calls (compilation included)."""
+    seconds = {}
+    for name in [n for n in ("ours", "fpn") if n in contenders]:
+        compiled = Contender.of(compile_model(copy.deepcopy(contenders[name].model)), lr, amp)
+        for phase in PHASES:
+            start = time.perf_counter()
+            (compiled.step if phase == "train" else compiled.infer)(batch, amp)
+            seconds[f"{name}_{phase}"] = time.perf_counter() - start
+            log.info("compiled %s for %s in %.1f s", name, phase, seconds[f"{name}_{phase}"])
+        contenders[f"{name}_compiled"] = compiled
+    return seconds
+
+
 def _runs(contenders: Mapping[str, Contender], batch: Batch, amp: Optional[torch.dtype]) -> dict:
     """``runs[phase][name]``: a call of that contender's step or inference on ``batch``."""
 
@@ -155,6 +190,10 @@ def speed_report(compare, device: torch.device, amp: Optional[torch.dtype], time
     for key, (phase, ours, reference) in RATIOS.items():
         if ours in median[phase]:  # the FPN pair is optional
             result[key] = median[phase][ours] / median[phase][reference]
+    compiled = {key: median[phase][a] / median[phase][b] for key, (phase, a, b) in COMPILED_RATIOS.items()
+                if a in median[phase] and b in median[phase]}  # fmt: skip
+    if compiled:
+        result["compiled"] = compiled
     result["times"] = times
     return result
 
@@ -169,8 +208,11 @@ def benchmark_models(model_cfg, compare, device: torch.device, run_dir: Path, se
     models = build_contenders(model_cfg, compare.num_classes, device, fpn_model_cfg)
     contenders = {name: Contender.of(model, compare.lr, amp) for name, model in models.items()}
     batch = synthetic_batch(compare, device, torch.Generator().manual_seed(seed))
+    compile_seconds = compile_contenders(contenders, batch, amp, compare.lr) if compare.compiled else None
     times = interleaved_times(_runs(contenders, batch, amp), compare.warmup_iters, compare.timed_iters, device)
     result = speed_report(compare, device, amp, times)
+    if compile_seconds is not None:
+        result["compiled"]["compile_seconds"] = compile_seconds
     if compare.profile:
         result["profiles"] = write_profiles(contenders, batch, amp, run_dir)
     _log_summary(result)
@@ -184,3 +226,5 @@ def _log_summary(result: dict) -> None:
                  median[phase]["ours_roi_pool"], median[phase]["torchvision"], result[f"{phase}_ratio"])  # fmt: skip
     if "fpn_train_ratio" in result:
         log.info("FPN: train ratio %.3f, inference ratio %.3f", result["fpn_train_ratio"], result["fpn_infer_ratio"])
+    if "compiled" in result:
+        log.info("compiled: %s", {k: round(v, 3) for k, v in result["compiled"].items() if k != "compile_seconds"})

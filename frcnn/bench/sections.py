@@ -4,6 +4,7 @@ entry function, and its result to ``benchmark.json``.
 
 | section | module | ``benchmark.json`` |
 | --- | --- | --- |
+| (always) | :mod:`frcnn.bench.machine` | ``machine``: CPU model, threads, GPU, versions, commit |
 | model | :mod:`frcnn.bench.model_speed` | top level: ``train_ratio``, ``infer_ratio``, ``fpn_*``, ... |
 | data | :mod:`frcnn.bench.data_speed` | ``data`` |
 | eval | :mod:`frcnn.bench.eval_speed` | ``eval`` |
@@ -30,6 +31,7 @@ from frcnn.bench.config import SECTIONS
 from frcnn.bench.data_speed import benchmark_data_pipeline
 from frcnn.bench.eval_speed import benchmark_eval
 from frcnn.bench.export_speed import benchmark_export, padded_test_size
+from frcnn.bench.machine import machine_info
 from frcnn.bench.model_speed import benchmark_models
 from frcnn.bench.val_loss_speed import benchmark_val_loss
 
@@ -43,7 +45,8 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
     unknown = set(cfg.sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown benchmark sections {sorted(unknown)}; choose from {list(SECTIONS)}")
-    result: dict = {}
+    result: dict = {"machine": machine_info(device)}
+    log.info("machine: %s", result["machine"])
     if "model" in cfg.sections:
         fpn_model_cfg = _fpn_model_config() if cfg.compare.fpn else None
         result.update(benchmark_models(cfg.model, cfg.compare, device, run_dir, cfg.seed, fpn_model_cfg))

@@ -3,7 +3,7 @@
     python scripts/evaluate.py checkpoint=outputs/<run>/checkpoints/last.pt
     python scripts/evaluate.py checkpoint=... dataset.test_sets=[2007-test] model.roi_head.score_thresh=0.01
     python scripts/evaluate.py predictions=outputs/<run>/predictions.json
-    python scripts/evaluate.py runtime=onnxruntime model=exported/model.onnx   # an exported model
+    python scripts/evaluate.py onnx=exported/model.onnx   # an exported model
 
 Writes metrics.json (voc07, voc, coco; with checkpoint= on an annotated split also val_loss, the
 training loss terms on it) and predictions.json in the run directory and logs the summary with the
@@ -44,6 +44,7 @@ from frcnn.evaluation import (
 from frcnn.evaluation.class_subset import check_classes, model_for_dataset
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.evaluation.val_loss import has_annotations
+from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast_dtype, resolve_device
 from frcnn.utils.logs import setup_logging
 
@@ -67,6 +68,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
     model = model_from_checkpoint(checkpoint, model_cfg, source=cfg.checkpoint)
     model = model_for_dataset(model, checkpoint.class_names, loader.dataset.class_names).to(device)
+    if cfg.compile:
+        compile_model(model)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
     # The RoI sampling of the validation loss is seeded as in the training run's evaluations.

@@ -5,7 +5,7 @@
 Writes ``output/model.onnx`` (one graph for any batch size and image size: NMS and RoI pooling
 inside, padded outputs) and ``output/model.json`` (class names, category ids, the preprocessing
 the graph expects, thresholds, the frcnn version and the checkpoint's config). Run the file with
-``scripts/predict.py runtime=onnxruntime model=output/model.onnx ...`` or any ONNX Runtime.
+``scripts/predict.py onnx=output/model.onnx ...`` or any ONNX Runtime.
 """
 
 import logging

@@ -2,7 +2,7 @@
 
     python scripts/predict.py checkpoint=outputs/<run>/checkpoints/last.pt input=photos/ output=detections/
     python scripts/predict.py checkpoint=... input=cat.jpg output=out/ score_threshold=0.3 device=cuda
-    python scripts/predict.py runtime=onnxruntime model=exported/model.onnx input=photos/ output=detections/
+    python scripts/predict.py onnx=exported/model.onnx input=photos/ output=detections/
 
 Writes every image with its detections drawn (class name and score) under its own file name in
 ``output``, and one ``predictions.json`` (COCO results format; ``image_id`` is the file name,
@@ -27,6 +27,7 @@ from frcnn.data.transforms import build_transform
 from frcnn.evaluation import save_predictions
 from frcnn.inference.detector import Detector
 from frcnn.inference.predictor import Predictor, check_output_dir, list_images
+from frcnn.utils.compile import compile_model
 from frcnn.utils.logs import setup_logging
 
 log = logging.getLogger("predict")
@@ -50,10 +51,12 @@ def main(cfg: DictConfig) -> None:
         category_ids = list(model.category_ids)
     else:
         if cfg.checkpoint is None:
-            raise ValueError("give checkpoint=PATH, or runtime=onnxruntime model=DIR/model.onnx")
+            raise ValueError("give checkpoint=PATH, or onnx=DIR/model.onnx")
         checkpoint = load_checkpoint(cfg.checkpoint)
         dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, overrides)
         detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
+        if cfg.compile:
+            compile_model(detector.model)
         category_ids = list(checkpoint.category_ids)
     predictor = Predictor(detector, category_ids, cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)

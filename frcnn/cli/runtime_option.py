@@ -1,9 +1,11 @@
-"""The ``runtime=onnxruntime model=DIR/model.onnx`` option of scripts/predict.py and
-scripts/evaluate.py.
+"""The ``onnx=DIR/model.onnx`` option of scripts/predict.py and scripts/evaluate.py: run an
+exported model with ONNX Runtime.
 
-``model`` is a config group in ``configs/`` (``model=resnet50_c4``), so Hydra would read
-``model=DIR/model.onnx`` as a group choice; :func:`route_model_argument` hands it to Hydra as
-``exported_model=DIR/model.onnx`` instead, before Hydra parses the command line.
+``onnx=PATH`` is short for ``runtime=onnxruntime model=PATH``, the older spelling, still accepted.
+``model`` is a config group in ``configs/`` (``model=resnet50_c4`` in train.py), so Hydra would
+read ``model=DIR/model.onnx`` as a group choice; :func:`route_model_argument` hands either
+spelling to Hydra as ``exported_model=DIR/model.onnx`` (with ``runtime=onnxruntime`` for
+``onnx=`` unless the command line names a runtime) before Hydra parses the command line.
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ RUNTIMES = ("torch", "onnxruntime")
 
 
 def route_model_argument(argv: list[str]) -> list[str]:
-    """``argv`` with ``model=PATH`` (not ``model.key=...``) renamed ``exported_model=PATH``."""
-    return [f"exported_model={arg[len('model=') :]}" if arg.startswith("model=") else arg for arg in argv]
+    """``argv`` with ``onnx=PATH`` and ``model=PATH`` (not ``model.key=...``) renamed
+    ``exported_model=PATH``; ``onnx=`` also selects ``runtime=onnxruntime`` unless a runtime is given."""
+    routed = []
+    for arg in argv:
+        for name in ("onnx=", "model="):
+            if arg.startswith(name):
+                arg = f"exported_model={arg[len(name) :]}"
+        routed.append(arg)
+    if any(arg.startswith("onnx=") for arg in argv) and not any(arg.startswith("runtime=") for arg in argv):
+        routed.append("runtime=onnxruntime")
+    return routed
 
 
 def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
@@ -30,12 +41,14 @@ def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
         raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {cfg.runtime!r}")
     if cfg.runtime == "torch":
         if cfg.exported_model is not None:
-            raise ValueError(f"model={cfg.exported_model} is an exported model: add runtime=onnxruntime")
+            raise ValueError(f"{cfg.exported_model} is an exported model: give it as onnx={cfg.exported_model}")
         return
     if cfg.exported_model is None:
-        raise ValueError("runtime=onnxruntime needs model=DIR/model.onnx (written by scripts/export.py)")
+        raise ValueError("runtime=onnxruntime needs onnx=DIR/model.onnx (written by scripts/export.py)")
     if cfg.checkpoint is not None:
-        raise ValueError("runtime=onnxruntime runs model=DIR/model.onnx; drop checkpoint=")
+        raise ValueError("onnx=DIR/model.onnx runs an exported model; drop checkpoint=")
+    if cfg.compile:
+        raise ValueError("compile=true compiles a checkpoint's PyTorch model; ONNX Runtime optimises onnx= itself")
     baked = [o.input_line for o in OverridesParser.create().parse_overrides(list(overrides))
              if o.key_or_group.startswith("model.")]  # fmt: skip
     if baked:

@@ -37,9 +37,9 @@ def main(cfg: DictConfig) -> None:
         log.info("train.resume=auto: reusing the run's overrides %s", " ".join(REUSED_OVERRIDES))
     overrides = list(hydra_cfg.overrides.task)
     # train.resume=PATH: the checkpoint's own config, settled before anything is set up for the defaults' one
-    cfg, resume_from = config_to_resume(cfg, overrides)
+    cfg, resume_from = config_to_resume(cfg, overrides, run_dir)
     if resume_from is not None:
-        log.info("train.resume=%s: the checkpoint's config, with the command line's overrides on top", resume_from.path)
+        log.info("resuming from %s with its config, the command line's overrides on top", resume_from.path)
     else:  # the experiment preset chosen matters only to a config composed from it
         warning = preset_warning(hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.name)
         if warning:

@@ -29,7 +29,9 @@ class EvaluateConfig:
     # predictions= entries with a non-finite or negative-size box or a non-finite score: error | drop
     invalid_predictions: str = "error"
     runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
-    exported_model: Optional[str] = None  # DIR/model.onnx of scripts/export.py; `model=PATH` on the command line
+    exported_model: Optional[str] = (
+        None  # DIR/model.onnx of scripts/export.py; `onnx=PATH` (or `model=PATH`) on the command line
+    )
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # used as is with predictions=
     model: ModelConfig = field(default_factory=ModelConfig)  # only its overridden keys are read
     device: Device = Device.auto
@@ -37,6 +39,7 @@ class EvaluateConfig:
     num_workers: Optional[int] = None  # null: dataset.num_workers
     amp: Optional[Amp] = None  # off | bf16 | fp16; null: the training run's own train.amp
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # coco_backend
+    compile: bool = False  # torch.compile the model (runtime=torch; frcnn.utils.compile)
     voc_results_dir: Optional[str] = None  # write VOC devkit comp4_det_<set>_<class>.txt files here
     tensorboard_dir: Optional[str] = None  # add metric scalars and PR curves to this event folder
 
@@ -47,7 +50,9 @@ class PredictConfig:
 
     checkpoint: Optional[str] = None  # the trained model (runtime=torch)
     runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
-    exported_model: Optional[str] = None  # DIR/model.onnx of scripts/export.py; `model=PATH` on the command line
+    exported_model: Optional[str] = (
+        None  # DIR/model.onnx of scripts/export.py; `onnx=PATH` (or `model=PATH`) on the command line
+    )
     input: str = "???"  # an image file or a folder of images (jpg, jpeg, png, bmp, webp)
     output: str = "???"  # folder for the drawn images and predictions.json
     score_threshold: float = 0.5  # detections below are neither drawn nor written
@@ -55,6 +60,7 @@ class PredictConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # only overridden keys are read
     model: ModelConfig = field(default_factory=ModelConfig)  # only overridden keys are read
     device: Device = Device.auto
+    compile: bool = False  # torch.compile the model (runtime=torch; frcnn.utils.compile)
 
 
 def register_configs() -> None:
@@ -74,5 +80,5 @@ def check_evaluate_source(cfg: DictConfig) -> None:
     if sum(source is not None for source in sources) != 1:
         raise ValueError(
             "give exactly one of checkpoint=PATH (evaluate a model), predictions=FILE (score a results file) "
-            "or runtime=onnxruntime model=DIR/model.onnx (evaluate an exported model)"
+            "or onnx=DIR/model.onnx (evaluate an exported model)"
         )

@@ -82,7 +82,7 @@ RANGES: dict[str, Range] = {
     # model
     "model.fpn_channels": POSITIVE,
     "model.backbone.depth": POSITIVE,  # which depths exist: checked when the backbone is built
-    "model.backbone.frozen_stages": Range(lambda v: 0 <= v <= 4, "in 0..4"),
+    "model.backbone.frozen_stages": Range(lambda v: 0 <= v <= 5, "in 0..5", optional=True),
     "model.anchors.base_size": POSITIVE,
     "model.anchors.scales": EACH_POSITIVE,
     "model.anchors.ratios": EACH_POSITIVE,
@@ -135,6 +135,8 @@ RANGES: dict[str, Range] = {
     "train.keep_checkpoints": NONNEGATIVE,
     "train.clip_grad_norm": POSITIVE_OR_NULL,
     "train.max_nonfinite_steps": POSITIVE,
+    "train.divergence_factor": Range(lambda v: v > 1, "> 1", optional=True),
+    "train.divergence_steps": POSITIVE,
     "train.dist_timeout": POSITIVE_OR_NULL,
     "train.log_period": POSITIVE,
     "train.vis_images": NONNEGATIVE,

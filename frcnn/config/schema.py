@@ -100,6 +100,11 @@ class TrainLoopConfig:
     # skip (drop that update). Non-finite weights after an update always stop the run.
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop
     max_nonfinite_steps: int = 5  # on_nonfinite=skip: stop after this many dropped updates in a row
+    # A finite explosion: a total loss or gradient norm above this many times its median over the
+    # last 50 in-range steps is a spike (null: no such test). Under on_nonfinite=stop,
+    # divergence_steps spikes in a row stop the run; under skip, a spike's update is dropped.
+    divergence_factor: Optional[float] = 20.0
+    divergence_steps: int = 3
     # Seconds a process waits in a collective (torchrun) before the run stops, naming the ranks that
     # fell behind; null: 300 on CPU (gloo), 1800 on CUDA (nccl).
     dist_timeout: Optional[float] = None
@@ -125,6 +130,9 @@ class TrainConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     device: Device = Device.auto
     seed: int = 0
+    # torch.compile the detector (frcnn.utils.compile): the first step of each mode and size class
+    # compiles (tens of seconds on a CPU; cached on disk for the next run), later ones run faster.
+    compile: bool = False
 
 
 def register_configs() -> None:

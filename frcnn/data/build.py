@@ -64,6 +64,7 @@ def build_dataset(cfg, split: str) -> DetectionDataset:
     common = dict(
         class_names=list(cfg.classes) if cfg.classes is not None else None,
         invalid_boxes=cfg.invalid_boxes,
+        unlisted_classes=cfg.unlisted_classes,
         transform=build_transform(cfg, train),
         train=train,
         use_difficult=cfg.use_difficult,

@@ -16,9 +16,9 @@ import torch
 from frcnn.data.annotation_index import AnnotationIndex
 from frcnn.data.build import prepare_root, resolve_path
 from frcnn.data.coco import parse_coco
-from frcnn.data.config import VOC_CLASSES, DatasetFormat, InvalidBoxPolicy
+from frcnn.data.config import VOC_CLASSES, DatasetFormat, InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.image_io import read_image_checked
-from frcnn.data.validation import DatasetError, Problem, box_problems, find_invalid_boxes
+from frcnn.data.validation import DatasetError, Problem, box_problems, find_invalid_boxes, unlisted_class_counts
 from frcnn.data.voc import describe_voc_box, parse_voc
 from frcnn.utils.progress import progress_bar
 
@@ -36,6 +36,7 @@ class SplitReport:
     crowd: np.ndarray | None = None  # int [K]
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)  # unlisted_classes=ignore: {class: objects left out}
 
 
 def _parse(cfg, split: str) -> tuple[AnnotationIndex, list[str], list[Problem], object]:
@@ -88,6 +89,9 @@ def check_split(cfg, split: str, images: bool = True, num_workers: int = 2) -> S
     except DatasetError as exc:  # nothing readable to go on (missing/invalid file or folder)
         report.errors += exc.problems
         return report
+    if UnlistedClassPolicy(cfg.unlisted_classes) is UnlistedClassPolicy.ignore:
+        report.ignored = unlisted_class_counts(problems)
+        problems = [p for p in problems if p.unlisted_class is None]
     report.errors += problems
     invalid = find_invalid_boxes(index)
     bad_boxes = box_problems(index, invalid, describe)
@@ -126,6 +130,9 @@ def format_report(report: SplitReport) -> str:
         for label, (name, n_obj, n_img, n_diff, n_crowd) in enumerate(rows, start=1):
             lines.append(f"{label:>5}  {name:<{width}}  {n_obj:>8}  {n_img:>7}  {n_diff:>9}  {n_crowd:>6}")
         lines.append(f"{'':>5}  {'total':<{width}}  {int(report.objects.sum()):>8}")
+    if report.ignored:
+        listed = ", ".join(f"{name} {count}" for name, count in report.ignored.items())
+        lines.append(f"ignored (not in dataset.classes, unlisted_classes=ignore): {listed} objects")
     lines += [f"warning: {p}" for p in report.warnings]
     lines += [f"error: {p}" for p in report.errors]
     return "\n".join(lines)

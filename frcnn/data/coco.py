@@ -21,10 +21,17 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from frcnn.data.annotation_index import AnnotationIndex
-from frcnn.data.config import InvalidBoxPolicy
+from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.dataset import DetectionDataset
 from frcnn.data.index_cache import cached_parse
-from frcnn.data.validation import DatasetError, Problem, apply_invalid_box_policy, raise_if_any
+from frcnn.data.validation import (
+    DatasetError,
+    Problem,
+    apply_invalid_box_policy,
+    apply_unlisted_class_policy,
+    raise_if_any,
+    unlisted_reason,
+)
 
 
 def load_coco_json(path: str) -> dict:
@@ -145,8 +152,11 @@ def parse_coco(
         problems.append(Problem(path, f"annotation id {ann_ids[k]}", f"unknown image id {ann_images[k]}"))
     for k in np.flatnonzero(known_image & (labels == 0)):
         cid = int(ann_cats[k])
-        reason = f"unknown class name {name_of[cid]!r}" if cid in name_of else f"unknown category id {cid}"
-        problems.append(Problem(path, f"annotation id {ann_ids[k]}", reason))
+        where = f"annotation id {ann_ids[k]}"
+        if cid in name_of:  # a category of the file left out of dataset.classes
+            problems.append(Problem(path, where, unlisted_reason(name_of[cid]), unlisted_class=name_of[cid]))
+        else:
+            problems.append(Problem(path, where, f"unknown category id {cid}"))
 
     valid = known_image & (labels > 0)
     image_row = order[row[valid]]  # the annotation's position in the images list
@@ -173,7 +183,8 @@ def parse_coco(
 class COCODetection(DetectionDataset):
     """COCO-format dataset; ``image_ids`` and ``category_ids`` are the file's own ids.
 
-    Any problem found while parsing raises DatasetError listing them all; invalid boxes
+    Any problem found while parsing raises DatasetError listing them all (objects of classes not
+    in ``class_names`` follow ``unlisted_classes``); invalid boxes
     follow ``invalid_boxes``. Other keyword arguments go to :class:`DetectionDataset`.
     """
 
@@ -183,13 +194,14 @@ class COCODetection(DetectionDataset):
         images_dir: str,
         class_names: Sequence[str] | None = None,
         invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
+        unlisted_classes: UnlistedClassPolicy | str = UnlistedClassPolicy.error,
         **kwargs,
     ):
         self.annotation_file = annotation_file
         parse = functools.partial(parse_coco, annotation_file, images_dir, class_names)
         index, class_names, category_ids, problems = cached_parse(annotation_file, class_names, parse)
-        raise_if_any(problems)
         name = kwargs.get("name", os.path.basename(annotation_file))
+        raise_if_any(apply_unlisted_class_policy(problems, unlisted_classes, name))
         describe = lambda k: (annotation_file, f"annotation id {int(index.object_ids[k])}")  # noqa: E731
         index = apply_invalid_box_policy(index, invalid_boxes, describe, name)
         super().__init__(index=index, class_names=class_names, category_ids=category_ids, **kwargs)
@@ -197,7 +209,8 @@ class COCODetection(DetectionDataset):
     def _build_coco_gt(self) -> COCO:
         """The annotation file with the index's own objects: the ones ``invalid_boxes`` dropped are
         left out and the clipped ones carry their clipped box, so that COCO AP and the VOC metrics
-        score the same ground truth. Every other field (area, iscrowd, segmentation, ...) is the file's."""
+        score the same ground truth; only the selected categories are kept. Every other field (area, iscrowd,
+        segmentation, ...) is the file's."""
         data = load_coco_json(self.annotation_file)
         kept = {int(i): box for i, box in zip(self.index.object_ids, self.index.boxes)}
         annotations = []
@@ -210,8 +223,10 @@ class COCODetection(DetectionDataset):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 record = {**record, "bbox": [x1, y1, x2 - x1, y2 - y1]}
             annotations.append(record)
+        selected = set(self.category_ids)  # dataset.classes may select a subset of the file's categories
+        categories = [c for c in data["categories"] if c["id"] in selected]
         coco = COCO()
-        coco.dataset = {**data, "annotations": annotations}
+        coco.dataset = {**data, "annotations": annotations, "categories": categories}
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             coco.createIndex()
         return coco

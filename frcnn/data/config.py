@@ -32,6 +32,13 @@ class InvalidBoxPolicy(str, Enum):
     drop = "drop"  # drop the box
 
 
+class UnlistedClassPolicy(str, Enum):
+    """What happens to an object whose class is not in ``dataset.classes``."""
+
+    error = "error"  # refuse the dataset, naming every such object (catches a misspelt class name)
+    ignore = "ignore"  # leave the object out: train and evaluate on a subset of the dataset's classes
+
+
 @dataclass
 class SplitFilesConfig:
     """COCO-format files of one split (relative to ``root`` unless absolute)."""
@@ -71,6 +78,8 @@ class DatasetConfig:
     train: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_train.json"))
     test: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_test.json"))
     invalid_boxes: InvalidBoxPolicy = InvalidBoxPolicy.error
+    # Objects of classes not in `classes`: error | ignore (a subset of the dataset's classes).
+    unlisted_classes: UnlistedClassPolicy = UnlistedClassPolicy.error
     min_size: list[int] = field(default_factory=lambda: [128])  # train: one drawn per image
     test_min_size: int = 128
     max_size: int = 256  # the long side never exceeds this after resizing

@@ -1,7 +1,9 @@
 """Bad-data checks: every problem names the file, the object and the reason.
 
-Structural problems (missing or malformed annotation files, unknown class names, JSON that
-is not COCO, missing or undecodable images) are always errors. Degenerate
+Structural problems (missing or malformed annotation files, JSON that is not COCO, missing or
+undecodable images) are always errors. Objects of a class not in ``dataset.classes`` follow
+``dataset.unlisted_classes``: ``error`` (a misspelt name is caught) or ``ignore`` (a subset of
+the dataset's classes; one line counts what was left out, per class). Degenerate
 (``x2 <= x1`` or ``y2 <= y1``) and out-of-image boxes follow ``dataset.invalid_boxes``:
 ``error`` refuses the dataset, ``clip`` clips them to the image (dropping those still
 degenerate), ``drop`` drops them; either way one summary line counts what was changed.
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from frcnn.data.annotation_index import AnnotationIndex
-from frcnn.data.config import InvalidBoxPolicy
+from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class Problem:
     file: str
     obj: str | None
     reason: str
+    # The object's class name when the problem is only that it is not in dataset.classes.
+    unlisted_class: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.obj}" if self.obj else self.file
@@ -83,6 +87,35 @@ def _problems_from_text(text: str) -> list[Problem]:
 def raise_if_any(problems: list[Problem]) -> None:
     if problems:
         raise DatasetError(problems)
+
+
+def unlisted_reason(name: str) -> str:
+    """The reason of an object whose class ``name`` is not in dataset.classes."""
+    return f"unknown class name {name!r} (not in dataset.classes; dataset.unlisted_classes=ignore leaves it out)"
+
+
+def unlisted_class_counts(problems: list[Problem]) -> dict[str, int]:
+    """{class name: objects} of the problems that are only an unlisted class, by count then name."""
+    counts: dict[str, int] = {}
+    for problem in problems:
+        if problem.unlisted_class is not None:
+            counts[problem.unlisted_class] = counts.get(problem.unlisted_class, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def apply_unlisted_class_policy(
+    problems: list[Problem], policy: UnlistedClassPolicy | str, dataset_name: str
+) -> list[Problem]:
+    """``problems`` without the unlisted-class ones under ``policy="ignore"`` (their objects are
+    already left out of the index; one log line counts them per class), unchanged under "error"."""
+    if UnlistedClassPolicy(policy) is UnlistedClassPolicy.error:
+        return problems
+    counts = unlisted_class_counts(problems)
+    if counts:
+        listed = ", ".join(f"{name} ({count})" for name, count in counts.items())
+        logger.info("%s: ignoring %d objects of classes not in dataset.classes: %s", dataset_name,
+                    sum(counts.values()), listed)  # fmt: skip
+    return [p for p in problems if p.unlisted_class is None]
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,16 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from frcnn.data.annotation_index import AnnotationIndex
-from frcnn.data.config import VOC_CLASSES, InvalidBoxPolicy
+from frcnn.data.config import VOC_CLASSES, InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.dataset import DetectionDataset
-from frcnn.data.validation import DatasetError, Problem, apply_invalid_box_policy, raise_if_any
+from frcnn.data.validation import (
+    DatasetError,
+    Problem,
+    apply_invalid_box_policy,
+    apply_unlisted_class_policy,
+    raise_if_any,
+    unlisted_reason,
+)
 
 IMAGE_EXTENSION = ".jpg"
 
@@ -76,7 +83,7 @@ class _VOCParser:
             name = (obj.findtext("name") or "").strip()
             where = f"object {k} ({name!r})"
             if name not in self.label_of:
-                self.problems.append(Problem(xml_path, where, f"unknown class name {name!r}"))
+                self.problems.append(Problem(xml_path, where, unlisted_reason(name), unlisted_class=name))
                 continue
             try:
                 xmin, ymin, xmax, ymax = (float(obj.findtext(f"bndbox/{c}")) for c in ("xmin", "ymin", "xmax", "ymax"))
@@ -131,7 +138,8 @@ def parse_voc(
 class VOCDetection(DetectionDataset):
     """VOC-format dataset; ``image_ids`` are file stems and ``category_ids`` are 1..K.
 
-    Any problem found while parsing raises DatasetError listing them all; invalid boxes
+    Any problem found while parsing raises DatasetError listing them all (objects of classes not
+    in ``class_names`` follow ``unlisted_classes``); invalid boxes
     follow ``invalid_boxes``. Other keyword arguments go to :class:`DetectionDataset`.
     """
 
@@ -141,14 +149,15 @@ class VOCDetection(DetectionDataset):
         image_sets: Sequence[str],
         class_names: Sequence[str] | None = None,
         invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
+        unlisted_classes: UnlistedClassPolicy | str = UnlistedClassPolicy.error,
         **kwargs,
     ):
         self.root = root
         class_names = list(class_names or VOC_CLASSES)
         index, problems = parse_voc(root, image_sets, class_names)
-        raise_if_any(problems)
-        describe = functools.partial(describe_voc_box, index, class_names)
         name = kwargs.get("name", f"voc {'+'.join(image_sets)}")
+        raise_if_any(apply_unlisted_class_policy(problems, unlisted_classes, name))
+        describe = functools.partial(describe_voc_box, index, class_names)
         index = apply_invalid_box_policy(index, invalid_boxes, describe, name)
         category_ids = list(range(1, len(class_names) + 1))
         super().__init__(index=index, class_names=class_names, category_ids=category_ids, **kwargs)

@@ -15,7 +15,10 @@ refused, naming the file and the override (give it on the command line if it is 
 
 ``train.resume=PATH`` (a checkpoint file) trains with the checkpoint's own config, saved in it
 (:func:`config_to_resume`): the command line's overrides are applied on top of it, so a resume
-needs no more than ``train.resume=PATH`` and what is to change (``train.max_iters=...``). The
+needs no more than ``train.resume=PATH`` and what is to change (``train.max_iters=...``). Once
+the run folder holds a checkpoint, ``train.resume=auto`` takes that checkpoint's config the same
+way (so a run started with ``train.resume=PATH`` resumes with the config it trained with); the
+saved overrides matter before the first checkpoint. The
 saved config is data too: it must fit the schema (no ``hydra`` node, no key frcnn does not know,
 no interpolation) or the resume stops naming the file.
 
@@ -38,8 +41,8 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
 from frcnn.checkpoint.format import Checkpoint
-from frcnn.checkpoint.io import load_checkpoint
 from frcnn.config import config_dir
 from frcnn.config.schema import TrainConfig
 
@@ -54,7 +57,7 @@ NOT_SAVED = ("train.resume", "train.overwrite")
 RESUMABLE_CHANGES = (
     "train.max_iters", "train.eval_period", "train.eval_batch_size", "train.checkpoint_period",
     "train.keep_checkpoints", "train.resume", "train.resume_allow_config_change", "train.log_period",
-    "train.vis_images", "train.eval_at_end", "dataset.num_workers", "device",
+    "train.vis_images", "train.eval_at_end", "dataset.num_workers", "device", "compile",
 )  # fmt: skip
 
 
@@ -206,23 +209,26 @@ class ResumePoint:
     checkpoint: Checkpoint
 
 
-def config_to_resume(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Optional[ResumePoint]]:
-    """The config of a run and the checkpoint it resumes from, for ``train.resume=PATH``.
+def config_to_resume(
+    cfg: DictConfig, overrides: list[str], run_dir: Optional[Path] = None
+) -> tuple[DictConfig, Optional[ResumePoint]]:
+    """The config of a run and the checkpoint it resumes from.
 
     cfg: the composed train config (defaults and command line). overrides: the command line's
-    (``HydraConfig.get().overrides.task``). For ``train.resume=PATH`` the result is the
-    checkpoint's saved config (:func:`saved_train_config`) with the keys the overrides set taken
-    from ``cfg`` (already parsed and typed by Hydra; :func:`overridden_keys`); otherwise ``cfg``
-    unchanged and no checkpoint (``auto`` resumes within the run folder, null starts fresh).
-    Raises FileNotFoundError, CheckpointError or ValueError, one line naming the file.
+    (``HydraConfig.get().overrides.task``). For ``train.resume=PATH``, and for ``auto`` when
+    ``run_dir/checkpoints`` holds a checkpoint (:func:`load_resume_checkpoint`'s choice), the
+    result is the checkpoint's saved config (:func:`saved_train_config`) with the keys the
+    overrides set taken from ``cfg`` (already parsed and typed by Hydra; :func:`overridden_keys`):
+    a run started from another run's checkpoint resumes with that config too. Otherwise ``cfg``
+    unchanged and no checkpoint (a fresh start). Raises FileNotFoundError, CheckpointError or
+    ValueError, one line naming the file.
     """
     resume = cfg.train.resume
-    if resume is None or resume == "auto":
+    if resume is None or (resume == "auto" and run_dir is None):
         return cfg, None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"train.resume={resume}: no such checkpoint")
-    checkpoint = load_checkpoint(path)
+    path, checkpoint = load_resume_checkpoint(resume, CheckpointDir(Path(run_dir or ".") / "checkpoints", 0, False))
+    if path is None:  # auto, and no checkpoint yet
+        return cfg, None
     check_resumable(path, checkpoint)
     resumed = saved_train_config(checkpoint.config, path)
     for key in overridden_keys(overrides):

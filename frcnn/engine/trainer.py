@@ -37,8 +37,9 @@ from frcnn.engine.distributed import (
 )
 from frcnn.engine.divergence import (
     DivergenceError,
+    DivergenceGuard,
+    LossSpikeError,
     NonFiniteLossError,
-    NonFiniteSteps,
     check_weights,
     describe_step,
     gradient_norm,
@@ -54,6 +55,7 @@ from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
 from frcnn.models.finite import NonFiniteBoxError
+from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype, resolve_device
 from frcnn.utils.dist import (
     all_gather_object,
@@ -137,7 +139,7 @@ def train_and_finish(
     events = TrainingEvents(
         run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=is_main_process(), val_loss=split.val_loss
     )
-    nonfinite = NonFiniteSteps(tc.on_nonfinite, tc.max_nonfinite_steps)
+    nonfinite = DivergenceGuard(tc.on_nonfinite, tc.max_nonfinite_steps, tc.divergence_factor, tc.divergence_steps)
     metrics, stopped = None, False
     try:
         with StopRequest() as stop:
@@ -169,7 +171,7 @@ def train_loop(
     run: TrainingRun,
     batches: Iterator,
     stop: StopRequest,
-    nonfinite: NonFiniteSteps,
+    nonfinite: DivergenceGuard,
     split: EvaluationSplit,
     checkpoints: CheckpointDir,
     events: TrainingEvents,
@@ -182,8 +184,12 @@ def train_loop(
     """
     tc = run.cfg.train
     run.trained.train()
+    first = run.iteration + 1
     while run.iteration < tc.max_iters:
+        started = time.perf_counter()
         train_iteration(run, batches, nonfinite, checkpoints, events)
+        if run.cfg.compile and run.iteration == first and is_main_process():
+            log.info("iteration %d took %.1f s with torch.compile's compilation", first, time.perf_counter() - started)
         if all_reduce_any(stop.requested, run.device):
             log.warning("stopping at iteration %d on request", run.iteration)
             return True
@@ -264,6 +270,8 @@ def build_training(
         list(dataset.category_ids),
     )
     rng_states = restore(run, checkpoints, resume_from)
+    if cfg.compile:  # in place, after the weights are loaded: checkpoints keep the eager keys
+        compile_model(model)
     if get_world_size() > 1:  # wrapped after restoring: DDP starts from rank 0's weights
         run.trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return run, rng_states
@@ -303,13 +311,13 @@ def restore(
 def train_iteration(
     run: TrainingRun,
     batches: Iterator,
-    nonfinite: NonFiniteSteps,
+    nonfinite: DivergenceGuard,
     checkpoints: CheckpointDir,
     events: TrainingEvents,
 ) -> StepResult:
     """Iteration ``run.iteration + 1``: the next batch, one optimiser step, the LR schedule's step
-    and the record of it all. A step that computed finite gradients commits the staged
-    checkpoint: its weights have taken a step."""
+    and the record of it all. A step that computed finite, in-range gradients commits the staged
+    checkpoint: its weights have taken a step (a spike holds it until a step is back in range)."""
     t0 = time.perf_counter()
     batch = next(batches).to(run.device, non_blocking=True)
     data_time = time.perf_counter() - t0
@@ -326,9 +334,15 @@ def train_iteration(
     )
     run.scheduler.step()
     run.iteration += 1
-    if not step.dropped:
-        checkpoints.commit()
-    else:
+    if step.spike is not None:
+        log.warning(
+            "iteration %d: update dropped: %s (%d of train.divergence_steps=%d in a row)",
+            run.iteration,
+            step.spike,
+            nonfinite.spikes_in_a_row,
+            nonfinite.spike_steps,
+        )
+    elif step.dropped:
         log.warning(
             "iteration %d: update dropped (train.on_nonfinite=skip, %d in a row, %d in all): %s",
             run.iteration,
@@ -336,6 +350,8 @@ def train_iteration(
             nonfinite.total,
             describe_step(run.iteration, step.losses, step.grad_norm),
         )
+    else:
+        checkpoints.commit()
     max_memory_mb = torch.cuda.max_memory_allocated(run.device) / 2**20 if run.device.type == "cuda" else None
     events.iteration(
         run.iteration, step.losses, lr, time.perf_counter() - t0, data_time, max_memory_mb, grad_norm=step.grad_norm
@@ -427,7 +443,11 @@ def diverged(error: DivergenceError, checkpoints: CheckpointDir) -> DivergenceEr
     """``error`` (of the same type) saying what the run kept and how to continue; logged."""
     error = type(error)(
         f"training diverged: {error}. Stopped before saving anything of it: {checkpoints.kept()}. "
-        f"Lower optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip"
+        + (
+            "Lower optimizer.base_lr or set train.clip_grad_norm"
+            if isinstance(error, LossSpikeError)
+            else "Lower optimizer.base_lr, set train.clip_grad_norm, or pass train.on_nonfinite=skip"
+        )
     )
     log.error("%s", error)
     return error
@@ -438,7 +458,7 @@ def log_summary(
     run_dir: Path,
     checkpoints: CheckpointDir,
     metrics: Optional[dict],
-    nonfinite: NonFiniteSteps,
+    nonfinite: DivergenceGuard,
     stopped: bool,
 ) -> None:
     """Where the run's outputs are, dropped updates, and how to continue a stopped run."""
@@ -448,6 +468,8 @@ def log_summary(
         log.info("metrics: %s (VOC07 mAP@0.5 %.4f)", run_dir / "metrics.json", metrics["voc07"]["mAP"])
     if nonfinite.total:
         log.warning("%d updates dropped for a non-finite loss or gradient (train.on_nonfinite=skip)", nonfinite.total)
+    if nonfinite.total_spikes:
+        log.warning("%d updates dropped as spikes (train.divergence_factor)", nonfinite.total_spikes)
     if stopped:
         log.info(
             "stopped at iteration %d of %d; continue with: python scripts/train.py train.resume=auto "
@@ -473,11 +495,13 @@ def _due(iteration: int, period: int, max_iters: int) -> bool:
 class StepResult:
     """What one training step reports: the loss terms and their sum (``"total"``), averaged
     over all processes; the total gradient norm (None when no backward pass ran); whether the
-    update was dropped (``train.on_nonfinite=skip``)."""
+    update was dropped (``train.on_nonfinite=skip``, or a spike); why the step was a spike (its loss or
+    gradient norm far above their recent medians), or None."""
 
     losses: dict[str, float]
     grad_norm: Optional[float]
     dropped: bool = False
+    spike: Optional[str] = None
 
 
 def train_step(
@@ -488,16 +512,17 @@ def train_step(
     amp: Optional[torch.dtype],
     clip_grad_norm: Optional[float],
     iteration: int,
-    nonfinite: Optional[NonFiniteSteps] = None,
+    nonfinite: Optional[DivergenceGuard] = None,
 ) -> StepResult:
     """One optimiser step on ``batch`` (iteration number ``iteration``, counted from 1).
 
     A non-finite loss term (checked before the backward pass) or gradient norm (before the
-    update) goes to ``nonfinite`` (default: stop), alike on every process: the losses are
-    reduced over all of them and DDP's gradients are identical. Raises :class:`DivergenceError`
-    when the update leaves a non-finite weight or optimiser state.
+    update), or a spike (a total loss or gradient norm far above its recent median), goes to
+    ``nonfinite`` (default: stop), alike on every process: the losses are reduced over all of them
+    and DDP's gradients are identical. Raises :class:`DivergenceError` when the update leaves a
+    non-finite weight or optimiser state.
     """
-    nonfinite = nonfinite or NonFiniteSteps(NonFinitePolicy.stop, 1)
+    nonfinite = nonfinite or DivergenceGuard(NonFinitePolicy.stop, 1)
     device = batch.images.device
     try:
         with autocast(device, amp):
@@ -529,8 +554,13 @@ def train_step(
         nonfinite.nonfinite(DivergenceError(f"non-finite gradient at {describe_step(iteration, values, grad_norm)}"))
         optimizer.zero_grad(set_to_none=True)
         return StepResult(values, grad_norm, dropped=True)
+    spike = nonfinite.spike(values["total"], grad_norm) if math.isfinite(grad_norm) else None
+    if spike is not None:  # a finite explosion: its gradient would ruin the weights
+        nonfinite.spiked(DivergenceError(f"{spike} at {describe_step(iteration, values, grad_norm)}"))
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(values, grad_norm, dropped=True, spike=spike)
     scaler.step(optimizer)
     scaler.update()
     check_weights(iteration, values, grad_norm, model, optimizer)
-    nonfinite.finite()
+    nonfinite.finite(values["total"], grad_norm)
     return StepResult(values, grad_norm)

@@ -150,7 +150,10 @@ class DetectionEvaluator:
 
     def predictions(self) -> list[dict]:
         """The processed detections as predictions.json dicts (dataset ids, original coordinates)."""
-        return predictions_from_detections(self._detections(), self.dataset.image_ids, self.dataset.category_ids)
+        dataset = self.dataset
+        return predictions_from_detections(
+            self._detections(), dataset.image_ids, dataset.category_ids, dataset.class_names
+        )
 
     def evaluate(self) -> dict:
         """Gather all ranks' detections and return the metrics.json dict (on every rank), with

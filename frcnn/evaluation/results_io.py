@@ -24,16 +24,26 @@ _PREDICTION_KEYS = ("image_id", "category_id", "bbox", "score")
 _MAX_NAMED = 10
 
 
-def predictions_from_detections(dets: Detections, image_ids: list, category_ids: list[int]) -> list[dict]:
-    """Detections (labels 1..K, xyxy boxes) -> COCO-results dicts with the dataset's ids."""
+def predictions_from_detections(
+    dets: Detections, image_ids: list, category_ids: list[int], class_names: list[str] | None = None
+) -> list[dict]:
+    """Detections (labels 1..K, xyxy boxes) -> COCO-results dicts with the dataset's ids.
+
+    With ``class_names`` (K names) each dict also carries ``category_name``: an extra key, which
+    COCO tools ignore, so a reader needs no class list to tell what was detected.
+    """
     x1, y1, x2, y2 = np.asarray(dets.boxes, dtype=np.float64).T
     bboxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).tolist()
-    return [
+    predictions = [
         {"image_id": image_ids[index], "category_id": category_ids[label - 1], "bbox": bbox, "score": score}
         for index, label, bbox, score in zip(
             dets.image_index.tolist(), dets.labels.tolist(), bboxes, np.asarray(dets.scores, dtype=np.float64).tolist()
         )
     ]
+    if class_names is not None:
+        for prediction, label in zip(predictions, dets.labels.tolist()):
+            prediction["category_name"] = class_names[label - 1]
+    return predictions
 
 
 def detections_from_predictions(predictions: list[dict], image_ids: list, category_ids: list[int]) -> Detections:

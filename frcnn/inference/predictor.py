@@ -101,4 +101,4 @@ class Predictor:
         drawn = draw_detections(image, boxes, labels, scores, self.detector.class_names)
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(output_dir / path.name)
         detections = Detections(np.zeros(len(boxes), dtype=np.int64), labels.numpy(), scores.numpy(), boxes.numpy())
-        return predictions_from_detections(detections, [path.name], self.category_ids)
+        return predictions_from_detections(detections, [path.name], self.category_ids, self.detector.class_names)

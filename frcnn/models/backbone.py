@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 RESNET_DEPTHS = (18, 34, 50, 101)
 NORMS = ("auto", "frozen_bn", "bn", "gn")
+DEFAULT_FROZEN_STAGES = 2  # with pre-trained weights: conv1 + layer1
 # Stage index -> trunk children it freezes (frozen_stages = n freezes stages 1..n).
 _STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",))
 
@@ -142,11 +143,28 @@ def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvi
     return net
 
 
+def frozen_stage_count(cfg) -> int:
+    """How many leading stages ``cfg`` (a ``BackboneConfig``) freezes.
+
+    ``frozen_stages=None`` picks 2 (conv1 + layer1, as torchvision and detectron2 fine-tune) with
+    pre-trained weights and 0 from scratch, where frozen stages would stay random.
+    """
+    if cfg.frozen_stages is not None:
+        if cfg.weights is None and cfg.frozen_stages > 0:
+            logger.warning(
+                "backbone.frozen_stages=%d freezes randomly initialised layers (weights=null)", cfg.frozen_stages
+            )
+        return cfg.frozen_stages
+    if cfg.weights is not None:
+        return DEFAULT_FROZEN_STAGES
+    logger.info(
+        "backbone.weights=null: every stage trains from scratch (frozen_stages=0); a detector trained "
+        "from scratch needs many times the iterations of one fine-tuned from pre-trained weights"
+    )
+    return 0
+
+
 def build_backbone(cfg) -> tuple[ResNetTrunk, nn.Sequential]:
     """(trunk conv1..layer3, layer4) of the ResNet described by ``cfg`` (a ``BackboneConfig``)."""
     net = build_resnet(cfg.depth, cfg.weights, cfg.norm)
-    if cfg.weights is None and cfg.frozen_stages > 0:
-        logger.warning(
-            "backbone.frozen_stages=%d freezes randomly initialised layers (weights=null)", cfg.frozen_stages
-        )
-    return ResNetTrunk(net, cfg.frozen_stages), net.layer4
+    return ResNetTrunk(net, frozen_stage_count(cfg)), net.layer4

@@ -15,8 +15,9 @@ class BackboneConfig:
     weights: Optional[str] = "imagenet"
     # auto: FrozenBatchNorm2d with weights, trainable BatchNorm2d from scratch; or frozen_bn | bn | gn.
     norm: str = "auto"
-    # Leading stages whose parameters are frozen: 0 none, 1 conv1, 2 conv1+layer1, ... 4 up to layer3.
-    frozen_stages: int = 2
+    # Leading stages whose parameters are frozen: 0 none, 1 conv1, 2 conv1+layer1, ... 4 up to layer3
+    # (5: + layer4, FPN only). null: 2 with pre-trained weights, 0 from scratch (weights=null).
+    frozen_stages: Optional[int] = None
     # Run the convolutions in channels_last memory format (faster oneDNN / cuDNN kernels).
     channels_last: bool = False
 

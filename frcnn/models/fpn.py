@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet
+from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet, frozen_stage_count
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
@@ -63,4 +63,4 @@ class TwoMLPHead(nn.Module):
 
 def build_fpn_backbone(cfg, channels: int) -> ResNetFPN:
     """The ResNet-FPN backbone described by ``cfg`` (a ``BackboneConfig``)."""
-    return ResNetFPN(build_resnet(cfg.depth, cfg.weights, cfg.norm), cfg.frozen_stages, channels)
+    return ResNetFPN(build_resnet(cfg.depth, cfg.weights, cfg.norm), frozen_stage_count(cfg), channels)

@@ -13,7 +13,7 @@ follows has fixed shapes. The stages take the NMS as a part (``nms=``): the expo
 from typing import Protocol
 
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
 # Scores <= this float32 are never selected: -inf marks a dropped box, any finite score passes.
 LOWEST_SCORE = float(torch.finfo(torch.float32).min)
@@ -47,13 +47,34 @@ def non_max_suppression(
     # without one (the proposal layer, which also runs in training) they take part, masked below.
     if score_thresh > LOWEST_SCORE:
         candidates = selectable.nonzero()[:, 0]
-        keep = candidates[batched_nms(flat_boxes[candidates], flat_scores[candidates], group[candidates], iou_thresh)]
+        spread = group_spread(flat_boxes)
+        keep = candidates[
+            grouped_nms(flat_boxes[candidates], flat_scores[candidates], group[candidates], iou_thresh, spread)
+        ]
     else:
-        keep = batched_nms(flat_boxes, flat_scores, group, iou_thresh)  # by decreasing score
+        keep = grouped_nms(flat_boxes, flat_scores, group, iou_thresh, group_spread(flat_boxes))  # by decreasing score
     order, rank = rank_within_group(group[keep], num_batches * num_classes)
     kept = torch.zeros_like(selectable)
     kept[keep[order]] = rank < max_output  # values, not a boolean index: no device sync
     return (kept & selectable).reshape(scores.shape)
+
+
+def group_spread(boxes: torch.Tensor) -> torch.Tensor:
+    """A distance larger than any box coordinate of ``boxes [N, 4]`` (N > 0): boxes shifted by
+    ``group * spread`` cannot overlap across groups."""
+    return boxes.max().clamp(min=0) + 1
+
+
+def grouped_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, iou_thresh: float, spread: torch.Tensor
+) -> torch.Tensor:
+    """Indices of the boxes kept by NMS within each group, by decreasing score: torchvision's
+    ``batched_nms``. Under ``torch.compile`` its coordinate trick alone (each group shifted by
+    ``group * spread``, one ``nms``): ``batched_nms`` chooses its method by the box count, which
+    is data-dependent there, and needs the boxes' maximum, which an empty selection has not."""
+    if not torch.compiler.is_compiling():
+        return batched_nms(boxes, scores, group, iou_thresh)
+    return nms(boxes + (group.to(boxes.dtype) * spread)[:, None], scores, iou_thresh)
 
 
 def rank_within_group(group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +85,10 @@ def rank_within_group(group: torch.Tensor, num_groups: int) -> tuple[torch.Tenso
     group) and ``rank [N]``: the position of item ``order[i]`` among its group's items.
     """
     group, order = torch.sort(group, stable=True)
-    counts = torch.bincount(group, minlength=num_groups)
+    # Counts by scatter_add rather than bincount: a fixed output size, which torch.compile can trace.
+    counts = torch.zeros(num_groups, dtype=torch.int64, device=group.device).scatter_add_(
+        0, group, torch.ones_like(group)
+    )
     starts = counts.cumsum(0) - counts
     rank = torch.arange(len(group), device=group.device) - starts[group]
     return order, rank

@@ -88,13 +88,14 @@ def postprocess_detections(
     """Softmax, per-class decode, clip, score threshold (``> score_thresh``), per-class NMS, the
     D best per image.
 
-    ``pred_logits [R, K+1]`` and ``pred_deltas [R, K+1, 4]`` predict the valid proposal at
-    ``slot [R]`` of image ``image_index [R]`` of ``proposals``.
+    ``pred_logits [R, K+1]`` and ``pred_deltas [R, K+1, 4]`` predict the proposal at ``slot [R]``
+    of image ``image_index [R]`` of ``proposals`` (the valid ones, or every slot: padding scores -inf).
     """
     num_slots, num_classes = proposals.boxes.shape[1], pred_logits.shape[1] - 1
     count = max_detections(detections_per_image, num_slots, num_classes)
     rois = proposals.boxes[image_index, slot]
     scores, boxes = class_boxes(pred_logits, pred_deltas, rois, image_sizes[image_index], box_coder)
+    scores = scores.masked_fill(~proposals.valid[image_index, slot, None], float("-inf"))  # padding slots given
     # Back to the padded layout; padding scores -inf, never above the threshold.
     dense_scores = torch.full_like(proposals.boxes[:, :, :1], float("-inf")).expand(-1, -1, num_classes).contiguous()
     dense_scores[image_index, slot] = scores  # (B, P, K)

@@ -175,8 +175,12 @@ class RoIHead(nn.Module):
 
     def detect(self, features: list[torch.Tensor], proposals: Proposals, image_sizes: torch.Tensor) -> Detections:
         """Padded detections of ``proposals`` (:mod:`frcnn.models.postprocess`); the box head runs
-        on the R valid proposals only."""
-        image_index, slot = proposals.valid.nonzero(as_tuple=True)
+        on the R valid proposals only (compiled: on every slot, the padding masked, so that the
+        compiler sees fixed shapes)."""
+        if torch.compiler.is_compiling():
+            image_index, slot = every_slot(proposals.valid)
+        else:
+            image_index, slot = proposals.valid.nonzero(as_tuple=True)
         pred_logits, pred_deltas = self.predict(features, proposals.boxes[image_index, slot], image_index)
         return self._postprocess(pred_logits, pred_deltas, proposals, image_index, slot, image_sizes)
 
@@ -243,6 +247,14 @@ class RoIHead(nn.Module):
             self.loc_sigma,
         )
         return detections, losses
+
+
+def every_slot(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image_index, slot)``, each ``[B * P]``, of every slot of ``valid [B, P]``, image-major
+    (as ``valid.nonzero`` orders the valid ones)."""
+    batch, slots = valid.shape
+    image_index = torch.arange(batch, device=valid.device).repeat_interleave(slots)
+    return image_index, torch.arange(slots, device=valid.device).repeat(batch)
 
 
 def copy_rows(rois: torch.Tensor, proposals: Proposals, gt: GroundTruth) -> torch.Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from frcnn.bench import model_speed
 from frcnn.bench.config import CompareConfig
 from frcnn.bench.model_speed import Contender, benchmark_models, build_contenders, synthetic_batch
 from frcnn.data.batching import Batch
@@ -17,12 +18,13 @@ from tests.helpers.configs import REPO
 TINY = ("model.backbone.depth=18", "model.rpn.pre_nms_top_n_train=200", "model.rpn.post_nms_top_n_train=50",
         "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=20", "model.roi_head.batch_size_per_image=8",
         "compare.batch_size=1", "compare.image_size=[96,128]", "compare.boxes_per_image=2", "compare.warmup_iters=0",
-        "compare.timed_iters=1")  # fmt: skip
+        "compare.timed_iters=1", "compare.compiled=false")  # fmt: skip
 CONTENDERS = {"ours", "ours_roi_pool", "torchvision"}
 
 
 def _compare(**settings) -> CompareConfig:
-    tiny = dict(batch_size=1, image_size=[96, 128], num_classes=2, boxes_per_image=2, warmup_iters=0, timed_iters=1)
+    tiny = dict(batch_size=1, image_size=[96, 128], num_classes=2, boxes_per_image=2, warmup_iters=0, timed_iters=1,
+                compiled=False)  # fmt: skip
     return OmegaConf.structured(CompareConfig(**{**tiny, **settings}))
 
 
@@ -63,6 +65,19 @@ def test_the_report_holds_every_ratio_of_its_medians_and_the_profiles(tiny_model
     for name in result["profiles"].values():
         assert "Self CPU" in (tmp_path / name).read_text()
     json.dumps(result)  # benchmark.json takes it as it is
+
+
+def test_compiled_contenders_are_timed_beside_the_rest_with_their_compile_time(tiny_model_config, tmp_path,
+                                                                               monkeypatch):  # fmt: skip
+    compiled = []
+    monkeypatch.setattr(model_speed, "compile_model", lambda model: compiled.append(model) or model)  # no compiler
+    result = benchmark_models(tiny_model_config(pooler="roi_align"), _compare(compiled=True), torch.device("cpu"),
+                              tmp_path)  # fmt: skip
+    assert len(compiled) == 1 and set(result["median_seconds"]["train"]) == CONTENDERS | {"ours_compiled"}
+    medians, report = result["median_seconds"], result["compiled"]
+    assert report["train_ratio"] == medians["train"]["ours_compiled"] / medians["train"]["torchvision"]
+    assert report["infer_speedup"] == medians["infer"]["ours"] / medians["infer"]["ours_compiled"]
+    assert set(report["compile_seconds"]) == {"ours_train", "ours_infer"} and "fpn_train_ratio" not in report
 
 
 def test_the_synthetic_batch_has_boxes_inside_its_images():

@@ -10,6 +10,7 @@ import torch
 from hydra import initialize_config_dir
 
 from frcnn.bench import sections
+from frcnn.bench.machine import cpu_model
 from frcnn.bench.sections import run_sections
 from frcnn.config import config_dir
 from tests.helpers.configs import REPO, compose_config
@@ -35,7 +36,8 @@ def test_each_section_lands_under_its_key(tmp_path):
     root = f"dataset.root={tmp_path / 'shapes'}"
     cfg = compose_config("benchmark", "sections=[val_loss,eval,data]", root, *TINY_DATA)
     result = run_sections(cfg, torch.device("cpu"), tmp_path, _never)
-    assert list(result) == ["data", "eval", "val_loss"]  # SECTIONS order, whatever the command line's
+    assert list(result) == ["machine", "data", "eval", "val_loss"]  # SECTIONS order, whatever the command line's
+    assert result["machine"]["cpu_model"] == cpu_model() and result["machine"]["threads"] == torch.get_num_threads()
     assert result["data"]["num_batches"] == 1 and result["data"]["batch_size"] == 2
     assert result["eval"]["num_detections"] == 50 and result["eval"]["num_classes"] == 3
     assert result["val_loss"]["images"] == 2 and result["val_loss"]["device"] == "cpu"
@@ -60,7 +62,7 @@ def test_the_accuracy_section_trains_composed_configs_and_writes_its_progress(tm
     (train_cfg,) = trained
     assert train_cfg.train.max_iters == 7 and train_cfg.seed == 4 and train_cfg.train.val_loss is False
     assert train_cfg.device.value == "cpu" and train_cfg.train.batch_size == 8  # experiment shapes_cpu
-    assert written == [{"eval": result["eval"], "accuracy": {"runs": {"ours": {}}}}]
+    assert written == [{"machine": result["machine"], "eval": result["eval"], "accuracy": {"runs": {"ours": {}}}}]
     assert result["accuracy"] == {"map_ratio": 1.0, "experiment": "shapes_cpu"}
 
 
@@ -73,6 +75,6 @@ def test_the_command_writes_every_section_to_benchmark_json(tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
-    assert list(report) == ["data", "eval", "val_loss", "export", "onnx_infer_ratio"]
+    assert list(report) == ["machine", "data", "eval", "val_loss", "export", "onnx_infer_ratio"]
     assert report["onnx_infer_ratio"] == report["export"]["onnx_infer_ratio"] > 0
     assert report["eval"]["coco_speedup"] > 0 and report["export"]["image_size"] == [64, 96]

@@ -39,8 +39,8 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
     assert predictions, "score_thresh=0 leaves detections"
     sizes = {image_id: test_set.get_annotation(i) for i, image_id in enumerate(test_set.image_ids)}
     for p in predictions:
-        assert set(p) == {"image_id", "category_id", "bbox", "score"}
-        assert p["category_id"] in test_set.category_ids
+        assert set(p) == {"image_id", "category_id", "bbox", "score", "category_name"}
+        assert p["category_name"] == test_set.class_names[test_set.category_ids.index(p["category_id"])]
         x, y, w, h = p["bbox"]
         size = sizes[p["image_id"]]
         assert 0 <= x <= x + w <= size["width"] and 0 <= y <= y + h <= size["height"]
@@ -77,6 +77,8 @@ def test_predict_script_on_a_folder(tiny_checkpoint, tmp_path):
     predictions = json.loads((output / "predictions.json").read_text())
     assert {p["image_id"] for p in predictions} <= {"a.jpg", "b.png"}
     assert all(p["score"] >= 0.2 and p["category_id"] in test_set.category_ids for p in predictions)
+    names = dict(zip(test_set.category_ids, test_set.class_names))
+    assert all(p["category_name"] == names[p["category_id"]] for p in predictions)
     assert "c.jpg" in result.stderr and "notes.txt" in result.stderr
 
 

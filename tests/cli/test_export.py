@@ -48,7 +48,7 @@ def test_evaluate_with_onnxruntime_gives_the_pytorch_metrics(exported, tmp_path)
     model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)
     loader = build_test_loader(cfg.dataset, batch_size=4, num_workers=0)
     expected = run_inference(model, loader, DetectionEvaluator(loader.dataset), "cpu")
-    run_script("evaluate.py", "runtime=onnxruntime", f"model={directory / 'model.onnx'}", f"hydra.run.dir={tmp_path}")
+    run_script("evaluate.py", f"onnx={directory / 'model.onnx'}", f"hydra.run.dir={tmp_path}")  # predict: model=
     got = json.loads((tmp_path / "metrics.json").read_text())
     assert expected["voc07"]["mAP"] > 0.01, "a trained model: equal mAPs are not both zero"
     assert abs(got["voc07"]["mAP"] - expected["voc07"]["mAP"]) <= 1e-4

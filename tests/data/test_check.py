@@ -45,6 +45,11 @@ def test_check_dataset_lists_every_problem_and_counts(make_voc):
     assert len(report.errors) == 1 and len(report.warnings) == 1
     assert "(invalid_boxes=drop)" in str(report.warnings[0])
 
+    cfg.unlisted_classes = "ignore"  # the unicorn is left out and counted, no longer an error
+    (report,) = check_dataset(cfg, ["train"], images=False)
+    assert report.errors == [] and report.ignored == {"unicorn": 1}
+    assert "ignored (not in dataset.classes, unlisted_classes=ignore): unicorn 1 objects" in format_report(report)
+
 
 def test_check_dataset_clean_shapes(tiny_shapes_cfg):
     reports = check_dataset(tiny_shapes_cfg(), ["train", "test"], images=True, num_workers=0)

@@ -63,6 +63,10 @@ def test_coco_class_list_selects_and_orders(make_coco):
         COCODetection(path, images, ["toothbrush", "dog"], transform=TRANSFORM, train=False)
     with pytest.raises(DatasetError, match=r"classes \['cat'\] have no category"):
         COCODetection(path, images, ["dog", "cat"], transform=TRANSFORM, train=False)
+    subset = COCODetection(path, images, ["toothbrush", "dog"], unlisted_classes="ignore", transform=TRANSFORM,
+                           train=False)  # fmt: skip
+    assert subset.category_ids == [90, 18] and subset.get_annotation(0)["labels"].tolist() == [2]
+    assert [c["id"] for c in subset.coco_gt().dataset["categories"]] == [90, 18]
 
 
 def test_coco_gt_is_the_file(make_coco):

@@ -70,8 +70,18 @@ def test_missing_annotation_files(make_voc, tmp_path):
 
 def test_unknown_class_name(make_voc):
     root = make_voc({"a": (100, 80, [DOG, ("unicorn", 5, 5, 20, 20, 0, 0)])})
-    with pytest.raises(DatasetError, match=r"a\.xml: object 1 \('unicorn'\): unknown class name 'unicorn'"):
+    with pytest.raises(DatasetError, match=r"a\.xml: object 1 \('unicorn'\): unknown class name 'unicorn' .*=ignore"):
         _voc(root)
+
+
+def test_unlisted_classes_ignore_leaves_their_objects_out_and_counts_them(make_voc, caplog):
+    unicorn = ("unicorn", 5, 5, 20, 20, 0, 0)
+    root = make_voc({"a": (100, 80, [DOG, unicorn, unicorn]), "b": (100, 80, [("bird", 2, 2, 9, 9, 0, 0)])})
+    with caplog.at_level("INFO", logger="frcnn.data.validation"):
+        ds = VOCDetection(str(root), ["train"], ["cat", "dog"], unlisted_classes="ignore", transform=TRANSFORM,
+                          train=False, name="mine")  # fmt: skip
+    assert [ds.get_annotation(i)["labels"].tolist() for i in range(2)] == [[2], []]  # b is kept, without objects
+    assert "mine: ignoring 3 objects of classes not in dataset.classes: unicorn (2), bird (1)" in caplog.text
 
 
 @pytest.mark.parametrize(

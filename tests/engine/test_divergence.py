@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from frcnn.checkpoint.io import load_checkpoint, save_checkpoint
-from frcnn.engine.divergence import DivergenceError, NonFiniteLossError, check_weights, nonfinite_tensors
+from frcnn.engine.divergence import (
+    DivergenceError,
+    DivergenceGuard,
+    NonFiniteLossError,
+    check_weights,
+    nonfinite_tensors,
+)
 from frcnn.engine.trainer import train
 from frcnn.models import FasterRCNN
 from frcnn.models.finite import NonFiniteBoxError
@@ -47,22 +53,27 @@ def test_huge_learning_rate_stops_before_saving_and_resumes_with_a_sane_one(tiny
     message = str(info.value)
     assert "\n" not in message and "training diverged" in message and "grad_norm=" in message
     assert all(f"{k}=" in message for k in LOSS_TERMS)
-    stopped_at = int(message.split("iteration ")[1].split(":")[0])
+    stopped_at = int(message.split(" at iteration ")[1].split(":")[0])
     ckpts = tmp_path / "checkpoints"
     assert not list(ckpts.glob(".*.tmp"))  # the discarded state left no file
     for path in ckpts.glob("*.pt"):
         assert all_finite(path), path
-    last = load_checkpoint(ckpts / "last.pt")
-    assert f"(iteration {last.iteration}) is the last checkpoint" in message
-    assert last.iteration < stopped_at
+    # The first update already ruins the weights: its step spikes, so no checkpoint of them is kept.
+    if (ckpts / "last.pt").exists():
+        last = load_checkpoint(ckpts / "last.pt")
+        assert f"(iteration {last.iteration}) is the last checkpoint" in message and last.iteration < stopped_at
+        start = last.iteration
+    else:
+        assert "no checkpoint was written (the one of iteration" in message
+        start = 0
     saved = records(tmp_path)
     assert all(math.isfinite(r["grad_norm"]) for i, r in saved.items() if i < stopped_at)
 
-    # A sane learning rate continues from the last checkpoint: its weights take finite steps.
+    # A sane learning rate continues from what was kept (here: from the start): its weights take finite steps.
     resume = (*diverging[1:], "train.resume=auto", "train.resume_allow_config_change=true")
-    train(tiny_cfg(*resume, f"train.max_iters={last.iteration + 2}"), tmp_path)
+    train(tiny_cfg(*resume, f"train.max_iters={start + 2}"), tmp_path)
     resumed = load_checkpoint(ckpts / "last.pt")
-    assert resumed.iteration == last.iteration + 2 and nonfinite_tensors(resumed.to_dict()) == []
+    assert resumed.iteration == start + 2 and nonfinite_tensors(resumed.to_dict()) == []
 
 
 def test_a_resumed_run_takes_the_learning_rate_of_its_config(tiny_cfg):
@@ -182,3 +193,45 @@ def test_nonfinite_tensors_names_exactly_the_nonfinite_ones():
         "optimizer": {"state": [{"exp_avg": inf_complex}, {"exp_avg": torch.zeros(2)}]},
     }
     assert nonfinite_tensors(state) == ["model.c", "optimizer.state.0.exp_avg"]
+
+
+def test_a_spike_is_measured_against_the_median_of_the_in_range_steps():
+    guard = DivergenceGuard("stop", 5, spike_factor=20, spike_steps=2)
+    assert guard.spike(1e9, 1e9) is None  # nothing to compare with yet
+    for loss, norm in [(2.0, 5.0), (1.0, 4.0), (1.5, 100.0)]:  # one high norm moves the median little
+        guard.finite(loss, norm)
+    assert guard.spike(29.0, 99.0) is None  # 19.3x the loss median 1.5, 19.8x the norm median 5
+    assert "total loss 31 is 20.7 times its median 1.5 over the last 3 steps" in guard.spike(31.0, 5.0)
+    assert "grad_norm 101 is 20.2 times its median 5" in guard.spike(1.0, 101.0)
+    guard.spiked(DivergenceError("spike"))  # a first spike is counted
+    guard.finite(1.0, 5.0)  # a step back in range ends the run of spikes
+    guard.spiked(DivergenceError("spike"))
+    with pytest.raises(DivergenceError, match=r"^spike; 2 steps in a row \(train.divergence_steps\)$"):
+        guard.spiked(DivergenceError("spike"))
+    assert guard.total_spikes == 3
+    assert DivergenceGuard("stop", 5, spike_factor=None).spike(1e30, 1e30) is None  # the test is off
+
+
+def _exploded(model, losses):
+    """Finite losses a million times their size (the gradients follow)."""
+    return {name: value * 1e6 for name, value in losses.items()}
+
+
+def test_a_finite_explosion_stops_the_run_and_keeps_the_checkpoint_before_it(tiny_cfg, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(_exploded, {4, 5, 6}))
+    cfg = tiny_cfg("train.checkpoint_period=1", "train.eval_at_end=false", "train.max_iters=8")
+    with caplog.at_level(logging.WARNING), pytest.raises(DivergenceError) as info:
+        train(cfg, tmp_path)
+    message = str(info.value)
+    assert "iteration 6" in message and "times its median" in message and "3 steps in a row" in message
+    assert "iteration 4: update dropped: total loss" in caplog.text
+    assert "(1 of train.divergence_steps=3 in a row)" in caplog.text
+    # Iteration 3's weights gave the first spike: the last checkpoint is the one whose step stayed in range.
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").iteration == 2
+    assert "(iteration 2) is the last checkpoint" in message
+
+    monkeypatch.setattr(FasterRCNN, "forward", forward_with(_exploded, {4}))  # one hard batch: a warning only
+    with caplog.at_level(logging.WARNING):
+        train(tiny_cfg("train.eval_at_end=false", "train.max_iters=6"), tmp_path / "one")
+    assert load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt").iteration == 6
+    assert "1 updates dropped as spikes" in caplog.text

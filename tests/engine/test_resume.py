@@ -155,6 +155,18 @@ def test_a_checkpoints_config_is_data_not_configuration(tmp_path, planted):
         config_to_resume(compose_train(f"train.resume={weights_only}"), [f"train.resume={weights_only}"])
 
 
+def test_resume_auto_takes_the_config_of_the_run_folders_checkpoint(tmp_path):
+    cfg = compose_train("debug=tiny", "train.resume=auto")
+    assert config_to_resume(cfg, ["train.resume=auto"], tmp_path) == (cfg, None)  # no checkpoint yet: as composed
+    checkpoint = stand_in_checkpoint(3, resumable=True)
+    checkpoint.config = {"model": {}, "dataset": {}, "train": {"max_iters": 7, "log_period": 2}}
+    save_checkpoint(checkpoint, tmp_path / "checkpoints" / "last.pt")
+    cfg = compose_train("debug=tiny", "train.resume=auto", "train.log_period=9")
+    resumed, resume_from = config_to_resume(cfg, ["train.resume=auto", "train.log_period=9"], tmp_path)
+    assert (resumed.train.max_iters, resumed.train.log_period) == (7, 9)  # the checkpoint's, the command line's
+    assert resume_from.path == tmp_path / "checkpoints" / "last.pt" and resume_from.checkpoint.iteration == 3
+
+
 @pytest.mark.slow
 def test_resume_from_a_file_takes_the_checkpoints_config(tiny_cfg, tiny_root, tmp_path):
     """Only train.resume=PATH and the keys to change: the run continues with the checkpoint's settings
@@ -172,6 +184,12 @@ def test_resume_from_a_file_takes_the_checkpoints_config(tiny_cfg, tiny_root, tm
     last = load_checkpoint(resumed_dir / "checkpoints" / "last.pt")
     assert last.iteration == 4 and last.config["model"]["roi_head"]["batch_size_per_image"] == 8
     assert read_losses(resumed_dir) == {i: terms for i, terms in read_losses(straight).items() if i > 2}
+
+    # train.resume=auto in that folder continues with the config it trained with, not the defaults'.
+    again = run_script("train.resume=auto", "train.max_iters=5", f"hydra.run.dir={resumed_dir}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    last = load_checkpoint(resumed_dir / "checkpoints" / "last.pt")
+    assert last.iteration == 5 and last.config["model"]["roi_head"]["batch_size_per_image"] == 8
 
     refused = run_script(f"train.resume={periodic}", "model.backbone.depth=50", f"hydra.run.dir={tmp_path / 'refused'}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

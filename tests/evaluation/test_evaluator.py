@@ -70,7 +70,8 @@ def test_process_maps_boxes_to_original_coordinates_and_clips(fake_dataset):
     detections = [{"boxes": boxes, "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 3])}]
     evaluator.process(batch_of(fake_dataset, [1], (2.0, 0.5)), detections)
     predictions = evaluator.predictions()
-    expected = {"image_id": fake_dataset.image_ids[1], "category_id": 3, "bbox": [10.0, 10.0, 20.0, 40.0]}
+    expected = {"image_id": fake_dataset.image_ids[1], "category_id": 3, "bbox": [10.0, 10.0, 20.0, 40.0],
+                "category_name": fake_dataset.class_names[0]}  # fmt: skip
     assert predictions[0] == dict(expected, score=pytest.approx(0.9))
     assert predictions[1]["bbox"] == [0.0, 0.0, float(width), float(height)]
     assert predictions[1]["category_id"] == 12

@@ -313,13 +313,18 @@ def test_model_argument_and_runtime_checks():
     argv = ["predict.py", "runtime=onnxruntime", "model=out/model.onnx", "model.rpn.nms_thresh=0.5", "input=a"]
     assert route_model_argument(argv) == ["predict.py", "runtime=onnxruntime", "exported_model=out/model.onnx",
                                           "model.rpn.nms_thresh=0.5", "input=a"]  # fmt: skip
+    # onnx=PATH: the same, the runtime implied; a runtime given on the command line is kept (and checked).
+    assert route_model_argument(["predict.py", "onnx=m.onnx", "input=a"]) == [
+        "predict.py", "exported_model=m.onnx", "input=a", "runtime=onnxruntime"]  # fmt: skip
+    assert route_model_argument(["onnx=m.onnx", "runtime=torch"]) == ["exported_model=m.onnx", "runtime=torch"]
     exported_args = ["runtime=onnxruntime", "exported_model=m.onnx", "input=a", "output=b"]
     check_runtime(compose_predict(*exported_args), exported_args)
     check_runtime(compose_predict("checkpoint=c.pt", "input=a", "output=b"), [])
     cases = [
-        (["exported_model=m.onnx", "input=a", "output=b"], "add runtime=onnxruntime"),
-        (["runtime=onnxruntime", "input=a", "output=b"], "needs model=DIR/model.onnx"),
+        (["exported_model=m.onnx", "input=a", "output=b"], "give it as onnx=m.onnx"),
+        (["runtime=onnxruntime", "input=a", "output=b"], "needs onnx=DIR/model.onnx"),
         ([*exported_args, "checkpoint=c.pt"], "drop checkpoint="),
+        ([*exported_args, "compile=true"], "compile=true compiles a checkpoint"),
         (
             [*exported_args, "model.roi_head.score_thresh=0.2"],
             "score_thresh=0.2: an exported model's settings are fixed",

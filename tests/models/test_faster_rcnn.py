@@ -12,7 +12,8 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from frcnn.models import FasterRCNN, ModelConfig, build_model
-from frcnn.models.backbone import build_resnet
+from frcnn.models.backbone import build_resnet, frozen_stage_count
+from frcnn.models.config import BackboneConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*_c4.yaml"))  # FPN: test_model_fpn.py
@@ -152,6 +153,17 @@ def test_backbone_loads_a_local_state_dict(tmp_path, tiny_model_config):
     # With weights the norm layers default to frozen BatchNorm holding the file's statistics.
     assert isinstance(model.backbone.bn1, FrozenBatchNorm2d)
     assert torch.equal(model.backbone.bn1.running_var, reference.bn1.running_var)
+
+
+@pytest.mark.parametrize(
+    ("weights", "frozen_stages", "expected"), [("imagenet", None, 2), (None, None, 0), (None, 1, 1)]
+)
+def test_frozen_stages_default_to_two_with_weights_and_none_from_scratch(weights, frozen_stages, expected, caplog):
+    cfg = BackboneConfig(depth=18, weights=weights, frozen_stages=frozen_stages)
+    with caplog.at_level("INFO", logger="frcnn.models.backbone"):
+        assert frozen_stage_count(cfg) == expected
+    if weights is None:  # from scratch is said: either nothing is frozen, or frozen layers stay random
+        assert ("trains from scratch" if frozen_stages is None else "freezes randomly initialised") in caplog.text
 
 
 def test_backbone_weights_errors_name_the_file_and_the_reason(tmp_path):

@@ -1,0 +1,82 @@
+"""The detector compiles whole: TorchDynamo traces the C4 and FPN models, in training and in
+eval mode, as one graph each (no graph break), and the compiled model gives the eager model's
+detections and losses."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch._dynamo
+from omegaconf import OmegaConf
+
+from frcnn.models import ModelConfig, build_model
+from frcnn.utils.compile import compile_model, configure_dynamo
+
+FPN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
+TINY_FPN = {"fpn_channels": 32, "backbone.depth": 18, "backbone.weights": None, "rpn.conv_channels": 32,
+            "rpn.pre_nms_top_n_train": 100, "rpn.post_nms_top_n_train": 60, "rpn.pre_nms_top_n_test": 100,
+            "rpn.post_nms_top_n_test": 30, "rpn.batch_size_per_image": 64, "roi_head.batch_size_per_image": 16,
+            "roi_head.mlp_dim": 64}  # fmt: skip
+
+TARGETS = [
+    {"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([1])},
+    {"boxes": torch.tensor([[5.0, 5.0, 40.0, 30.0], [50.0, 20.0, 90.0, 70.0]]), "labels": torch.tensor([2, 3])},
+]
+
+
+def tiny_detector(tiny_model_config, arch: str) -> torch.nn.Module:
+    """The tests' tiny ResNet-18 C4 detector, or the FPN preset on a ResNet-18 with few proposals."""
+    if arch == "c4":
+        cfg = tiny_model_config()
+    else:
+        cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(FPN_CONFIG))
+        for key, value in TINY_FPN.items():
+            OmegaConf.update(cfg, key, value)
+    torch.manual_seed(0)
+    return build_model(cfg, num_classes=3)
+
+
+def inputs(train: bool):
+    images = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    sizes = torch.tensor([[96, 128], [80, 100]])
+    return (images, sizes, TARGETS) if train else (images, sizes)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("arch", ["c4", "fpn"])
+def test_the_detector_is_one_graph_without_breaks(tiny_model_config, arch, mode):
+    configure_dynamo()
+    model = tiny_detector(tiny_model_config, arch).train(mode == "train")
+    explanation = torch._dynamo.explain(model)(*inputs(mode == "train"))
+    reasons = [b.reason for b in explanation.break_reasons]
+    assert explanation.graph_break_count == 0, reasons
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["c4", "fpn"])
+def test_compiled_and_eager_give_the_same_detections_and_losses(tiny_model_config, arch, monkeypatch):
+    # Inductor draws random numbers its own way; the eager generator makes the RoI sampling equal.
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    eager = tiny_detector(tiny_model_config, arch)
+    compiled = compile_model(copy.deepcopy(eager))
+    assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints keep the eager names
+
+    with torch.no_grad():
+        want, got = eager.eval()(*inputs(False)), compiled.eval()(*inputs(False))
+    for w, g in zip(want, got, strict=True):
+        assert len(w["boxes"]) > 0 and w["labels"].tolist() == g["labels"].tolist()
+        torch.testing.assert_close(g["boxes"], w["boxes"], rtol=0, atol=1e-3)
+        torch.testing.assert_close(g["scores"], w["scores"], rtol=0, atol=1e-4)
+
+    losses = {}
+    for name, model in (("eager", eager.train()), ("compiled", compiled.train())):
+        torch.manual_seed(1)
+        losses[name] = model(*inputs(True))
+        sum(losses[name].values()).backward()
+    for key, value in losses["eager"].items():
+        torch.testing.assert_close(losses["compiled"][key], value, rtol=1e-4, atol=1e-5)
+    for (name, w), g in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        if w.grad is not None:
+            torch.testing.assert_close(g.grad, w.grad, rtol=1e-3, atol=1e-4, msg=name)
