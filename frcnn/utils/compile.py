@@ -3,9 +3,11 @@
 The model is compiled in place (:meth:`torch.nn.Module.compile`), so its ``state_dict`` keys, its
 checkpoints and its ONNX export are those of the eager model. The detector's data-dependent steps
 (NMS keeps a variable number of boxes; the RoIs are gathered by index) are captured in the graph
-rather than breaking it (:func:`configure_dynamo`). Image sizes vary from batch to batch: the first
-change of size recompiles the graph with symbolic heights and widths (PyTorch's automatic dynamic
-shapes), after which every size runs the same compiled code.
+rather than breaking it (:func:`configure_dynamo`). Image sizes vary from batch to batch: each batch
+size (B, H, W) met is compiled once, with static shapes (a recompilation with symbolic heights and
+widths, PyTorch's automatic dynamic shapes, took over ten minutes for the training graph on a 2-core
+CPU); batches are padded to multiples of ``dataset.size_divisibility``, so a dataset's resize settings
+give a handful of sizes, and up to :data:`RECOMPILE_LIMIT` are compiled before the rest run eagerly.
 
 Inductor keeps what it compiled on disk (:func:`cache_dir`), so a resumed run, a second evaluation
 or the next prediction loads the kernels instead of compiling them again.
@@ -23,25 +25,50 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+RECOMPILE_LIMIT = 32  # batch sizes compiled per mode (PyTorch's default: 8)
 
 
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
+    """Where compiled kernels are kept: ``$TORCHINDUCTOR_CACHE_DIR`` if the user set it, else
     ``$XDG_CACHE_HOME/frcnn/inductor`` (``~/.cache/frcnn/inductor``), which outlives a reboot
-    (Inductor's own default is under ``/tmp``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
+    (Inductor's own default is under ``/tmp``, and Inductor writes it into the environment
+    variable once it has looked it up: that value is not a choice of the user's)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
+        return Path(chosen)
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "frcnn" / "inductor"
 
 
 def configure_dynamo() -> None:
     """Let TorchDynamo capture operators whose output size depends on the data (``nonzero``, NMS)
-    and tensor-to-scalar reads, instead of breaking the graph at each; point Inductor's cache at
-    :func:`cache_dir`."""
+    and tensor-to-scalar reads, instead of breaking the graph at each; compile each batch size
+    statically (up to :data:`RECOMPILE_LIMIT`); point Inductor's cache at :func:`cache_dir`."""
     torch._dynamo.config.capture_dynamic_output_shape_ops = True
     torch._dynamo.config.capture_scalar_outputs = True
-    os.environ.setdefault(CACHE_ENV, str(cache_dir()))
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
+    _register_nms_shape()
+    os.environ[CACHE_ENV] = str(cache_dir())
+
+
+def _nms_shape(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """The output of ``torchvision::nms`` for the compiler: 0 to N kept indices. torchvision's own
+    shape function declares at least 2 (``create_unbacked_symint``'s default minimum), so a
+    compiled graph would fail on an image whose NMS keeps one box or none."""
+    torch._check(boxes.dim() == 2 and boxes.size(1) == 4, lambda: f"boxes must be [N, 4], got {list(boxes.shape)}")
+    torch._check(scores.dim() == 1 and scores.size(0) == boxes.size(0), lambda: "one score per box")
+    kept = torch.library.get_ctx().new_dynamic_size(min=0)
+    torch._check(kept <= boxes.size(0))
+    return boxes.new_empty(kept, dtype=torch.long)
+
+
+def _register_nms_shape() -> None:
+    import torchvision  # noqa: F401  (registers torchvision::nms, whose shape function is replaced)
+
+    torch.library.register_fake("torchvision::nms", _nms_shape, allow_override=True)
 
 
 def compile_model(model: nn.Module, mode: str | None = None) -> nn.Module:
