@@ -187,15 +187,19 @@ def speed_report(compare, device: torch.device, amp: Optional[torch.dtype], time
         "threads": torch.get_num_threads(),
         "median_seconds": median,
     }
-    for key, (phase, ours, reference) in RATIOS.items():
-        if ours in median[phase]:  # the FPN pair is optional
-            result[key] = median[phase][ours] / median[phase][reference]
-    compiled = {key: median[phase][a] / median[phase][b] for key, (phase, a, b) in COMPILED_RATIOS.items()
-                if a in median[phase] and b in median[phase]}  # fmt: skip
+    result.update(_ratios(RATIOS, median))  # the FPN pair is optional
+    compiled = _ratios(COMPILED_RATIOS, median)
     if compiled:
         result["compiled"] = compiled
     result["times"] = times
     return result
+
+
+def _ratios(table: Mapping[str, tuple[str, str, str]], median: dict) -> dict[str, float]:
+    """``{key: median[phase][a] / median[phase][b]}`` for the ``(phase, a, b)`` of ``table`` whose
+    two contenders were timed."""
+    return {key: median[phase][a] / median[phase][b] for key, (phase, a, b) in table.items()
+            if a in median[phase] and b in median[phase]}  # fmt: skip
 
 
 def benchmark_models(model_cfg, compare, device: torch.device, run_dir: Path, seed: int = 0,

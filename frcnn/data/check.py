@@ -18,7 +18,7 @@ from frcnn.data.build import prepare_root, resolve_path
 from frcnn.data.coco import parse_coco
 from frcnn.data.config import VOC_CLASSES, DatasetFormat, InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.image_io import read_image_checked
-from frcnn.data.validation import DatasetError, Problem, box_problems, find_invalid_boxes, unlisted_class_counts
+from frcnn.data.validation import DatasetError, Problem, box_problems, find_invalid_boxes, split_unlisted
 from frcnn.data.voc import describe_voc_box, parse_voc
 from frcnn.utils.progress import progress_bar
 
@@ -90,8 +90,7 @@ def check_split(cfg, split: str, images: bool = True, num_workers: int = 2) -> S
         report.errors += exc.problems
         return report
     if UnlistedClassPolicy(cfg.unlisted_classes) is UnlistedClassPolicy.ignore:
-        report.ignored = unlisted_class_counts(problems)
-        problems = [p for p in problems if p.unlisted_class is None]
+        report.ignored, problems = split_unlisted(problems)
     report.errors += problems
     invalid = find_invalid_boxes(index)
     bad_boxes = box_problems(index, invalid, describe)

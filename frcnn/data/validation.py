@@ -94,13 +94,15 @@ def unlisted_reason(name: str) -> str:
     return f"unknown class name {name!r} (not in dataset.classes; dataset.unlisted_classes=ignore leaves it out)"
 
 
-def unlisted_class_counts(problems: list[Problem]) -> dict[str, int]:
-    """{class name: objects} of the problems that are only an unlisted class, by count then name."""
+def split_unlisted(problems: list[Problem]) -> tuple[dict[str, int], list[Problem]]:
+    """(``{class name: objects}`` of the problems that are only an unlisted class, by count then
+    name; the other problems)."""
     counts: dict[str, int] = {}
     for problem in problems:
         if problem.unlisted_class is not None:
             counts[problem.unlisted_class] = counts.get(problem.unlisted_class, 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    rest = [p for p in problems if p.unlisted_class is None]
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))), rest
 
 
 def apply_unlisted_class_policy(
@@ -110,12 +112,12 @@ def apply_unlisted_class_policy(
     already left out of the index; one log line counts them per class), unchanged under "error"."""
     if UnlistedClassPolicy(policy) is UnlistedClassPolicy.error:
         return problems
-    counts = unlisted_class_counts(problems)
+    counts, rest = split_unlisted(problems)
     if counts:
         listed = ", ".join(f"{name} ({count})" for name, count in counts.items())
         logger.info("%s: ignoring %d objects of classes not in dataset.classes: %s", dataset_name,
                     sum(counts.values()), listed)  # fmt: skip
-    return [p for p in problems if p.unlisted_class is None]
+    return rest
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,8 @@ class DivergenceGuard:
         before any in-range step: there is nothing to compare with)."""
         if self.spike_factor is None:
             return None
-        for name, value in (("total loss", loss), ("grad_norm", grad_norm)):
-            recent = self.recent["loss" if name == "total loss" else "grad_norm"]
+        for name, value, recent in (("total loss", loss, self.recent["loss"]),
+                                    ("grad_norm", grad_norm, self.recent["grad_norm"])):  # fmt: skip
             if recent and value > self.spike_factor * (median := statistics.median(recent)):
                 return (
                     f"{name} {value:.6g} is {value / median:.3g} times its median {median:.6g} over the "

@@ -47,33 +47,28 @@ def non_max_suppression(
     # without one (the proposal layer, which also runs in training) they take part, masked below.
     if score_thresh > LOWEST_SCORE:
         candidates = selectable.nonzero()[:, 0]
-        spread = group_spread(flat_boxes)
         keep = candidates[
-            grouped_nms(flat_boxes[candidates], flat_scores[candidates], group[candidates], iou_thresh, spread)
+            grouped_nms(flat_boxes[candidates], flat_scores[candidates], group[candidates], iou_thresh, flat_boxes)
         ]
     else:
-        keep = grouped_nms(flat_boxes, flat_scores, group, iou_thresh, group_spread(flat_boxes))  # by decreasing score
+        keep = grouped_nms(flat_boxes, flat_scores, group, iou_thresh, flat_boxes)  # by decreasing score
     order, rank = rank_within_group(group[keep], num_batches * num_classes)
     kept = torch.zeros_like(selectable)
     kept[keep[order]] = rank < max_output  # values, not a boolean index: no device sync
     return (kept & selectable).reshape(scores.shape)
 
 
-def group_spread(boxes: torch.Tensor) -> torch.Tensor:
-    """A distance larger than any box coordinate of ``boxes [N, 4]`` (N > 0): boxes shifted by
-    ``group * spread`` cannot overlap across groups."""
-    return boxes.max().clamp(min=0) + 1
-
-
 def grouped_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, iou_thresh: float, spread: torch.Tensor
+    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, iou_thresh: float, bounds: torch.Tensor
 ) -> torch.Tensor:
     """Indices of the boxes kept by NMS within each group, by decreasing score: torchvision's
     ``batched_nms``. Under ``torch.compile`` its coordinate trick alone (each group shifted by
-    ``group * spread``, one ``nms``): ``batched_nms`` chooses its method by the box count, which
-    is data-dependent there, and needs the boxes' maximum, which an empty selection has not."""
+    ``group`` times a distance beyond every coordinate of ``bounds [M, 4]``, M > 0, boxes that
+    include ``boxes``; one ``nms``): ``batched_nms`` chooses its method by the box count, which is
+    data-dependent there, and takes the maximum of ``boxes``, which an empty selection has not."""
     if not torch.compiler.is_compiling():
         return batched_nms(boxes, scores, group, iou_thresh)
+    spread = bounds.max().clamp(min=0) + 1
     return nms(boxes + (group.to(boxes.dtype) * spread)[:, None], scores, iou_thresh)
 
 
