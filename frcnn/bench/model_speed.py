@@ -10,8 +10,9 @@ The contenders, built from one seeded initialisation:
   and predictor), behind frcnn's call contract (:class:`frcnn.bench.reference.ReferenceDetector`);
 - ``fpn`` and ``fpn_torchvision``: the same pair for a ResNet-FPN ``model`` config (optional);
 - ``ours_compiled`` and ``fpn_compiled`` (``compare.compiled``): copies of ``ours`` and ``fpn``
-  under ``torch.compile`` (:func:`frcnn.utils.compile.compile_model`), each called once in
-  training and once in eval mode before the rounds, to compile (``compile_seconds``).
+  under ``torch.compile`` (:func:`frcnn.utils.compile.compile_model`): one trains, one infers
+  compiled for inference (frozen weights) as evaluate.py and predict.py compile it; each is
+  called once before the rounds, to compile (``compile_seconds``).
 
 All of them take one synthetic batch whose images have one size, so torchvision's transform
 resizes nothing. A training step is the engine's own (:func:`frcnn.engine.trainer.train_step`:
@@ -111,6 +112,7 @@ class Contender:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     iterations: int = 0
+    inference_model: Optional[nn.Module] = None  # what infer() runs, when not ``model``
 
     @classmethod
     def of(cls, model: nn.Module, lr: float, amp: Optional[torch.dtype]) -> "Contender":
@@ -128,18 +130,22 @@ class Contender:
 
     def infer(self, batch: Batch, amp: Optional[torch.dtype]) -> list[dict]:
         """Detections of ``batch`` in eval mode: per image ``boxes`` [N, 4] (x1, y1, x2, y2), ``scores``, ``labels``."""
-        self.model.eval()
+        model = self.inference_model or self.model
+        model.eval()
         with torch.inference_mode(), autocast(batch.images.device, amp):
-            return self.model(batch.images, batch.image_sizes)
+            return model(batch.images, batch.image_sizes)
 
 
 def compile_contenders(contenders: dict[str, Contender], batch: Batch, amp: Optional[torch.dtype], lr: float) -> dict:
-    """Add ``<name>_compiled`` for ``ours`` and ``fpn`` (when present): a compiled copy, called
-    once per phase to compile. Returns ``compile_seconds``: ``{"<name>_<phase>": seconds}`` of
+    """Add ``<name>_compiled`` for ``ours`` and ``fpn`` (when present): a compiled copy that
+    trains, and one compiled for inference (frozen weights) as evaluate.py and predict.py compile
+    it, each called once to compile. Returns ``compile_seconds``: ``{"<name>_<phase>": seconds}`` of
     those first calls (compilation included)."""
     seconds = {}
     for name in [n for n in ("ours", "fpn") if n in contenders]:
-        compiled = Contender.of(compile_model(copy.deepcopy(contenders[name].model)), lr, amp)
+        eager = contenders[name].model
+        compiled = Contender.of(compile_model(copy.deepcopy(eager)), lr, amp)
+        compiled.inference_model = compile_model(copy.deepcopy(eager), inference=True)
         for phase in PHASES:
             start = time.perf_counter()
             (compiled.step if phase == "train" else compiled.infer)(batch, amp)

@@ -65,11 +65,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
     checkpoint = load_checkpoint(cfg.checkpoint)
     dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, HydraConfig.get().overrides.task)
     device = resolve_device(cfg.device.value)
-    loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
+    loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers, bucketed=cfg.compile)
     model = model_from_checkpoint(checkpoint, model_cfg, source=cfg.checkpoint)
     model = model_for_dataset(model, checkpoint.class_names, loader.dataset.class_names).to(device)
     if cfg.compile:
-        compile_model(model)
+        compile_model(model, inference=True)
     log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
     # The RoI sampling of the validation loss is seeded as in the training run's evaluations.

@@ -23,6 +23,7 @@ from frcnn.cli.errors import run_command
 from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
 from frcnn.config import config_dir
 from frcnn.config.ranges import PREDICT_RANGES, check_ranges
+from frcnn.data.batching import size_buckets
 from frcnn.data.transforms import build_transform
 from frcnn.evaluation import save_predictions
 from frcnn.inference.detector import Detector
@@ -56,7 +57,8 @@ def main(cfg: DictConfig) -> None:
         dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, overrides)
         detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
         if cfg.compile:
-            compile_model(detector.model)
+            compile_model(detector.model, inference=True)
+            detector.buckets = size_buckets(dataset_cfg)
         category_ids = list(checkpoint.category_ids)
     predictor = Predictor(detector, category_ids, cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)

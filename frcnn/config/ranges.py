@@ -67,6 +67,7 @@ RANGES: dict[str, Range] = {
     "dataset.max_size": POSITIVE,
     "dataset.flip_prob": FRACTION,
     "dataset.size_divisibility": POSITIVE,
+    "dataset.size_buckets": POSITIVE,
     "dataset.num_workers": NONNEGATIVE,
     "dataset.seed": NONNEGATIVE,
     "dataset.shapes.num_train": POSITIVE,

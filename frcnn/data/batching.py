@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,14 +70,39 @@ class Batch:
 TARGET_KEYS = ("boxes", "labels", "difficult", "iscrowd")
 
 
-def collate(samples: Sequence[tuple[torch.Tensor, dict[str, Any]]], size_divisibility: int = 32) -> Batch:
-    """Pad the images of ``samples`` (from ``DetectionDataset.__getitem__``) into one tensor."""
+def _round_up(side: int, multiple: int) -> int:
+    return -(-side // multiple) * multiple if multiple > 1 else side
+
+
+def size_buckets(cfg) -> tuple[int, ...]:
+    """The padded side lengths of a compiled model's batches: ``cfg.size_buckets`` lengths evenly
+    spaced from the shortest resize (``min_size``, ``test_min_size``) to ``max_size``, each a
+    multiple of ``size_divisibility``. Every image side lies in that range after resizing, so a
+    batch takes one of at most ``size_buckets ** 2`` shapes (in practice a handful: one side is
+    the short side's length)."""
+    low = _round_up(min([*cfg.min_size, cfg.test_min_size]), cfg.size_divisibility)
+    high = _round_up(cfg.max_size, cfg.size_divisibility)
+    if cfg.size_buckets == 1:
+        return (high,)
+    steps = (low + (high - low) * i / (cfg.size_buckets - 1) for i in range(cfg.size_buckets))
+    return tuple(sorted({_round_up(math.ceil(step), cfg.size_divisibility) for step in steps}))
+
+
+def padded_side(side: int, size_divisibility: int, buckets: Sequence[int] = ()) -> int:
+    """``side`` rounded up to a multiple of ``size_divisibility``, then to the smallest of
+    ``buckets`` that holds it (a side longer than every bucket keeps its multiple)."""
+    side = _round_up(side, size_divisibility)
+    return min((b for b in buckets if b >= side), default=side)
+
+
+def collate(
+    samples: Sequence[tuple[torch.Tensor, dict[str, Any]]], size_divisibility: int = 32, buckets: Sequence[int] = ()
+) -> Batch:
+    """Pad the images of ``samples`` (from ``DetectionDataset.__getitem__``) into one tensor, of
+    a height and width :func:`padded_side` gives (``buckets``: :func:`size_buckets`, or none)."""
     images = [image for image, _ in samples]
-    max_h = max(image.shape[1] for image in images)
-    max_w = max(image.shape[2] for image in images)
-    if size_divisibility > 1:
-        max_h = -(-max_h // size_divisibility) * size_divisibility
-        max_w = -(-max_w // size_divisibility) * size_divisibility
+    max_h = padded_side(max(image.shape[1] for image in images), size_divisibility, buckets)
+    max_w = padded_side(max(image.shape[2] for image in images), size_divisibility, buckets)
     padded = images[0].new_zeros(len(images), 3, max_h, max_w)
     for k, image in enumerate(images):
         padded[k, :, : image.shape[1], : image.shape[2]].copy_(image)
@@ -155,25 +181,27 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
             skip = 0
 
 
-def _loader(dataset, batch_sampler, cfg, num_workers: int | None) -> DataLoader:
+def _loader(dataset, batch_sampler, cfg, num_workers: int | None, bucketed: bool) -> DataLoader:
     workers = cfg.num_workers if num_workers is None else num_workers
+    buckets = size_buckets(cfg) if bucketed else ()
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,
         num_workers=workers,
-        collate_fn=functools.partial(collate, size_divisibility=cfg.size_divisibility),
+        collate_fn=functools.partial(collate, size_divisibility=cfg.size_divisibility, buckets=buckets),
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
     )
 
 
 def build_train_loader(
-    cfg, batch_size: int, seed: int, start_iter: int = 0, num_workers: int | None = None
+    cfg, batch_size: int, seed: int, start_iter: int = 0, num_workers: int | None = None, bucketed: bool = False
 ) -> DataLoader:
     """Infinite DataLoader of training :class:`Batch` es (``batch_size`` per rank).
 
     Deterministic given ``(seed, rank, world_size)``; resumes at ``start_iter``. The dataset
-    is ``loader.dataset``. ``num_workers`` defaults to ``cfg.num_workers``.
+    is ``loader.dataset``. ``num_workers`` defaults to ``cfg.num_workers``. ``bucketed`` (for a
+    compiled model): batches are padded to :func:`size_buckets`.
     """
     dataset = build_dataset(cfg, "train")
     if batch_size > len(dataset):  # refused before any image is decoded or any batch allocated
@@ -183,13 +211,13 @@ def build_train_loader(
         )
     rank, world_size = get_rank(), get_world_size()
     sampler = GroupedBatchSampler(aspect_groups(dataset.aspect_ratios), batch_size, seed, start_iter, rank, world_size)
-    return _loader(dataset, sampler, cfg, num_workers)
+    return _loader(dataset, sampler, cfg, num_workers, bucketed)
 
 
-def build_test_loader(cfg, batch_size: int, num_workers: int | None = None) -> DataLoader:
+def build_test_loader(cfg, batch_size: int, num_workers: int | None = None, bucketed: bool = False) -> DataLoader:
     """Finite DataLoader of test :class:`Batch` es in dataset order; when distributed, rank r
-    gets indices ``r::world_size`` (no padding, no duplicates)."""
+    gets indices ``r::world_size`` (no padding, no duplicates). ``bucketed``: as for training."""
     dataset = build_dataset(cfg, "test")
     rank, world_size = get_rank(), get_world_size()
     sampler = BatchSampler(range(rank, len(dataset), world_size), batch_size, drop_last=False)
-    return _loader(dataset, sampler, cfg, num_workers)
+    return _loader(dataset, sampler, cfg, num_workers, bucketed)

@@ -85,6 +85,9 @@ class DatasetConfig:
     max_size: int = 256  # the long side never exceeds this after resizing
     flip_prob: float = 0.5  # horizontal flip probability (train only)
     size_divisibility: int = 32  # batches are zero-padded to a multiple of this
+    # compile=true: each padded side is one of this many lengths from the shortest resize to
+    # max_size, so that a compiled model meets a handful of batch shapes.
+    size_buckets: int = 4
     num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
     seed: int = 0  # shapes: generation seed
     shapes: ShapesConfig = field(default_factory=ShapesConfig)

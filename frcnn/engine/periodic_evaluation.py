@@ -48,7 +48,7 @@ def build_evaluation_split(cfg: DictConfig) -> EvaluationSplit:
     wrongly sized one raises :class:`~frcnn.data.DatasetError` now, as bad training data does,
     rather than in an evaluation after hours of training. Every process checks them all, so
     that all of them stop alike."""
-    loader = build_test_loader(cfg.dataset, cfg.train.eval_batch_size)
+    loader = build_test_loader(cfg.dataset, cfg.train.eval_batch_size, bucketed=cfg.compile)
     raise_if_any(check_images(loader.dataset.index, cfg.dataset.num_workers))
     val_loss = cfg.train.val_loss and has_annotations(loader.dataset)
     if cfg.train.val_loss and not val_loss:

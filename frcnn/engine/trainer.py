@@ -55,6 +55,7 @@ from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
 from frcnn.models.finite import NonFiniteBoxError
+from frcnn.models.matching import targets_for
 from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype, resolve_device
 from frcnn.utils.dist import (
@@ -143,7 +144,11 @@ def train_and_finish(
     metrics, stopped = None, False
     try:
         with StopRequest() as stop:
-            batches = iter(build_train_loader(run.cfg.dataset, tc.batch_size, run.cfg.seed, start_iter=run.iteration))
+            batches = iter(
+                build_train_loader(
+                    run.cfg.dataset, tc.batch_size, run.cfg.seed, start_iter=run.iteration, bucketed=run.cfg.compile
+                )
+            )
             # Restored only now: starting the loader draws from the global RNG, as it did at the
             # start of the original run, not at the point where the checkpoint was taken.
             if rng_states is not None:
@@ -516,6 +521,8 @@ def train_step(
 ) -> StepResult:
     """One optimiser step on ``batch`` (iteration number ``iteration``, counted from 1).
 
+    A compiled model gets its targets padded (:func:`targets_for`).
+
     A non-finite loss term (checked before the backward pass) or gradient norm (before the
     update), or a spike (a total loss or gradient norm far above its recent median), goes to
     ``nonfinite`` (default: stop), alike on every process: the losses are reduced over all of them
@@ -526,7 +533,7 @@ def train_step(
     device = batch.images.device
     try:
         with autocast(device, amp):
-            loss_dict = model(batch.images, batch.image_sizes, batch.targets)
+            loss_dict = model(batch.images, batch.image_sizes, targets_for(model, batch.targets, device))
         total = sum(loss_dict.values())
         terms = [t.detach().float() for t in (*loss_dict.values(), total)]
         names, cause = list(loss_dict), ""

@@ -18,6 +18,7 @@ from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend,
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
 from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
+from frcnn.models.matching import targets_for
 from frcnn.utils.device import autocast
 from frcnn.utils.dist import all_gather_object, broadcast_object, is_main_process
 from frcnn.utils.progress import progress_bar
@@ -215,7 +216,8 @@ def run_inference(
                         evaluator.process(batch, model(batch.images, batch.image_sizes))
                         continue
                     reseed(batch_seed(val_loss_seed, batch.indices), device)
-                    output = model(batch.images, batch.image_sizes, loss_targets(batch.targets, use_difficult))
+                    targets = targets_for(model, loss_targets(batch.targets, use_difficult), device)
+                    output = model(batch.images, batch.image_sizes, targets)
                     if not isinstance(output, tuple):
                         raise TypeError(
                             f"{type(model).__name__} returns no (detections, losses) for targets in eval "

@@ -66,6 +66,8 @@ class Detector:
     model: a :class:`FasterRCNN`. transform: the test transform (resize + normalise).
     size_divisibility: batches are padded to a multiple of it. score_threshold: detections
     scoring below it are dropped (on top of the model's own ``roi_head.score_thresh``).
+    ``buckets``: padded side lengths (:func:`frcnn.data.batching.size_buckets`) for a compiled
+    model, empty by default.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Detector:
         self.class_names = list(class_names)
         self.score_threshold = score_threshold
         self.batch_size = batch_size
+        self.buckets: tuple[int, ...] = ()
 
     @classmethod
     def from_checkpoint(
@@ -150,7 +153,7 @@ class Detector:
             samples.append((tensor, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
                                      "difficult": empty, "iscrowd": empty, "image_id": index, "index": index,
                                      "orig_size": tuple(image.shape[1:]), "scale": scale}))  # fmt: skip
-        batch = collate(samples, self.size_divisibility).to(self.device)
+        batch = collate(samples, self.size_divisibility, self.buckets).to(self.device)
         outputs = self.model(batch.images, batch.image_sizes)
         results = []
         for image, output, scale in zip(images, outputs, batch.scales):

@@ -11,7 +11,7 @@ from torch import nn
 
 from frcnn.models.backbone import block_out_channels, build_backbone
 from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS, TwoMLPHead, build_fpn_backbone
-from frcnn.models.matching import pad_targets
+from frcnn.models.matching import GroundTruth, pad_targets
 from frcnn.models.poolers import MultiLevelRoIAlign
 from frcnn.models.postprocess import Detections
 from frcnn.models.roi_head import RoIHead, build_c4_box_parts, build_roi_head
@@ -33,7 +33,9 @@ class FasterRCNN(nn.Module):
 
     ``images [B, 3, H, W]`` are normalised and zero-padded; ``image_sizes`` (list of ``(h, w)``
     or ``Tensor[B, 2]``) are the unpadded sizes; ``targets`` is a list of dicts with ``boxes
-    [N, 4]`` (x1, y1, x2, y2) and ``labels [N]`` in 1..K, in input-image pixels (N may be 0).
+    [N, 4]`` (x1, y1, x2, y2) and ``labels [N]`` in 1..K, in input-image pixels (N may be 0),
+    or that list already padded by :func:`frcnn.models.matching.pad_targets` (what the trainer
+    hands a compiled model: a list's per-image lengths would each be a shape to compile for).
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class FasterRCNN(nn.Module):
             raise ValueError("FasterRCNN in train mode needs targets; call model.eval() for detections")
         image_sizes = torch.as_tensor(image_sizes, dtype=torch.int64).to(images.device, non_blocking=True)
         features = self.features(images)
-        gt = pad_targets(targets, images.device) if targets is not None else None
+        gt = targets if targets is None or isinstance(targets, GroundTruth) else pad_targets(targets, images.device)
         proposals, rpn_losses = self.rpn(features, image_sizes, gt)
         output = self.roi_head(features, proposals, image_sizes, gt)
         if self.training:

@@ -6,8 +6,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from frcnn.data import Batch, GroupedBatchSampler, build_test_loader, build_train_loader, collate
+from frcnn.data.batching import padded_side, size_buckets
 
 
 def _sample(height, width, n_boxes, index):
@@ -35,6 +37,31 @@ def test_collate_pads_to_size_divisibility():
     moved = batch.to("cpu")
     assert torch.equal(moved.images, batch.images) and moved.image_ids == batch.image_ids
     assert collate([_sample(50, 70, 1, 0)], size_divisibility=1).images.shape == (1, 3, 50, 70)
+
+
+def test_size_buckets_span_the_resize_range_in_multiples_of_the_divisor():
+    voc = OmegaConf.create({"min_size": [600], "test_min_size": 600, "max_size": 1000, "size_divisibility": 32,
+                            "size_buckets": 4})  # fmt: skip
+    assert size_buckets(voc) == (608, 768, 896, 1024)
+    multiscale = OmegaConf.merge(voc, {"min_size": [480, 800], "max_size": 1333})
+    assert size_buckets(multiscale) == (480, 768, 1056, 1344)
+    assert size_buckets(OmegaConf.merge(voc, {"size_buckets": 1})) == (1024,)
+    assert [padded_side(side, 32, (608, 768)) for side in (500, 608, 609, 800)] == [608, 608, 768, 800]
+
+
+def test_collate_pads_to_the_smallest_bucket_that_holds_the_batch():
+    batch = collate([_sample(50, 70, 1, 0), _sample(40, 100, 1, 1)], size_divisibility=32, buckets=(64, 128, 192))
+    assert batch.images.shape == (2, 3, 64, 128) and batch.image_sizes == [(50, 70), (40, 100)]
+    assert (batch.images[1, :, :40, :100] == 2).all() and (batch.images[1, :, 40:] == 0).all()
+
+
+def test_a_bucketed_loader_meets_only_bucket_sizes(tiny_shapes_cfg):
+    cfg = tiny_shapes_cfg(min_size=[48, 64], flip_prob=0.5)
+    buckets = size_buckets(cfg)
+    batches = list(itertools.islice(build_train_loader(cfg, batch_size=2, seed=0, num_workers=0, bucketed=True), 8))
+    assert {b.images.shape[2] for b in batches} | {b.images.shape[3] for b in batches} <= set(buckets)
+    plain = list(itertools.islice(build_train_loader(cfg, batch_size=2, seed=0, num_workers=0), 8))
+    assert [b.indices for b in plain] == [b.indices for b in batches]  # the same stream, only padded more
 
 
 GROUPS = np.random.default_rng(0).integers(0, 2, size=37)

@@ -117,6 +117,10 @@ def test_pad_targets_places_boxes_and_marks_padding():
         [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}], torch.device("cpu")
     )
     assert empty.boxes.shape == (1, 1, 4) and not empty.valid.any()
+    bucketed = pad_targets(targets[2:] + targets[:1], torch.device("cpu"), bucket=True)  # counts 2, 1
+    assert bucketed.boxes.shape == (2, 2, 4)
+    three = [{"boxes": torch.ones(3, 4), "labels": torch.ones(3, dtype=torch.int64)}]
+    assert pad_targets(three, torch.device("cpu"), bucket=True).valid.tolist() == [[True, True, True, False]]
 
 
 def test_feature_cells_are_centred_where_offset_zero_puts_the_anchors():

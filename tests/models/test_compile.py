@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch._dynamo
 from omegaconf import OmegaConf
+from torch._dynamo.testing import CompileCounter
 
 from frcnn.models import ModelConfig, build_model
+from frcnn.models.matching import targets_for
 from frcnn.models.nms import non_max_suppression
 from frcnn.utils.compile import compile_model, configure_dynamo
 
@@ -62,19 +64,22 @@ def test_compiled_and_eager_give_the_same_detections_and_losses(tiny_model_confi
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
     eager = tiny_detector(tiny_model_config, arch)
     compiled = compile_model(copy.deepcopy(eager))
+    frozen = compile_model(copy.deepcopy(eager), inference=True)  # as evaluate.py and predict.py compile
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints keep the eager names
 
     with torch.no_grad():
-        want, got = eager.eval()(*inputs(False)), compiled.eval()(*inputs(False))
-    for w, g in zip(want, got, strict=True):
-        assert len(w["boxes"]) > 0 and w["labels"].tolist() == g["labels"].tolist()
-        torch.testing.assert_close(g["boxes"], w["boxes"], rtol=0, atol=1e-3)
-        torch.testing.assert_close(g["scores"], w["scores"], rtol=0, atol=1e-4)
+        want = eager.eval()(*inputs(False))
+        for got in (compiled.eval()(*inputs(False)), frozen.eval()(*inputs(False))):
+            for w, g in zip(want, got, strict=True):
+                assert len(w["boxes"]) > 0 and w["labels"].tolist() == g["labels"].tolist()
+                torch.testing.assert_close(g["boxes"], w["boxes"], rtol=0, atol=1e-3)
+                torch.testing.assert_close(g["scores"], w["scores"], rtol=0, atol=1e-4)
 
     losses = {}
     for name, model in (("eager", eager.train()), ("compiled", compiled.train())):
         torch.manual_seed(1)
-        losses[name] = model(*inputs(True))
+        images, sizes, targets = inputs(True)
+        losses[name] = model(images, sizes, targets_for(model, targets, images.device))
         if arch == "c4":  # the backward graph once: it compiles alike for both designs
             sum(losses[name].values()).backward()
     for key, value in losses["eager"].items():
@@ -82,6 +87,26 @@ def test_compiled_and_eager_give_the_same_detections_and_losses(tiny_model_confi
     for (name, w), g in zip(eager.named_parameters(), compiled.parameters(), strict=True):
         if w.grad is not None:
             torch.testing.assert_close(g.grad, w.grad, rtol=1e-3, atol=1e-4, msg=name)
+
+
+@pytest.mark.slow
+def test_padded_targets_bound_the_compiled_shapes(tiny_model_config):
+    """Each per-image object count is a shape to compile for; padded outside the model to a
+    power-of-two width, five batches of different counts compile twice (widths 2 and 4)."""
+    configure_dynamo()
+    images, sizes = inputs(False)
+    batches = [(1, 2), (2, 1), (3, 1), (4, 4), (2, 2)]
+    frames = {}
+    for padded in (False, True):
+        counter = CompileCounter()
+        model = tiny_detector(tiny_model_config, "c4").train()
+        model.compile(backend=counter)  # traced by TorchDynamo, not compiled by Inductor: fast
+        for counts in batches:
+            targets = [{"boxes": torch.tensor([[10.0, 10, 50, 60]] * n), "labels": torch.ones(n, dtype=torch.int64)}
+                       for n in counts]  # fmt: skip
+            model(images, sizes, targets_for(model, targets, images.device) if padded else targets)
+        frames[padded] = counter.frame_count
+    assert frames == {False: len(batches), True: 2}
 
 
 def test_compiled_nms_keeps_none_one_or_several_boxes():
