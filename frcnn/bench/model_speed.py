@@ -42,6 +42,7 @@ from frcnn.bench.timing import interleaved_times, medians
 from frcnn.data.batching import Batch
 from frcnn.engine.trainer import train_step
 from frcnn.models import build_model
+from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype
 
@@ -133,7 +134,7 @@ class Contender:
         model = self.inference_model or self.model
         model.eval()
         with torch.inference_mode(), autocast(batch.images.device, amp):
-            return model(batch.images, batch.image_sizes)
+            return model(batch.images, model_inputs(model, batch.image_sizes, None, batch.images.device)[0])
 
 
 def compile_contenders(contenders: dict[str, Contender], batch: Batch, amp: Optional[torch.dtype], lr: float) -> dict:

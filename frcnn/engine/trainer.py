@@ -54,8 +54,8 @@ from frcnn.engine.run_folder import own_run_folder
 from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
+from frcnn.models.faster_rcnn import model_inputs
 from frcnn.models.finite import NonFiniteBoxError
-from frcnn.models.matching import targets_for
 from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype, resolve_device
 from frcnn.utils.dist import (
@@ -521,7 +521,7 @@ def train_step(
 ) -> StepResult:
     """One optimiser step on ``batch`` (iteration number ``iteration``, counted from 1).
 
-    A compiled model gets its targets padded (:func:`targets_for`).
+    A compiled model gets its inputs as tensors (:func:`model_inputs`).
 
     A non-finite loss term (checked before the backward pass) or gradient norm (before the
     update), or a spike (a total loss or gradient norm far above its recent median), goes to
@@ -533,7 +533,7 @@ def train_step(
     device = batch.images.device
     try:
         with autocast(device, amp):
-            loss_dict = model(batch.images, batch.image_sizes, targets_for(model, batch.targets, device))
+            loss_dict = model(batch.images, *model_inputs(model, batch.image_sizes, batch.targets, device))
         total = sum(loss_dict.values())
         terms = [t.detach().float() for t in (*loss_dict.values(), total)]
         names, cause = list(loss_dict), ""

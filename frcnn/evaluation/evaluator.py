@@ -18,7 +18,7 @@ from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend,
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
 from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
-from frcnn.models.matching import targets_for
+from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.device import autocast
 from frcnn.utils.dist import all_gather_object, broadcast_object, is_main_process
 from frcnn.utils.progress import progress_bar
@@ -213,11 +213,12 @@ def run_inference(
                     batch = batch.to(device, non_blocking=True)
                     bar.update(1)
                     if val_loss_seed is None:
-                        evaluator.process(batch, model(batch.images, batch.image_sizes))
+                        sizes, _ = model_inputs(model, batch.image_sizes, None, device)
+                        evaluator.process(batch, model(batch.images, sizes))
                         continue
                     reseed(batch_seed(val_loss_seed, batch.indices), device)
-                    targets = targets_for(model, loss_targets(batch.targets, use_difficult), device)
-                    output = model(batch.images, batch.image_sizes, targets)
+                    targets = loss_targets(batch.targets, use_difficult)
+                    output = model(batch.images, *model_inputs(model, batch.image_sizes, targets, device))
                     if not isinstance(output, tuple):
                         raise TypeError(
                             f"{type(model).__name__} returns no (detections, losses) for targets in eval "

@@ -31,6 +31,7 @@ from frcnn.data.image_io import read_image
 from frcnn.data.transforms import DetectionTransform, build_transform
 from frcnn.evaluation.evaluator import boxes_to_original
 from frcnn.models import FasterRCNN
+from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.device import resolve_device
 
 ImageInput = Union[str, os.PathLike, torch.Tensor, np.ndarray, Image.Image]
@@ -154,7 +155,8 @@ class Detector:
                                      "difficult": empty, "iscrowd": empty, "image_id": index, "index": index,
                                      "orig_size": tuple(image.shape[1:]), "scale": scale}))  # fmt: skip
         batch = collate(samples, self.size_divisibility, self.buckets).to(self.device)
-        outputs = self.model(batch.images, batch.image_sizes)
+        sizes, _ = model_inputs(self.model, batch.image_sizes, None, self.device)
+        outputs = self.model(batch.images, sizes)
         results = []
         for image, output, scale in zip(images, outputs, batch.scales):
             keep = output["scores"] >= self.score_threshold

@@ -16,6 +16,7 @@ from frcnn.models.poolers import MultiLevelRoIAlign
 from frcnn.models.postprocess import Detections
 from frcnn.models.roi_head import RoIHead, build_c4_box_parts, build_roi_head
 from frcnn.models.rpn import RegionProposalNetwork, build_rpn
+from frcnn.utils.compile import is_compiled
 
 ARCHITECTURES = ("c4", "fpn")
 
@@ -34,8 +35,8 @@ class FasterRCNN(nn.Module):
     ``images [B, 3, H, W]`` are normalised and zero-padded; ``image_sizes`` (list of ``(h, w)``
     or ``Tensor[B, 2]``) are the unpadded sizes; ``targets`` is a list of dicts with ``boxes
     [N, 4]`` (x1, y1, x2, y2) and ``labels [N]`` in 1..K, in input-image pixels (N may be 0),
-    or that list already padded by :func:`frcnn.models.matching.pad_targets` (what the trainer
-    hands a compiled model: a list's per-image lengths would each be a shape to compile for).
+    or that list already padded by :func:`frcnn.models.matching.pad_targets` (what
+    :func:`model_inputs` hands a compiled model).
     """
 
     def __init__(
@@ -109,3 +110,18 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
         roi_head=build_roi_head(cfg.roi_head, box_pooler, box_head, num_classes),
         channels_last=cfg.backbone.channels_last,
     )
+
+
+def model_inputs(
+    model: nn.Module, image_sizes, targets: list[dict] | None, device: torch.device
+) -> tuple[object, list[dict] | GroundTruth | None]:
+    """``(image_sizes, targets)`` as ``model`` takes them: unchanged for an eager model; for one
+    compiled by :func:`frcnn.utils.compile.compile_model`, made tensors outside its graph: the
+    sizes an int64 ``[B, 2]`` tensor and the targets padded to a bucketed width
+    (:func:`pad_targets`), since the ints of a list of sizes and the lengths of a list of
+    targets would each be a value the graph is specialised on: one compilation per image size
+    and per object count."""
+    if not is_compiled(model):
+        return image_sizes, targets
+    sizes = torch.as_tensor(image_sizes, dtype=torch.int64)
+    return sizes, (pad_targets(targets, device, bucket=True) if targets is not None else None)

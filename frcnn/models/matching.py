@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 import torch
 
-from frcnn.utils.compile import is_compiled
-
 
 @dataclass
 class GroundTruth:
@@ -22,14 +20,21 @@ class GroundTruth:
     valid: torch.Tensor
 
 
+# The narrowest bucketed width: most images of VOC and COCO hold fewer objects, so a compiled
+# model meets one width for most batches; the padded rows cost a [G, anchors] IoU each, nothing
+# beside the convolutions.
+MIN_BUCKET_WIDTH = 16
+
+
 def pad_targets(targets: list[dict], device: torch.device, bucket: bool = False) -> GroundTruth:
     """Pad per-image ``{"boxes" [N_i, 4], "labels" [N_i]}`` into a :class:`GroundTruth` of
-    width ``G = max(N_i)`` (at least 1), or with ``bucket`` the next power of two: a compiled
-    model then meets a handful of widths, each compiled once, instead of one per object count."""
+    width ``G = max(N_i)`` (at least 1), or with ``bucket`` the next power of two, at least
+    :data:`MIN_BUCKET_WIDTH`: a compiled model then meets a handful of widths, each compiled
+    once, instead of one per object count."""
     counts = [len(t["boxes"]) for t in targets]
     batch, width = len(targets), max(max(counts, default=0), 1)
     if bucket:
-        width = 1 << (width - 1).bit_length()
+        width = max(MIN_BUCKET_WIDTH, 1 << (width - 1).bit_length())
     boxes = torch.zeros(batch, width, 4, device=device)
     labels = torch.zeros(batch, width, dtype=torch.int64, device=device)
     # Slot indices are computed on the host from the known counts: no device sync.
@@ -42,13 +47,6 @@ def pad_targets(targets: list[dict], device: torch.device, bucket: bool = False)
         boxes[image_index, slot] = torch.cat([t["boxes"] for t in targets]).to(device=device, dtype=torch.float32)
         labels[image_index, slot] = torch.cat([t["labels"] for t in targets]).to(device=device, dtype=torch.int64)
     return GroundTruth(boxes, labels, valid)
-
-
-def targets_for(model: torch.nn.Module, targets: list[dict], device: torch.device) -> list[dict] | GroundTruth:
-    """``targets`` as a model takes them: the per-image list, or for a model compiled by
-    :func:`frcnn.utils.compile.compile_model` padded here, outside its graph, to a power-of-two
-    width: a list's per-image lengths would each be a shape to compile for."""
-    return pad_targets(targets, device, bucket=True) if is_compiled(model) else targets
 
 
 def pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:

@@ -3,11 +3,13 @@
 The model is compiled in place (:meth:`torch.nn.Module.compile`), so its ``state_dict`` keys, its
 checkpoints and its ONNX export are those of the eager model. The detector's data-dependent steps
 (NMS keeps a variable number of boxes; the RoIs are gathered by index) are captured in the graph
-rather than breaking it (:func:`configure_dynamo`). Image sizes vary from batch to batch: each batch
-size (B, H, W) met is compiled once, with static shapes (a recompilation with symbolic heights and
-widths, PyTorch's automatic dynamic shapes, took over ten minutes for the training graph on a 2-core
-CPU); batches are padded to multiples of ``dataset.size_divisibility``, so a dataset's resize settings
-give a handful of sizes, and up to :data:`RECOMPILE_LIMIT` are compiled before the rest run eagerly.
+rather than breaking it (:func:`configure_dynamo`). Each input shape met is compiled once, with
+static shapes (a recompilation with symbolic heights and widths, PyTorch's automatic dynamic
+shapes, took over ten minutes for the training graph on a 2-core CPU), so the callers keep the
+shapes few: batches are padded to a handful of sizes (:func:`frcnn.data.batching.size_buckets`),
+and :func:`frcnn.models.faster_rcnn.model_inputs` hands the model its image sizes as a tensor
+and its targets padded to a bucketed width (a list's ints and lengths would each be a value to
+compile for). Up to :data:`RECOMPILE_LIMIT` shapes are compiled before the rest run eagerly.
 
 Inductor keeps what it compiled on disk (:func:`cache_dir`), so a resumed run, a second evaluation
 or the next prediction loads the kernels instead of compiling them again.

@@ -5,7 +5,7 @@ from torchvision.ops import box_iou
 
 from frcnn.models.anchors import AnchorGenerator, cell_anchors
 from frcnn.models.box_coder import BoxCoder, clip_boxes
-from frcnn.models.matching import pad_targets, pairwise_iou
+from frcnn.models.matching import MIN_BUCKET_WIDTH, pad_targets, pairwise_iou
 
 
 def test_cell_anchors_are_centred_on_zero_with_the_seed_sizes():
@@ -118,9 +118,11 @@ def test_pad_targets_places_boxes_and_marks_padding():
     )
     assert empty.boxes.shape == (1, 1, 4) and not empty.valid.any()
     bucketed = pad_targets(targets[2:] + targets[:1], torch.device("cpu"), bucket=True)  # counts 2, 1
-    assert bucketed.boxes.shape == (2, 2, 4)
+    assert bucketed.boxes.shape == (2, MIN_BUCKET_WIDTH, 4)
     three = [{"boxes": torch.ones(3, 4), "labels": torch.ones(3, dtype=torch.int64)}]
-    assert pad_targets(three, torch.device("cpu"), bucket=True).valid.tolist() == [[True, True, True, False]]
+    assert pad_targets(three, torch.device("cpu"), bucket=True).valid.tolist() == [[True] * 3 + [False] * 13]
+    many = [{"boxes": torch.ones(17, 4), "labels": torch.ones(17, dtype=torch.int64)}]
+    assert pad_targets(many, torch.device("cpu"), bucket=True).boxes.shape == (1, 32, 4)
 
 
 def test_feature_cells_are_centred_where_offset_zero_puts_the_anchors():

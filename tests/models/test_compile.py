@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch._dynamo.testing import CompileCounter
 
 from frcnn.models import ModelConfig, build_model
-from frcnn.models.matching import targets_for
+from frcnn.models.faster_rcnn import model_inputs
 from frcnn.models.nms import non_max_suppression
 from frcnn.utils.compile import compile_model, configure_dynamo
 
@@ -79,7 +79,7 @@ def test_compiled_and_eager_give_the_same_detections_and_losses(tiny_model_confi
     for name, model in (("eager", eager.train()), ("compiled", compiled.train())):
         torch.manual_seed(1)
         images, sizes, targets = inputs(True)
-        losses[name] = model(images, sizes, targets_for(model, targets, images.device))
+        losses[name] = model(images, *model_inputs(model, sizes.tolist(), targets, images.device))
         if arch == "c4":  # the backward graph once: it compiles alike for both designs
             sum(losses[name].values()).backward()
     for key, value in losses["eager"].items():
@@ -90,22 +90,25 @@ def test_compiled_and_eager_give_the_same_detections_and_losses(tiny_model_confi
 
 
 @pytest.mark.slow
-def test_padded_targets_bound_the_compiled_shapes(tiny_model_config):
-    """Each per-image object count is a shape to compile for; padded outside the model to a
-    power-of-two width, five batches of different counts compile twice (widths 2 and 4)."""
+def test_model_inputs_bound_the_compiled_shapes(tiny_model_config):
+    """Each image size in a list of sizes and each per-image object count is a value to compile
+    for; made tensors outside the model (sizes) and padded to a bucketed width (targets), five
+    batches of different sizes and counts in one padded shape compile twice (widths 16 and 32)."""
     configure_dynamo()
-    images, sizes = inputs(False)
-    batches = [(1, 2), (2, 1), (3, 1), (4, 4), (2, 2)]
+    images = inputs(False)[0]
+    batches = [((96, 128), (80, 100), 1, 2), ((90, 120), (96, 128), 2, 1), ((64, 128), (96, 96), 3, 1),
+               ((96, 100), (70, 128), 17, 4), ((50, 60), (96, 128), 2, 2)]  # fmt: skip
     frames = {}
-    for padded in (False, True):
+    for prepared in (False, True):
         counter = CompileCounter()
         model = tiny_detector(tiny_model_config, "c4").train()
         model.compile(backend=counter)  # traced by TorchDynamo, not compiled by Inductor: fast
-        for counts in batches:
-            targets = [{"boxes": torch.tensor([[10.0, 10, 50, 60]] * n), "labels": torch.ones(n, dtype=torch.int64)}
+        for first, second, *counts in batches:
+            sizes = [first, second]
+            targets = [{"boxes": torch.tensor([[10.0, 10, 40, 40]] * n), "labels": torch.ones(n, dtype=torch.int64)}
                        for n in counts]  # fmt: skip
-            model(images, sizes, targets_for(model, targets, images.device) if padded else targets)
-        frames[padded] = counter.frame_count
+            model(images, *(model_inputs(model, sizes, targets, images.device) if prepared else (sizes, targets)))
+        frames[prepared] = counter.frame_count
     assert frames == {False: len(batches), True: 2}
 
 
