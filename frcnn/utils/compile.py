@@ -87,8 +87,8 @@ def compile_model(model: nn.Module, mode: str | None = None, inference: bool = F
 
     ``inference``: for a model whose weights no longer change (evaluate.py, predict.py), compile
     with Inductor's freezing: the weights become constants of the graph, so frozen BatchNorm folds
-    into the convolutions and the CPU's oneDNN convolutions take pre-packed weights (1.2-1.3x the
-    eager C4 inference on a 2-core CPU against 1.1x without; docs/benchmarks.md). Never for a
+    into the convolutions and the CPU's oneDNN convolutions take pre-packed weights (what a
+    2-core CPU gains by compiling is in docs/benchmarks.md). Never for a
     model that trains on: its compiled inference would keep the weights it was compiled with.
     """
     configure_dynamo()
