@@ -9,6 +9,10 @@ On disk a checkpoint is a ``torch.save`` dict with these keys (:meth:`Checkpoint
     class_names    the K class names; label k (1..K) is class_names[k - 1]
     category_ids   the dataset id written for each label (COCO ids; 1..K for VOC)
     best_metric    the best value of train.best_metric so far (None before any evaluation)
+    ema            only from a run with ``train.ema_decay`` > 0, in all its checkpoints (``best.pt``
+                   too): the exponential moving average of the weights, ``{"model": its state dict
+                   (frcnn key names), "updates": how many updates it averaged}``; what inference
+                   loads (:meth:`Checkpoint.for_inference`)
     optimizer, scheduler, scaler, rng
                    the training state (``rng``: one RNG state per process), only in what a run
                    resumes from: ``last.pt`` and the periodic ``model_XXXXXXX.pt``
@@ -84,6 +88,15 @@ TRAINING_KEYS = tuple(f.name for f in fields(TrainingState))
 
 
 @dataclass
+class EmaWeights:
+    """The exponential moving average of a run's weights (:mod:`frcnn.engine.ema`): the averaged
+    detector's state dict and the number of updates it holds (resuming continues the count)."""
+
+    model: dict[str, torch.Tensor]
+    updates: int
+
+
+@dataclass
 class Checkpoint:
     """A trained detector with what rebuilds it (see the module docstring for each field);
     ``training`` is None for weights only (``best.pt``, a torchvision detector)."""
@@ -95,10 +108,16 @@ class Checkpoint:
     iteration: int = 0
     best_metric: Optional[float] = None
     training: Optional[TrainingState] = field(default=None, repr=False)
+    ema: Optional[EmaWeights] = field(default=None, repr=False)
 
     def weights_only(self) -> Checkpoint:
-        """This checkpoint without the training state (what ``best.pt`` holds)."""
+        """This checkpoint without the training state (what ``best.pt`` holds; the EMA stays)."""
         return replace(self, training=None)
+
+    def for_inference(self) -> Checkpoint:
+        """This checkpoint with the weights inference runs as its ``model``: the EMA's when it
+        holds one, else its own (a checkpoint without an EMA is returned as it is)."""
+        return self if self.ema is None else replace(self, model=self.ema.model, ema=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``torch.save`` dict (flat keys, as listed in the module docstring)."""
@@ -107,6 +126,8 @@ class Checkpoint:
                  "best_metric": self.best_metric}  # fmt: skip
         if self.training is not None:
             state.update({key: getattr(self.training, key) for key in TRAINING_KEYS})
+        if self.ema is not None:
+            state["ema"] = {"model": self.ema.model, "updates": self.ema.updates}
         return state
 
     @classmethod
@@ -122,10 +143,16 @@ class Checkpoint:
             raise CheckpointError(
                 f"{source} lacks {', '.join(missing)}: not an frcnn checkpoint (the checkpoints/*.pt of a training run)"
             )
-        if not isinstance(state["model"], Mapping) or not all(
-            isinstance(v, torch.Tensor) for v in state["model"].values()
-        ):
+        if not _is_state_dict(state["model"]):
             raise CheckpointError(f"{source} is not an frcnn checkpoint: its 'model' entry is not a state dict")
+        ema = state.get("ema")
+        if ema is not None and not (
+            isinstance(ema, Mapping) and _is_state_dict(ema.get("model")) and isinstance(ema.get("updates"), int)
+        ):
+            raise CheckpointError(
+                f"{source} is not an frcnn checkpoint: its 'ema' entry is not "
+                "{'model': a state dict, 'updates': a count}"
+            )
         config = state["config"]
         missing = [f"config.{node}" for node in CONFIG_NODES if not isinstance(config, Mapping) or node not in config]
         resumable = any(key in state for key in TRAINING_KEYS)  # a training state is whole or absent
@@ -141,4 +168,9 @@ class Checkpoint:
             iteration=int(state["iteration"]),
             best_metric=state.get("best_metric"),
             training=training,
+            ema=EmaWeights(model=dict(ema["model"]), updates=ema["updates"]) if ema is not None else None,
         )
+
+
+def _is_state_dict(node: Any) -> bool:
+    return isinstance(node, Mapping) and all(isinstance(v, torch.Tensor) for v in node.values())

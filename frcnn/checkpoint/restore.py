@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 def model_from_checkpoint(
     checkpoint: Checkpoint, model_cfg: Optional[DictConfig] = None, source: str = "the checkpoint"
 ) -> FasterRCNN:
-    """Build the checkpoint's detector for its classes and load its weights (eval mode).
+    """Build the checkpoint's detector for its classes and load its weights (eval mode): the
+    exponential moving average of the weights when the run kept one (``train.ema_decay``), else
+    the weights themselves.
 
     ``model_cfg``: the model config node (default: the checkpoint's own; a command passes it with
     the command line's ``model.*`` overrides applied). The backbone's initial weights (e.g.
@@ -36,6 +38,11 @@ def model_from_checkpoint(
     backbone.weights = None
     num_classes = len(checkpoint.class_names)
     model = build_model(model_cfg, num_classes=num_classes)
-    load_checkpoint_weights(model, checkpoint, source, model_cfg, num_classes)
-    logger.info("loaded a %d-class detector trained for %s iterations", num_classes, checkpoint.iteration)
+    load_checkpoint_weights(model, checkpoint.for_inference(), source, model_cfg, num_classes)
+    logger.info(
+        "loaded a %d-class detector trained for %s iterations%s",
+        num_classes,
+        checkpoint.iteration,
+        f" (its EMA weights, {checkpoint.ema.updates} updates)" if checkpoint.ema is not None else "",
+    )
     return model.eval()

@@ -13,7 +13,10 @@ from frcnn.config.compose import config_dir
 from frcnn.models.weights import TORCHVISION_PREFIX, from_torchvision, torchvision_state_dict
 
 # torchvision detector -> the configs/model file that builds the same network.
-TORCHVISION_MODEL_CONFIGS = {"fasterrcnn_resnet50_fpn": "resnet50_fpn"}
+TORCHVISION_MODEL_CONFIGS = {
+    "fasterrcnn_resnet50_fpn": "resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2": "resnet50_fpn_v2",
+}
 # Its test-time input: torchvision's GeneralizedRCNNTransform defaults (800 px short side up to 1333).
 _TORCHVISION_TEST_SIZES = {"min_size": [800], "test_min_size": 800, "max_size": 1333}
 
@@ -23,9 +26,10 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
 
     It holds ``model`` (frcnn key names), ``class_names`` (the weights' categories without the
     background: COCO_V1's 90 ids 1..90, "N/A" at the unused ones, so label ``k`` is COCO category
-    ``k``), ``config`` (``model``: configs/model/<same network>.yaml with frozen BatchNorm and no
-    backbone download; ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size)
-    ``category_ids`` (1..90) and ``iteration`` 0.
+    ``k``), ``config`` (``model``: configs/model/<same network>.yaml with no backbone download and
+    the norm layers of the weights: ``norm: auto`` is frozen BatchNorm, as v1's; v2's ``bn`` stays;
+    ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size) ``category_ids``
+    (1..90) and ``iteration`` 0.
     """
     name = source[len(TORCHVISION_PREFIX) :]
     if name not in TORCHVISION_MODEL_CONFIGS:
@@ -36,7 +40,8 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
     state, categories = torchvision_state_dict(name)
     model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
     model_cfg.backbone.weights = None
-    model_cfg.backbone.norm = "frozen_bn"
+    if model_cfg.backbone.norm == "auto":
+        model_cfg.backbone.norm = "frozen_bn"
     dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), _TORCHVISION_TEST_SIZES)
     config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
     class_names = list(categories)[1:]

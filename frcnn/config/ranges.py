@@ -90,6 +90,7 @@ RANGES: dict[str, Range] = {
     "model.anchors.stride": POSITIVE,
     "model.anchors.offset": BELOW_ONE,
     "model.rpn.conv_channels": POSITIVE,
+    "model.rpn.conv_depth": POSITIVE,
     "model.rpn.nms_thresh": FRACTION,
     "model.rpn.pre_nms_top_n_train": POSITIVE,
     "model.rpn.post_nms_top_n_train": POSITIVE,
@@ -116,6 +117,7 @@ RANGES: dict[str, Range] = {
     "model.roi_head.nms_thresh": FRACTION,
     "model.roi_head.detections_per_image": POSITIVE,
     "model.roi_head.mlp_dim": POSITIVE,
+    "model.roi_head.conv_dims": EACH_POSITIVE,
     # optimisation
     "optimizer.base_lr": POSITIVE,
     "optimizer.reference_batch_size": POSITIVE,
@@ -141,6 +143,8 @@ RANGES: dict[str, Range] = {
     "train.dist_timeout": POSITIVE_OR_NULL,
     "train.log_period": POSITIVE,
     "train.vis_images": NONNEGATIVE,
+    "train.ema_decay": BELOW_ONE,  # 0: off
+    "train.ema_warmup_iters": NONNEGATIVE,  # 0: no warm-up
 }  # fmt: skip
 
 # The roots of configs/evaluate.yaml and configs/predict.yaml (their dataset and model nodes are

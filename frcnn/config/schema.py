@@ -116,6 +116,15 @@ class TrainLoopConfig:
     val_loss: bool = True  # the loss terms on the test split at every evaluation (metrics.json "val_loss")
     best_metric: str = "voc07/mAP"  # what checkpoints/best.pt tracks: voc07/mAP, voc/mAP, coco/<name>,
     # or val_loss/<term> (rpn_cls, rpn_loc, roi_cls, roi_loc, total; lower is better)
+    # An exponential moving average of the weights, updated after every optimiser step (0: off; in
+    # [0, 1), e.g. 0.9998): evaluated beside the raw weights (TensorBoard eval_ema/*), saved in the
+    # checkpoints; best.pt tracks it, and evaluate, predict, export and Detector load it.
+    ema_decay: float = 0.0
+    # The decay's warm-up: update t uses ema_decay * (1 - exp(-t / ema_warmup_iters)) (0: none).
+    ema_warmup_iters: int = 2000
+    # torch.nn.SyncBatchNorm for trainable BatchNorm under torchrun (CUDA): statistics over the
+    # whole batch of all processes. Frozen BatchNorm is untouched; one process: nothing to do.
+    sync_bn: bool = False
 
 
 @dataclass

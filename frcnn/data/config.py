@@ -39,6 +39,17 @@ class UnlistedClassPolicy(str, Enum):
     ignore = "ignore"  # leave the object out: train and evaluate on a subset of the dataset's classes
 
 
+class AugmentationPolicy(str, Enum):
+    """The training augmentation, by the names of torchvision's detection references (presets.py);
+    :func:`frcnn.data.transforms.build_transform` says how each composes with the resize settings."""
+
+    hflip = "hflip"  # resize (short side one of min_size, long side <= max_size) + flip: the default
+    multiscale = "multiscale"  # RandomShortestSize(min_size, max_size) + flip
+    lsj = "lsj"  # large-scale jitter: ScaleJitter + FixedSizeCrop to a max_size square + flip
+    ssd = "ssd"  # photometric distortion, zoom out, IoU crop, then the resize + flip
+    ssdlite = "ssdlite"  # IoU crop, then the resize + flip
+
+
 @dataclass
 class SplitFilesConfig:
     """COCO-format files of one split (relative to ``root`` unless absolute)."""
@@ -84,6 +95,8 @@ class DatasetConfig:
     test_min_size: int = 128
     max_size: int = 256  # the long side never exceeds this after resizing
     flip_prob: float = 0.5  # horizontal flip probability (train only)
+    # Training augmentation policy: hflip | multiscale | lsj | ssd | ssdlite (test images are only resized).
+    augmentation: AugmentationPolicy = AugmentationPolicy.hflip
     size_divisibility: int = 32  # batches are zero-padded to a multiple of this
     # compile=true: each padded side is one of this many lengths from the shortest resize to
     # max_size, so that a compiled model meets a handful of batch shapes.

@@ -18,7 +18,7 @@ from pycocotools.coco import COCO
 
 from frcnn.data.annotation_index import AnnotationIndex
 from frcnn.data.image_io import read_image_checked
-from frcnn.data.transforms import DetectionTransform
+from frcnn.data.transforms import DetectionTransform, PolicyTransform
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -28,7 +28,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         index: the annotations (boxes in original-image coordinates, labels 1..K).
         class_names: K names; ``class_names[label - 1]`` is the class of ``label``.
         category_ids: K ids written to predictions for labels 1..K.
-        transform: applied in ``__getitem__``.
+        transform: applied in ``__getitem__`` (a training policy may drop boxes that leave its crop,
+            with their labels, difficult and iscrowd flags).
         train: training targets exclude crowd boxes, and difficult ones unless ``use_difficult``.
         use_difficult: keep difficult objects in training targets.
         name: used in log messages.
@@ -40,7 +41,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         index: AnnotationIndex,
         class_names: list[str],
         category_ids: list[int],
-        transform: DetectionTransform,
+        transform: DetectionTransform | PolicyTransform,
         train: bool,
         use_difficult: bool = True,
         name: str = "dataset",
@@ -91,7 +92,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         Returns the transformed image (float32 Tensor[3, h, w], normalised) and a target with
         ``boxes`` Tensor[N, 4] float32 (resized coordinates), ``labels`` [N] int64,
         ``difficult`` [N] bool, ``iscrowd`` [N] bool, ``image_id``, ``index``, ``orig_size``
-        (H, W), ``image_size`` (h, w) and ``scale`` (sx, sy) with resized = original * scale.
+        (H, W), ``image_size`` (h, w) and ``scale`` (sx, sy) with resized = original * scale. Under a
+        cropping augmentation policy (training only) ``scale`` is the factor objects were magnified
+        by and boxes are also shifted by the crop (:class:`~frcnn.data.transforms.PolicyTransform`).
         """
         i, seed = item if isinstance(item, tuple) else (item, None)
         i = int(i)
@@ -103,12 +106,10 @@ class DetectionDataset(torch.utils.data.Dataset):
                 keep &= ~ann["difficult"]
         image = read_image_checked(self.image_path(i), ann["height"], ann["width"])
         generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-        image, boxes, scale = self.transform(image, ann["boxes"][keep], generator)
+        per_box = {key: ann[key][keep] for key in ("boxes", "labels", "difficult", "iscrowd")}
+        image, per_box, scale = self.transform.transform_target(image, per_box, generator)
         target = {
-            "boxes": boxes,
-            "labels": ann["labels"][keep],
-            "difficult": ann["difficult"][keep],
-            "iscrowd": ann["iscrowd"][keep],
+            **per_box,
             "image_id": ann["image_id"],
             "index": i,
             "orig_size": (ann["height"], ann["width"]),

@@ -1,7 +1,7 @@
 """What a training run reports while it runs (rank 0 only): TensorBoard scalars and images,
 ``losses.jsonl`` (exact per-log-period values, one JSON object a line: ``loss/<term>``, ``lr`` and
-times, ``grad_norm``, or after an evaluation ``val_loss/<term>``), log lines with an ETA and, on a terminal, a
-progress bar.
+times, ``grad_norm``, or after an evaluation ``val_loss/<term>``, and ``val_loss_ema/<term>`` for the
+EMA weights), log lines with an ETA and, on a terminal, a progress bar.
 """
 
 import json
@@ -74,6 +74,7 @@ class TrainingEvents:
         log_period: int,
         enabled: bool = True,
         val_loss: bool = False,
+        ema: bool = False,
     ):
         self.enabled = enabled
         self.log_period = log_period
@@ -84,9 +85,10 @@ class TrainingEvents:
         # point (a resumed run: after its checkpoint; a fresh start: everything), so that every
         # iteration appears once (TensorBoard: purge_step; losses.jsonl: rewritten).
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_iter + 1)
-        if val_loss:  # the CUSTOM SCALARS tab: each training loss term on one chart with its validation value
+        if val_loss:  # the CUSTOM SCALARS tab: each training loss term on one chart with its validation value(s)
+            prefixes = ["loss", "val_loss"] + (["val_loss_ema"] if ema else [])
             self.writer.add_custom_scalars(
-                {"loss": {term: ["Multiline", [f"loss/{term}", f"val_loss/{term}"]] for term in (*LOSS_TERMS, "total")}}
+                {"loss": {t: ["Multiline", [f"{p}/{t}" for p in prefixes]] for t in (*LOSS_TERMS, "total")}}
             )
         jsonl_path = run_dir / "losses.jsonl"
         if jsonl_path.exists():
@@ -150,16 +152,29 @@ class TrainingEvents:
         if not self.enabled:
             return
         log_metrics(self.writer, metrics, iteration)
-        if "val_loss" in metrics:
-            self.jsonl.write(
-                json.dumps({"iteration": iteration, **{f"val_loss/{k}": v for k, v in metrics["val_loss"].items()}})
-                + "\n"
-            )
-            self.jsonl.flush()
+        self._val_loss_record(iteration, metrics, "val_loss")
         add_pr_curves(self.writer, pr_curves, class_names, iteration)
         for i, image in enumerate(images):
             self.writer.add_image(f"predictions/{i}", image, iteration)
         self.writer.flush()
+
+    def ema_evaluation(self, iteration: int, metrics: dict) -> None:
+        """Record the evaluation of the EMA weights: the scalars of :meth:`evaluation` under
+        ``eval_ema/*`` and ``eval_ema_AP/<class>``, the validation loss under ``val_loss_ema/<term>``."""
+        if not self.enabled:
+            return
+        log_metrics(self.writer, {k: v for k, v in metrics.items() if k != "val_loss"}, iteration, prefix="eval_ema")
+        for term, value in metrics.get("val_loss", {}).items():
+            self.writer.add_scalar(f"val_loss_ema/{term}", value, iteration)
+        self._val_loss_record(iteration, metrics, "val_loss_ema")
+        self.writer.flush()
+
+    def _val_loss_record(self, iteration: int, metrics: dict, prefix: str) -> None:
+        """A losses.jsonl line of the validation loss terms, if ``metrics`` has them."""
+        if "val_loss" in metrics:
+            terms = {f"{prefix}/{k}": v for k, v in metrics["val_loss"].items()}
+            self.jsonl.write(json.dumps({"iteration": iteration, **terms}) + "\n")
+            self.jsonl.flush()
 
     def close(self) -> None:
         if not self.enabled:

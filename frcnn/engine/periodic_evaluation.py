@@ -103,13 +103,19 @@ def evaluate(
     iteration: int,
     events: TrainingEvents,
     val_loss_seed: Optional[int] = None,
+    ema: bool = False,
 ) -> dict:
     """Run ``model`` over the test ``loader`` (every rank its shard; the evaluator gathers them)
     and return the metrics.json dict, with ``val_loss`` when ``val_loss_seed`` is given (see
-    :func:`frcnn.evaluation.run_inference`). Rank 0 logs the table and records the TensorBoard views."""
+    :func:`frcnn.evaluation.run_inference`). Rank 0 logs the table and records the TensorBoard
+    views; for ``ema`` (the EMA weights: :meth:`TrainingEvents.ema_evaluation`) the scalars only."""
     metrics = run_inference(model, loader, evaluator, device, amp=amp, val_loss_seed=val_loss_seed)
     if is_main_process():
-        log.info("evaluation at iteration %d:\n%s", iteration, format_metrics_table(metrics))
-        images = draw_test_images(evaluator.dataset, evaluator.predictions(), vis_images)
-        events.evaluation(iteration, metrics, evaluator.pr_curves, evaluator.dataset.class_names, images)
+        weights = " of the EMA weights" if ema else ""
+        log.info("evaluation%s at iteration %d:\n%s", weights, iteration, format_metrics_table(metrics))
+        if ema:
+            events.ema_evaluation(iteration, metrics)
+        else:
+            images = draw_test_images(evaluator.dataset, evaluator.predictions(), vis_images)
+            events.evaluation(iteration, metrics, evaluator.pr_curves, evaluator.dataset.class_names, images)
     return metrics

@@ -165,14 +165,20 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): node}
 
 
+# A key added to frcnn after a checkpoint was written is absent from its saved config: the run
+# trained as with the key's default.
+_DEFAULTS = _flatten(OmegaConf.to_container(_SCHEMA, enum_to_str=True))
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """``key: saved -> current`` for every leaf key that differs, RESUMABLE_CHANGES excepted."""
+    """``key: saved -> current`` for every leaf key that differs, RESUMABLE_CHANGES excepted; a key
+    the saved config lacks counts as the schema's default."""
     old, new = _flatten(saved), _flatten(current)
     keys = sorted(set(old) | set(new))
     return [
         f"{key}: {old.get(key, '<absent>')} -> {new.get(key, '<absent>')}"
         for key in keys
-        if old.get(key) != new.get(key) and key not in RESUMABLE_CHANGES
+        if old.get(key, _DEFAULTS.get(key)) != new.get(key) and key not in RESUMABLE_CHANGES
     ]
 
 

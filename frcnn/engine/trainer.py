@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 
 from frcnn.checkpoint.fit import load_checkpoint_weights
 from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
@@ -44,6 +45,7 @@ from frcnn.engine.divergence import (
     describe_step,
     gradient_norm,
 )
+from frcnn.engine.ema import build_ema, ema_weights, resume_ema
 from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
@@ -51,6 +53,7 @@ from frcnn.engine.periodic_evaluation import EvaluationSplit, build_evaluation_s
 from frcnn.engine.resume import ResumePoint, check_resumable, check_resume_config, save_run_overrides
 from frcnn.engine.rng import get_rng_state, restore_rng_states, seed_everything
 from frcnn.engine.run_folder import own_run_folder
+from frcnn.engine.sync_bn import convert_sync_batchnorm
 from frcnn.evaluation.best_metric import is_better, metric_value
 from frcnn.evaluation.val_loss import LOSS_TERMS
 from frcnn.models import build_model, load_weights
@@ -138,7 +141,13 @@ def train_and_finish(
     :func:`finish`; an error on the way leaves the checkpoints committed so far."""
     tc = run.cfg.train
     events = TrainingEvents(
-        run_dir, run.iteration, tc.max_iters, tc.log_period, enabled=is_main_process(), val_loss=split.val_loss
+        run_dir,
+        run.iteration,
+        tc.max_iters,
+        tc.log_period,
+        enabled=is_main_process(),
+        val_loss=split.val_loss,
+        ema=run.ema is not None,
     )
     nonfinite = DivergenceGuard(tc.on_nonfinite, tc.max_nonfinite_steps, tc.divergence_factor, tc.divergence_steps)
     metrics, stopped = None, False
@@ -209,7 +218,8 @@ def train_loop(
 @dataclass
 class TrainingRun:
     """What the loop carries from step to step: the model and its optimisation state, the
-    iteration (completed steps) and the best value of ``train.best_metric`` so far."""
+    exponential moving average of its weights (``train.ema_decay`` > 0), the iteration (completed
+    steps) and the best value of ``train.best_metric`` so far."""
 
     cfg: DictConfig  # the composed train config
     model: nn.Module  # the detector, as checkpoints hold it
@@ -223,13 +233,16 @@ class TrainingRun:
     category_ids: list[int]
     iteration: int = 0
     best_metric: Optional[float] = None
+    ema: Optional[AveragedModel] = None  # its ``module`` is the averaged detector
 
     def weights(self) -> Checkpoint:
-        """The weights to deploy (``best.pt``): no optimiser, scheduler, scaler or RNG state."""
+        """The weights to deploy (``best.pt``), with their EMA: no optimiser, scheduler, scaler or
+        RNG state."""
         return Checkpoint(model=self.model.state_dict(), iteration=self.iteration,
                           config=OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
                           class_names=list(self.class_names), category_ids=list(self.category_ids),
-                          best_metric=self.best_metric)  # fmt: skip
+                          best_metric=self.best_metric,
+                          ema=ema_weights(self.ema) if self.ema is not None else None)  # fmt: skip
 
     def checkpoint(self) -> Checkpoint:
         """The whole training state. Collective (every rank's RNG state is gathered): call on
@@ -251,16 +264,19 @@ def build_training(
     checkpoints: CheckpointDir,
     resume_from: Optional[ResumePoint] = None,
 ) -> tuple[TrainingRun, Optional[list[dict[str, Any]]]]:
-    """The model (``build(cfg.model, num_classes)``, then ``model.weights``), optimiser, LR
-    schedule and loss scaler for ``dataset``'s classes, continued from ``train.resume``'s
-    checkpoint (:func:`restore`; ``resume_from`` when already read) and wrapped for DDP under
-    torchrun. Returns the run and the checkpoint's per-rank RNG states (None for a fresh start):
-    the caller restores them once the data loader has started."""
+    """The model (``build(cfg.model, num_classes)``, then ``model.weights``; its trainable
+    BatchNorm synchronised with ``train.sync_bn``), optimiser, LR schedule, loss scaler and, with
+    ``train.ema_decay``, the EMA of the weights, for ``dataset``'s classes, continued from
+    ``train.resume``'s checkpoint (:func:`restore`; ``resume_from`` when already read) and wrapped
+    for DDP under torchrun. Returns the run and the checkpoint's per-rank RNG states (None for a
+    fresh start): the caller restores them once the data loader has started."""
     tc = cfg.train
     amp = autocast_dtype(_plain(tc.amp), device)
     model = build(cfg.model, num_classes=len(dataset.class_names)).to(device)
     if cfg.model.weights:
         load_weights(model, cfg.model.weights)
+    if tc.sync_bn:
+        model = convert_sync_batchnorm(model, device)
     optimizer = build_optimizer(cfg.optimizer, model, tc.batch_size * get_world_size())
     run = TrainingRun(
         cfg,
@@ -273,6 +289,8 @@ def build_training(
         amp,
         list(dataset.class_names),
         list(dataset.category_ids),
+        # A copy of the eager model, never compiled: it only runs in the evaluations.
+        ema=build_ema(model, tc.ema_decay, tc.ema_warmup_iters) if tc.ema_decay > 0 else None,
     )
     rng_states = restore(run, checkpoints, resume_from)
     if cfg.compile:  # in place, after the weights are loaded: checkpoints keep the eager keys
@@ -286,7 +304,8 @@ def restore(
     run: TrainingRun, checkpoints: CheckpointDir, resume_from: Optional[ResumePoint] = None
 ) -> Optional[list[dict[str, Any]]]:
     """Continue ``run`` from the checkpoint ``train.resume`` names (``resume_from`` when already
-    read), if any: weights, optimiser, LR schedule position, loss scale, iteration and best metric.
+    read), if any: weights, their EMA, optimiser, LR schedule position, loss scale, iteration and
+    best metric.
     Returns its per-rank RNG states (None for a fresh start). Raises ValueError for a weights-only
     checkpoint or a changed config."""
     tc = run.cfg.train
@@ -302,6 +321,7 @@ def restore(
     check_resumable(path, checkpoint)
     check_resume_config(checkpoint.config, run.cfg, path)
     load_checkpoint_weights(run.model, checkpoint, str(path), run.cfg.model, len(run.class_names))
+    resume_ema(run.ema, checkpoint, path)
     run.optimizer.load_state_dict(checkpoint.training.optimizer)
     restore_schedule_position(run.scheduler, checkpoint.training.scheduler)
     run.scaler.load_state_dict(checkpoint.training.scaler)
@@ -339,6 +359,10 @@ def train_iteration(
     )
     run.scheduler.step()
     run.iteration += 1
+    if run.ema is not None and not step.dropped:
+        # After a step that fp16 loss scaling skipped (an overflowing gradient), the weights are
+        # unchanged and this update only moves the average towards them: as rare as harmless.
+        run.ema.update_parameters(run.model)
     if step.spike is not None:
         log.warning(
             "iteration %d: update dropped: %s (%d of train.divergence_steps=%d in a row)",
@@ -368,8 +392,12 @@ def evaluate_and_track_best(
     run: TrainingRun, split: EvaluationSplit, checkpoints: CheckpointDir, events: TrainingEvents
 ) -> dict:
     """Evaluate the model on the test split (on every rank) and return the metrics.json dict; a
-    new best value of ``train.best_metric`` writes ``best.pt``."""
+    new best value of ``train.best_metric`` writes ``best.pt``.
+
+    With ``train.ema_decay``, the EMA weights are evaluated too: their metrics are the dict's
+    ``"ema"`` entry, and ``best.pt`` follows their value (inference loads them)."""
     tc = run.cfg.train
+    val_loss_seed = run.cfg.seed if split.val_loss else None
     broadcast_buffers(run.model)
     metrics = evaluate(
         run.model,
@@ -380,9 +408,25 @@ def evaluate_and_track_best(
         tc.vis_images,
         run.iteration,
         events,
-        val_loss_seed=run.cfg.seed if split.val_loss else None,
+        val_loss_seed=val_loss_seed,
     )
-    value = metric_value(metrics, tc.best_metric)
+    tracked = metrics
+    if run.ema is not None:
+        broadcast_buffers(run.ema.module)  # each rank averaged its own BatchNorm statistics
+        tracked = evaluate(
+            run.ema.module,
+            split.evaluator,
+            split.loader,
+            run.device,
+            run.amp,
+            tc.vis_images,
+            run.iteration,
+            events,
+            val_loss_seed=val_loss_seed,
+            ema=True,
+        )
+        metrics = {**metrics, "ema": tracked}
+    value = metric_value(tracked, tc.best_metric)
     if is_better(value, run.best_metric, tc.best_metric):  # alike on every rank
         run.best_metric = value
         checkpoints.save_best(run.weights())
@@ -404,6 +448,8 @@ def finish(
     same weights; then the final evaluation (``evaluate_at_end``), ``best.pt`` and
     ``metrics.json``. Returns the final metrics (None without the evaluation)."""
     broadcast_buffers(run.model)
+    if run.ema is not None:  # each rank averaged its own BatchNorm statistics: rank 0's are saved
+        broadcast_buffers(run.ema.module)
     checkpoint = run.checkpoint()
     checkpoints.commit()
     periodic = run.iteration % run.cfg.train.checkpoint_period == 0
@@ -470,7 +516,8 @@ def log_summary(
     log.info("TensorBoard logs: %s (view: tensorboard --logdir %s)", run_dir / "tensorboard", run_dir / "tensorboard")
     log.info("checkpoints: %s", checkpoints.directory)
     if metrics is not None:
-        log.info("metrics: %s (VOC07 mAP@0.5 %.4f)", run_dir / "metrics.json", metrics["voc07"]["mAP"])
+        ema = f", EMA weights {metrics['ema']['voc07']['mAP']:.4f}" if "ema" in metrics else ""
+        log.info("metrics: %s (VOC07 mAP@0.5 %.4f%s)", run_dir / "metrics.json", metrics["voc07"]["mAP"], ema)
     if nonfinite.total:
         log.warning("%d updates dropped for a non-finite loss or gradient (train.on_nonfinite=skip)", nonfinite.total)
     if nonfinite.total_spikes:

@@ -37,6 +37,9 @@ class AnchorConfig:
 @dataclass
 class RPNConfig:
     conv_channels: int = 512
+    # 3x3 conv + ReLU layers before the 1x1 predictors: 1 (the seed, fasterrcnn_resnet50_fpn) or
+    # 2 (fasterrcnn_resnet50_fpn_v2; the first maps to conv_channels, the next keep them).
+    conv_depth: int = 1
     nms_thresh: float = 0.7
     pre_nms_top_n_train: int = 12000
     post_nms_top_n_train: int = 2000
@@ -73,7 +76,13 @@ class RoIHeadConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
-    mlp_dim: int = 1024  # fpn only: width of the two fully connected box-head layers
+    # fpn only: the box head. mlp: two fully connected layers of mlp_dim (fasterrcnn_resnet50_fpn);
+    # conv_fc: 3x3 convs of conv_dims channels, each followed by conv_norm and ReLU, then one fully
+    # connected layer of mlp_dim (fasterrcnn_resnet50_fpn_v2).
+    box_head: str = "mlp"
+    mlp_dim: int = 1024  # fpn only: width of the box head's fully connected layers
+    conv_dims: list[int] = field(default_factory=lambda: [256, 256, 256, 256])  # conv_fc only
+    conv_norm: str = "bn"  # conv_fc only: bn (BatchNorm2d, batch statistics in training) | none
 
 
 @dataclass
@@ -82,6 +91,9 @@ class ModelConfig:
     # fasterrcnn_resnet50_fpn; anchors.base_size/stride are P2's, doubled per level up to P6).
     architecture: str = "c4"
     fpn_channels: int = 256  # fpn only: channels of every pyramid level
+    # fpn only: norm after the pyramid's lateral and output convs: none (convs with bias,
+    # fasterrcnn_resnet50_fpn) | bn (BatchNorm2d, fasterrcnn_resnet50_fpn_v2).
+    fpn_norm: str = "none"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from frcnn.models.backbone import block_out_channels, build_backbone
-from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS, TwoMLPHead, build_fpn_backbone
+from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS, build_fpn_backbone, build_fpn_box_head
 from frcnn.models.matching import GroundTruth, pad_targets
 from frcnn.models.poolers import MultiLevelRoIAlign
 from frcnn.models.postprocess import Detections
@@ -91,23 +91,27 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
         backbone, layer4 = build_backbone(cfg.backbone)
         box_pooler, box_head = build_c4_box_parts(cfg.roi_head, layer4, block_out_channels(layer4), cfg.anchors.stride)
         rpn = build_rpn(cfg.rpn, cfg.anchors, backbone.out_channels)
+        sampled_rows_only = False
     elif architecture == "fpn":
         if cfg.anchors.stride != FPN_STRIDES[0]:
             raise ValueError(
                 f"model.anchors.stride must be {FPN_STRIDES[0]} (P2's stride) for fpn, got {cfg.anchors.stride}"
             )
-        backbone = build_fpn_backbone(cfg.backbone, cfg.fpn_channels)
+        backbone = build_fpn_backbone(cfg.backbone, cfg.fpn_channels, cfg.fpn_norm)
         box_pooler = MultiLevelRoIAlign(
             cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio, strides=FPN_STRIDES[:POOLED_LEVELS]
         )
-        box_head = TwoMLPHead(cfg.fpn_channels * cfg.roi_head.roi_size**2, cfg.roi_head.mlp_dim)
+        box_head = build_fpn_box_head(cfg.roi_head, cfg.fpn_channels)
         rpn = build_rpn(cfg.rpn, cfg.anchors, cfg.fpn_channels, num_levels=len(FPN_STRIDES))
+        # BatchNorm in the box head normalises a training batch's rows together: only the sampled
+        # RoIs may enter it (torchvision's batch), not the padding rows of the fixed-shape batch.
+        sampled_rows_only = any(isinstance(m, nn.BatchNorm2d) for m in box_head.modules())
     else:
         raise ValueError(f"model.architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return FasterRCNN(
         backbone=backbone,
         rpn=rpn,
-        roi_head=build_roi_head(cfg.roi_head, box_pooler, box_head, num_classes),
+        roi_head=build_roi_head(cfg.roi_head, box_pooler, box_head, num_classes, sampled_rows_only=sampled_rows_only),
         channels_last=cfg.backbone.channels_last,
     )
 

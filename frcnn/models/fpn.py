@@ -4,21 +4,28 @@ The backbone maps images ``[B, 3, H, W]`` to five maps P2..P6 of ``channels`` ea
 4, 8, 16, 32, 64 (P6 is a stride-2 max-pool of P5, used by the RPN only). RoIs are pooled
 from P2..P5 by the FPN paper's rule, level ``floor(4 + log2(sqrt(area) / 224))`` clamped to
 2..5 (:class:`frcnn.models.poolers.MultiLevelRoIAlign`), and turned into ``[R, mlp_dim]``
-vectors by two fully connected layers. Module and parameter names follow torchvision's
-``fasterrcnn_resnet50_fpn`` (``backbone.body``, ``backbone.fpn``, ``box_head.fc6``/``fc7``), so
-its state dict maps onto this model.
+vectors by the box head: two fully connected layers (:class:`TwoMLPHead`), or 3x3 convs with
+BatchNorm and one fully connected layer (:class:`ConvFCHead`, ``fasterrcnn_resnet50_fpn_v2``'s,
+whose pyramid convs are followed by BatchNorm too: ``model.fpn_norm=bn``). Module and parameter
+names follow torchvision's ``fasterrcnn_resnet50_fpn`` and ``fasterrcnn_resnet50_fpn_v2``
+(``backbone.body``, ``backbone.fpn``, ``box_head.fc6``/``fc7`` or ``box_head.<i>``), so their
+state dicts map onto this model.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet, frozen_stage_count
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
+FPN_NORMS = ("none", "bn")
+BOX_HEADS = ("mlp", "conv_fc")
+CONV_NORMS = ("bn", "none")
 
 
 class ResNetFPN(FrozenStages, BackboneWithFPN):
@@ -27,9 +34,10 @@ class ResNetFPN(FrozenStages, BackboneWithFPN):
 
     The first ``frozen_stages`` stages (1: conv1, 2: + layer1, ...) have ``requires_grad=False``
     and keep their norm layers in eval mode in training, as :class:`ResNetTrunk` does.
+    ``norm_layer``: the norm after each of the pyramid's convs (None: convs with bias, no norm).
     """
 
-    def __init__(self, resnet, frozen_stages: int, channels: int):
+    def __init__(self, resnet, frozen_stages: int, channels: int, norm_layer=None):
         if not 0 <= frozen_stages <= len(_STAGES) + 1:
             raise ValueError(f"backbone.frozen_stages must be in 0..{len(_STAGES) + 1}, got {frozen_stages}")
         layers = [getattr(resnet, f"layer{i}") for i in range(1, 5)]
@@ -39,6 +47,7 @@ class ResNetFPN(FrozenStages, BackboneWithFPN):
             in_channels_list=[block_out_channels(layer) for layer in layers],
             out_channels=channels,
             extra_blocks=LastLevelMaxPool(),
+            norm_layer=norm_layer,
         )
         stages = (*_STAGES, ("layer4",))
         self.freeze([getattr(self.body, name) for stage in stages[:frozen_stages] for name in stage])
@@ -61,6 +70,35 @@ class TwoMLPHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
 
 
-def build_fpn_backbone(cfg, channels: int) -> ResNetFPN:
-    """The ResNet-FPN backbone described by ``cfg`` (a ``BackboneConfig``)."""
-    return ResNetFPN(build_resnet(cfg.depth, cfg.weights, cfg.norm), frozen_stage_count(cfg), channels)
+class ConvFCHead(FastRCNNConvFCHead):
+    """torchvision's conv + fc box head: per ``conv_dims`` entry a 3x3 conv (+ ``norm_layer``) +
+    ReLU, then flatten and one fully connected layer + ReLU: ``[R, C, S, S]`` -> ``[R, fc_dim]``.
+
+    With BatchNorm the rows of a batch are normalised together in training, so only sampled RoIs
+    may enter it (:class:`~frcnn.models.roi_head.RoIHead`'s ``sampled_rows_only``).
+    """
+
+    def __init__(self, in_channels: int, roi_size: int, conv_dims: list[int], fc_dim: int, norm_layer=None):
+        super().__init__((in_channels, roi_size, roi_size), list(conv_dims), [fc_dim], norm_layer=norm_layer)
+        self.out_channels = fc_dim
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def build_fpn_backbone(cfg, channels: int, norm: str = "none") -> ResNetFPN:
+    """The ResNet-FPN backbone described by ``cfg`` (a ``BackboneConfig``), its pyramid convs
+    followed by ``norm`` (``model.fpn_norm``: none | bn)."""
+    norm_layer = nn.BatchNorm2d if _choice("model.fpn_norm", norm, FPN_NORMS) == "bn" else None
+    return ResNetFPN(build_resnet(cfg.depth, cfg.weights, cfg.norm), frozen_stage_count(cfg), channels, norm_layer)
+
+
+def build_fpn_box_head(cfg, channels: int) -> TwoMLPHead | ConvFCHead:
+    """The box head of the ``model.roi_head`` config node over ``channels``-deep pooled RoIs."""
+    if _choice("model.roi_head.box_head", cfg.box_head, BOX_HEADS) == "mlp":
+        return TwoMLPHead(channels * cfg.roi_size**2, cfg.mlp_dim)
+    norm_layer = nn.BatchNorm2d if _choice("model.roi_head.conv_norm", cfg.conv_norm, CONV_NORMS) == "bn" else None
+    return ConvFCHead(channels, cfg.roi_size, cfg.conv_dims, cfg.mlp_dim, norm_layer)

@@ -110,9 +110,11 @@ class RoIHead(nn.Module):
     """Pools RoIs from the backbone's features (``box_pooler``), turns them into one vector
     each (``box_head``), predicts class scores and class-specific deltas; losses in training,
     detections in eval. C4: :class:`~frcnn.models.poolers.RoIPooler` + :class:`Res5BoxHead`; FPN:
-    :class:`~frcnn.models.poolers.MultiLevelRoIAlign` + two fully connected layers
+    :class:`~frcnn.models.poolers.MultiLevelRoIAlign` + two fully connected layers, or convs and one
     (:mod:`frcnn.models.fpn`). ``nms`` is the detection stage's NMS (:mod:`frcnn.models.nms`;
-    the export swaps in the ONNX operator's)."""
+    the export swaps in the ONNX operator's). ``sampled_rows_only``: in training the box head
+    runs on the sampled RoIs alone (a host sync), not on every row of the fixed-shape ``[B * S]``
+    batch, for a box head whose BatchNorm would count the padding rows in its statistics."""
 
     def __init__(
         self,
@@ -130,6 +132,7 @@ class RoIHead(nn.Module):
         score_thresh: float,
         nms_thresh: float,
         detections_per_image: int,
+        sampled_rows_only: bool = False,
         nms: NMS = non_max_suppression,
     ):
         super().__init__()
@@ -155,6 +158,7 @@ class RoIHead(nn.Module):
             "nms_thresh": nms_thresh,
             "detections_per_image": detections_per_image,
         }
+        self.sampled_rows_only = sampled_rows_only
         self.nms = nms
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -207,15 +211,15 @@ class RoIHead(nn.Module):
             targets = proposal_targets(proposals, gt, self.box_coder, **self.sampling)
             samples = targets.rois.shape[1]
             image_index = torch.arange(batch, device=features[0].device).repeat_interleave(samples)
-            pred_logits, pred_deltas = self.predict(features, targets.rois.reshape(-1, 4), image_index)
-            return roi_losses(
-                pred_logits,
-                pred_deltas,
-                targets.gt_labels.reshape(-1),
-                targets.gt_deltas.reshape(-1, 4),
-                targets.valid.reshape(-1),
-                self.loc_sigma,
-            )
+            rois, gt_labels = targets.rois.reshape(-1, 4), targets.gt_labels.reshape(-1)
+            gt_deltas, valid = targets.gt_deltas.reshape(-1, 4), targets.valid.reshape(-1)
+            if self.sampled_rows_only:
+                keep = valid.nonzero()[:, 0]  # (B*S,) -> (V,) the sampled rows
+                rois, image_index, gt_labels, gt_deltas, valid = (
+                    t[keep] for t in (rois, image_index, gt_labels, gt_deltas, valid)
+                )
+            pred_logits, pred_deltas = self.predict(features, rois, image_index)
+            return roi_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, valid, self.loc_sigma)
         return self.detect(features, proposals, image_sizes).per_image()
 
     def detect_with_losses(
@@ -271,7 +275,9 @@ def copy_rows(rois: torch.Tensor, proposals: Proposals, gt: GroundTruth) -> torc
     return torch.gather(row, 1, same.int().argmax(dim=2))  # the first identical box
 
 
-def build_roi_head(cfg, box_pooler: nn.Module, box_head: nn.Module, num_classes: int) -> RoIHead:
+def build_roi_head(
+    cfg, box_pooler: nn.Module, box_head: nn.Module, num_classes: int, sampled_rows_only: bool = False
+) -> RoIHead:
     """RoI head from the ``model.roi_head`` config node; ``num_classes`` excludes background."""
     return RoIHead(
         box_pooler=box_pooler,
@@ -287,6 +293,7 @@ def build_roi_head(cfg, box_pooler: nn.Module, box_head: nn.Module, num_classes:
         score_thresh=cfg.score_thresh,
         nms_thresh=cfg.nms_thresh,
         detections_per_image=cfg.detections_per_image,
+        sampled_rows_only=sampled_rows_only,
     )
 
 

@@ -10,6 +10,7 @@ holds each image's unpadded ``(h, w)``.
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops.misc import Conv2dNormActivation
 
 from frcnn.models.anchors import AnchorGenerator
 from frcnn.models.box_coder import BoxCoder
@@ -19,17 +20,33 @@ from frcnn.models.proposals import Proposals, propose
 
 
 class RPNHead(nn.Module):
-    """3x3 conv + ReLU, then 1x1 convs to A objectness logits and 4A deltas per cell; one head
-    shared by every pyramid level."""
+    """``conv_depth`` 3x3 convs + ReLU, then 1x1 convs to A objectness logits and 4A deltas per
+    cell; one head shared by every pyramid level.
 
-    def __init__(self, in_channels: int, conv_channels: int, num_anchors: int):
+    One conv is ``conv`` itself (the seed's and ``fasterrcnn_resnet50_fpn``'s, key ``conv.weight``);
+    several are torchvision's ``conv_depth=2`` layout, ``conv.<i>.0.weight``, with a ReLU after
+    each but the last: the last one's is applied in :meth:`forward` for any depth, so
+    ``relu(head.conv(x))`` is the hidden map either way.
+    """
+
+    def __init__(self, in_channels: int, conv_channels: int, num_anchors: int, conv_depth: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
+        if conv_depth < 1:
+            raise ValueError(f"rpn.conv_depth must be >= 1, got {conv_depth}")
+        if conv_depth == 1:
+            self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
+        else:
+            self.conv = nn.Sequential(*[
+                Conv2dNormActivation(in_channels if i == 0 else conv_channels, conv_channels, 3, norm_layer=None,
+                                     activation_layer=nn.ReLU if i < conv_depth - 1 else None)
+                for i in range(conv_depth)
+            ])  # fmt: skip
         self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
         self.deltas = nn.Conv2d(conv_channels, 4 * num_anchors, 1)
-        for layer in (self.conv, self.objectness, self.deltas):
-            nn.init.normal_(layer.weight, std=0.01)
-            nn.init.zeros_(layer.bias)
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``features [B, C, H, W]`` -> ``pred_logits [B, N]``, ``pred_deltas [B, N, 4]``."""
@@ -210,7 +227,7 @@ def build_rpn(cfg, anchors_cfg, in_channels: int, num_levels: int = 1) -> Region
         for level in range(num_levels)
     ]
     return RegionProposalNetwork(
-        head=RPNHead(in_channels, cfg.conv_channels, anchor_generators[0].num_anchors),
+        head=RPNHead(in_channels, cfg.conv_channels, anchor_generators[0].num_anchors, cfg.conv_depth),
         anchor_generators=anchor_generators,
         box_coder=BoxCoder(cfg.bbox_std),
         pre_nms_top_n={"train": cfg.pre_nms_top_n_train, "test": cfg.pre_nms_top_n_test},

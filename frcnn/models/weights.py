@@ -31,20 +31,25 @@ TORCHVISION_PREFIX = "torchvision:"
 
 # torchvision detector key prefix -> frcnn key prefix (the rest of the key is the same).
 _TORCHVISION_RENAMES = (
-    ("rpn.head.conv.0.0.", "rpn.head.conv."),
     ("rpn.head.cls_logits.", "rpn.head.objectness."),
     ("rpn.head.bbox_pred.", "rpn.head.deltas."),
     ("roi_heads.box_head.", "roi_head.box_head."),
     ("roi_heads.box_predictor.cls_score.", "roi_head.score."),
     ("roi_heads.box_predictor.bbox_pred.", "roi_head.cls_loc."),
 )
+# A one-conv RPN head is a bare conv here; a deeper one (conv_depth=2, fasterrcnn_resnet50_fpn_v2)
+# keeps torchvision's names, rpn.head.conv.<i>.0.*.
+_ONE_CONV_RPN_RENAME = ("rpn.head.conv.0.0.", "rpn.head.conv.")
 
 
 def from_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A torchvision ``FasterRCNN`` (ResNet-FPN) state dict with frcnn's key names."""
+    """A torchvision ``FasterRCNN`` (ResNet-FPN, v1 or v2) state dict with frcnn's key names."""
+    renames = _TORCHVISION_RENAMES
+    if "rpn.head.conv.1.0.weight" not in state:
+        renames = (_ONE_CONV_RPN_RENAME, *renames)
     renamed = {}
     for key, value in state.items():
-        for theirs, ours in _TORCHVISION_RENAMES:
+        for theirs, ours in renames:
             if key.startswith(theirs):
                 key = ours + key[len(theirs) :]
                 break

@@ -1,6 +1,6 @@
 """The exported graph against the PyTorch model: one ONNX Runtime session, batches of 1 and 3
-shapes test images of different sizes, C4 with RoIAlign and RoIPool and FPN, images without
-detections, FPN RoIs pooled on every pyramid level."""
+shapes test images of different sizes, C4 with RoIAlign and RoIPool and FPN (v1 and v2), images
+without detections, FPN RoIs pooled on every pyramid level."""
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ def padded(batch_images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return images
 
 
-@pytest.mark.parametrize("variant", ["roi_align", "roi_pool", "fpn"])
+@pytest.mark.parametrize("variant", ["roi_align", "roi_pool", "fpn", "fpn_v2"])
 def test_onnxruntime_equals_pytorch_at_other_batch_and_image_sizes(exported, variant):
     checkpoint, cfg, directory = exported(variant)
     model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)
@@ -64,7 +64,7 @@ def test_padded_output_layout(exported):
         assert not b[n:].any() and not s[n:].any() and not c[n:].any(), "padding is zeros"
 
 
-@pytest.mark.parametrize("variant", ["roi_align", "fpn"])
+@pytest.mark.parametrize("variant", ["roi_align", "fpn", "fpn_v2"])
 def test_images_without_detections(exported, variant):
     checkpoint, cfg, directory = exported(variant)
     model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)

@@ -19,7 +19,10 @@ VARIANTS = {
     "roi_pool": ["model.roi_head.pooler=roi_pool"],
     # ResNet-18-FPN with narrow pyramid levels and box head (torchvision's FPN settings otherwise).
     "fpn": ["model=resnet50_fpn", "model.backbone.depth=18", "model.fpn_channels=32", "model.roi_head.mlp_dim=64"],
-}
+    # The same with the v2 parts: BatchNorm in the pyramid and a 4-conv + 1-fc box head, 2-conv RPN head.
+    "fpn_v2": ["model=resnet50_fpn_v2", "model.backbone.depth=18", "model.fpn_channels=32",
+               "model.roi_head.mlp_dim=64", "model.roi_head.conv_dims=[32,32,32,32]"],
+}  # fmt: skip
 
 
 def stand_in_checkpoint(iteration: int, weight: float = 1.0, resumable: bool = False) -> Checkpoint:
@@ -120,7 +123,7 @@ def exported(tmp_path_factory, shapes_root):
         if variant not in made:
             directory = tmp_path_factory.mktemp(f"export_{variant}")
             cfg = tiny_config(shapes_root, *VARIANTS[variant])
-            steps, lr = {"roi_align": (12, 4e-3), "fpn": (2, 1e-3)}.get(variant, (2, 1e-2))
+            steps, lr = {"roi_align": (12, 4e-3), "fpn": (2, 1e-3), "fpn_v2": (2, 1e-3)}.get(variant, (2, 1e-2))
             train_tiny_checkpoint(directory / "last.pt", cfg, steps=steps, lr=lr, optimizer="adamw")
             export_checkpoint(directory / "last.pt", directory / "exported")
             made[variant] = (directory / "last.pt", cfg, directory / "exported")
