@@ -398,33 +398,16 @@ def evaluate_and_track_best(
     ``"ema"`` entry, and ``best.pt`` follows their value (inference loads them)."""
     tc = run.cfg.train
     val_loss_seed = run.cfg.seed if split.val_loss else None
+
+    def scored(model: nn.Module, ema: bool = False) -> dict:
+        return evaluate(model, split.evaluator, split.loader, run.device, run.amp, tc.vis_images, run.iteration,
+                        events, val_loss_seed=val_loss_seed, ema=ema)  # fmt: skip
+
     broadcast_buffers(run.model)
-    metrics = evaluate(
-        run.model,
-        split.evaluator,
-        split.loader,
-        run.device,
-        run.amp,
-        tc.vis_images,
-        run.iteration,
-        events,
-        val_loss_seed=val_loss_seed,
-    )
-    tracked = metrics
+    metrics = tracked = scored(run.model)
     if run.ema is not None:
         broadcast_buffers(run.ema.module)  # each rank averaged its own BatchNorm statistics
-        tracked = evaluate(
-            run.ema.module,
-            split.evaluator,
-            split.loader,
-            run.device,
-            run.amp,
-            tc.vis_images,
-            run.iteration,
-            events,
-            val_loss_seed=val_loss_seed,
-            ema=True,
-        )
+        tracked = scored(run.ema.module, ema=True)
         metrics = {**metrics, "ema": tracked}
     value = metric_value(tracked, tc.best_metric)
     if is_better(value, run.best_metric, tc.best_metric):  # alike on every rank

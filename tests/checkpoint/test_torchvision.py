@@ -24,6 +24,7 @@ from frcnn.checkpoint.saved_config import saved_model_config
 from frcnn.data.shapes import generate_shapes
 from frcnn.evaluation.class_subset import ClassSubset, model_for_dataset
 from tests.helpers.parity import assert_same_detections, unpadded
+from tests.helpers.torch_cache import filled_torch_home
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = FasterRCNN_ResNet50_FPN_Weights.COCO_V1
@@ -45,11 +46,9 @@ def torch_home(tmp_path_factory):
         reference.roi_heads.box_predictor.cls_score.bias[[1, 18, 62]] += 2.0
     reference.transform = NoResizeTransform()  # inputs come resized and normalised
     reference.eval()
-    home = tmp_path_factory.mktemp("torch_home")
-    cache = home / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.save(reference.state_dict(), cache / Path(WEIGHTS.url).name)
-    return home, reference
+    return filled_torch_home(
+        tmp_path_factory.mktemp("torch_home"), reference.state_dict(), Path(WEIGHTS.url).name
+    ), reference
 
 
 @pytest.fixture

@@ -51,3 +51,22 @@ def assert_same_training_losses(ours, reference, images: torch.Tensor, sizes, ta
     for ours_name, their_name in LOSS_NAMES.items():
         assert losses[ours_name] > 0
         torch.testing.assert_close(losses[ours_name], their_losses[their_name], rtol=0, atol=1e-5, msg=ours_name)
+
+
+def assert_same_fpn_inference(ours, reference, images: torch.Tensor, sizes, min_proposals: int, min_detections: int):
+    """Eval mode, ours (an FPN detector) against torchvision's ``reference`` on the same weights:
+    the same pyramid features (exactly), proposals and detections (:func:`assert_same_proposals`,
+    :func:`assert_same_detections`)."""
+    ours.eval(), reference.eval()
+    with torch.inference_mode():
+        features = ours.backbone(images)
+        their_features = reference.backbone(images)
+        for mine, theirs in zip(features, their_features.values()):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+        proposals, _ = ours.rpn(features, torch.tensor(sizes))
+        image_list, _ = reference.transform(unpadded(images, sizes))
+        their_proposals, _ = reference.rpn(image_list, their_features)
+        detections = ours(images, sizes)
+        their_detections = reference(unpadded(images, sizes))
+    assert_same_proposals(proposals, their_proposals, min_count=min_proposals)
+    assert_same_detections(detections, their_detections, min_count=min_detections)

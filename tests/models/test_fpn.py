@@ -11,7 +11,12 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from frcnn.bench.reference import NoResizeTransform, torchvision_detector
 from frcnn.models import ModelConfig, build_model, load_weights
-from tests.helpers.parity import assert_same_detections, assert_same_proposals, assert_same_training_losses, unpadded
+from tests.helpers.parity import (
+    assert_same_detections,
+    assert_same_fpn_inference,
+    assert_same_training_losses,
+    unpadded,
+)
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
 
@@ -58,19 +63,7 @@ def test_same_proposals_and_detections_as_torchvision(torchvision_fpn, two_image
     ours = build_model(_fpn_config(), num_classes=2)
     load_weights(ours, path)
     images, sizes, _ = two_images
-    ours.eval(), reference.eval()
-    with torch.inference_mode():
-        features = ours.backbone(images)
-        their_features = reference.backbone(images)
-        for mine, theirs in zip(features, their_features.values()):
-            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
-        proposals, _ = ours.rpn(features, torch.tensor(sizes))
-        image_list, _ = reference.transform(unpadded(images, sizes))
-        their_proposals, _ = reference.rpn(image_list, their_features)
-        detections = ours(images, sizes)
-        their_detections = reference(unpadded(images, sizes))
-    assert_same_proposals(proposals, their_proposals, min_count=101)
-    assert_same_detections(detections, their_detections, min_count=6)
+    assert_same_fpn_inference(ours, reference, images, sizes, min_proposals=101, min_detections=6)
 
 
 def test_same_losses_as_torchvision_when_every_candidate_is_sampled(torchvision_fpn, two_images):

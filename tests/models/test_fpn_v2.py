@@ -6,7 +6,6 @@ non-trivial BatchNorm statistics, placed in a torch cache under COCO_V1's file n
 would leave it."""
 
 import copy
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,13 @@ from frcnn.models import ModelConfig, build_model, load_weights
 from frcnn.models.backbone import WeightsUnavailableError
 from frcnn.models.weights import from_torchvision
 from tests.helpers.configs import compose_train
-from tests.helpers.parity import assert_same_detections, assert_same_proposals, assert_same_training_losses, unpadded
+from tests.helpers.parity import (
+    assert_same_detections,
+    assert_same_fpn_inference,
+    assert_same_training_losses,
+    unpadded,
+)
+from tests.helpers.torch_cache import filled_torch_home, offline_torch_home
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn_v2.yaml"
 NAME = "fasterrcnn_resnet50_fpn_v2"
@@ -58,11 +63,7 @@ def torch_home(tmp_path_factory):
         reference.roi_heads.box_predictor.cls_score.bias[FAVOURED] += 2.0
     reference.transform = NoResizeTransform()  # inputs come resized and normalised
     reference.eval()
-    home = tmp_path_factory.mktemp("torch_home")
-    cache = home / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.save(reference.state_dict(), cache / FILE)
-    return home, reference
+    return filled_torch_home(tmp_path_factory.mktemp("torch_home"), reference.state_dict(), FILE), reference
 
 
 @pytest.fixture
@@ -75,13 +76,7 @@ def cached(torch_home, monkeypatch):
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """An empty torch cache in ``tmp_path`` and no network: every download fails as it does offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
-    def no_network(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return tmp_path / "hub" / "checkpoints" / FILE
+    return offline_torch_home(tmp_path, monkeypatch) / FILE
 
 
 def test_torchvision_state_dict_loads_key_by_key(cached):
@@ -107,19 +102,7 @@ def test_same_proposals_and_detections_as_torchvision(cached, two_images):
     ours = build_model(_v2_config(), num_classes=90)
     load_weights(ours, f"torchvision:{NAME}")
     images, sizes, _ = two_images
-    ours.eval()
-    with torch.inference_mode():
-        features = ours.backbone(images)
-        their_features = cached.backbone(images)
-        for mine, theirs in zip(features, their_features.values()):
-            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
-        proposals, _ = ours.rpn(features, torch.tensor(sizes))
-        image_list, _ = cached.transform(unpadded(images, sizes))
-        their_proposals, _ = cached.rpn(image_list, their_features)
-        detections = ours(images, sizes)
-        their_detections = cached(unpadded(images, sizes))
-    assert_same_proposals(proposals, their_proposals, min_count=50)
-    assert_same_detections(detections, their_detections, min_count=20)
+    assert_same_fpn_inference(ours, cached, images, sizes, min_proposals=50, min_detections=20)
 
 
 def test_same_losses_as_torchvision_when_every_candidate_is_sampled(cached, two_images):

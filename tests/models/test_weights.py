@@ -1,7 +1,6 @@
 """frcnn/models/weights.py: whole-detector weights from a file or from torchvision, and the one-line
 errors of the paths that cannot give them (offline, a file that is not weights)."""
 
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import torchvision
 
 from frcnn.models.backbone import WeightsUnavailableError
 from frcnn.models.weights import load_weights, torchvision_state_dict
+from tests.helpers.torch_cache import offline_torch_home
 
 NAME = "fasterrcnn_resnet50_fpn"
 FILE = Path(torchvision.models.get_model_weights(NAME).DEFAULT.url).name
@@ -18,13 +18,7 @@ FILE = Path(torchvision.models.get_model_weights(NAME).DEFAULT.url).name
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """An empty torch cache in ``tmp_path`` and no network: every download fails as it does offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
-    def no_network(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return tmp_path / "hub" / "checkpoints" / FILE
+    return offline_torch_home(tmp_path, monkeypatch) / FILE
 
 
 def test_offline_fine_tuning_names_the_url_the_file_to_place_and_the_local_key(offline):
