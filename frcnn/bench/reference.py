@@ -112,7 +112,9 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         backbone = copy.deepcopy(model.backbone)
     else:
         backbone = PyramidAsDict(copy.deepcopy(model.backbone))
-    sizes = tuple(tuple(anchors.base_size * 2**level * s for s in anchors.scales) for level in range(levels))
+    growth = 2 if getattr(anchors, "level_sizes", "doubling") == "doubling" else 1
+    sizes = tuple(tuple(anchors.base_size * growth**level * s for s in anchors.scales) for level in range(levels))
+    pooled = len(model.backbone.pooled_strides) if levels > 1 else 1
     predictor = FastRCNNPredictor(model.roi_head.score.in_features, num_classes)
     predictor.cls_score.load_state_dict(model.roi_head.score.state_dict())
     predictor.bbox_pred.load_state_dict(model.roi_head.cls_loc.state_dict())
@@ -125,13 +127,12 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_post_nms_top_n_train=rpn.post_nms_top_n_train,
         rpn_post_nms_top_n_test=rpn.post_nms_top_n_test,
         rpn_nms_thresh=rpn.nms_thresh,
+        rpn_score_thresh=getattr(rpn, "score_thresh", 0.0),
         rpn_fg_iou_thresh=rpn.pos_iou_thresh,
         rpn_bg_iou_thresh=rpn.neg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign(
-            [str(level) for level in range(min(levels, 4))], roi.roi_size, roi.sampling_ratio
-        ),
+        box_roi_pool=MultiScaleRoIAlign([str(level) for level in range(pooled)], roi.roi_size, roi.sampling_ratio),
         box_head=copy.deepcopy(model.roi_head.box_head),
         box_predictor=predictor,
         box_score_thresh=roi.score_thresh,

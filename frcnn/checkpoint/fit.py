@@ -1,7 +1,7 @@
 """Loading a checkpoint's weights into a detector, with one line saying why they do not fit.
 
 ``load_state_dict`` reports a mismatch as hundreds of key names; the usual causes are a
-checkpoint of another backbone depth, architecture or class count, and the checkpoint's own
+checkpoint of another backbone (name or depth), architecture or class count, and the checkpoint's own
 config and class list tell which.
 """
 
@@ -28,7 +28,7 @@ def mismatch_reason(
     """Why ``checkpoint.model`` does not fit ``model`` (None when it does).
 
     ``model_cfg`` (the model's config node) and ``num_classes`` (its class count) let the reason
-    name the key that differs: the backbone depth, the architecture or the class count.
+    name the key that differs: the backbone name or depth, the architecture or the class count.
     """
     own, theirs = model.state_dict(), checkpoint.model
     missing = [k for k in own if k not in theirs]
@@ -43,8 +43,12 @@ def mismatch_reason(
                 f"it holds a {saved.get('architecture', 'c4')} detector, this model is "
                 f"{model_cfg.get('architecture', 'c4')} (model.architecture)"
             )
-        depth, own_depth = saved.get("backbone", {}).get("depth"), model_cfg.get("backbone", {}).get("depth")
-        if depth != own_depth:
+        backbone, own_backbone = saved.get("backbone", {}), model_cfg.get("backbone", {})
+        name, own_name = backbone.get("name", "resnet"), own_backbone.get("name", "resnet")
+        if name != own_name:
+            return f"it holds a {name} backbone, this model's is {own_name} (model.backbone.name)"
+        depth, own_depth = backbone.get("depth"), own_backbone.get("depth")
+        if name == "resnet" and depth != own_depth:
             return f"it holds a ResNet-{depth} backbone, this model is ResNet-{own_depth} (model.backbone.depth)"
     if num_classes is not None and len(checkpoint.class_names) != num_classes:
         return (

@@ -16,9 +16,13 @@ from frcnn.models.weights import TORCHVISION_PREFIX, from_torchvision, torchvisi
 TORCHVISION_MODEL_CONFIGS = {
     "fasterrcnn_resnet50_fpn": "resnet50_fpn",
     "fasterrcnn_resnet50_fpn_v2": "resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn": "mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": "mobilenet_v3_large_320_fpn",
 }
-# Its test-time input: torchvision's GeneralizedRCNNTransform defaults (800 px short side up to 1333).
+# Its test-time input, torchvision's GeneralizedRCNNTransform sizes: 800 px short side up to 1333,
+# or the 320 one's 320 up to 640.
 _TORCHVISION_TEST_SIZES = {"min_size": [800], "test_min_size": 800, "max_size": 1333}
+_TORCHVISION_320_TEST_SIZES = {"min_size": [320], "test_min_size": 320, "max_size": 640}
 
 
 def torchvision_checkpoint(source: str) -> Checkpoint:
@@ -28,7 +32,8 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
     background: COCO_V1's 90 ids 1..90, "N/A" at the unused ones, so label ``k`` is COCO category
     ``k``), ``config`` (``model``: configs/model/<same network>.yaml with no backbone download and
     the norm layers of the weights: ``norm: auto`` is frozen BatchNorm, as v1's; v2's ``bn`` stays;
-    ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size) ``category_ids``
+    ``dataset``: configs/dataset/coco.yaml at torchvision's 800/1333 test size, 320/640 for
+    ``fasterrcnn_mobilenet_v3_large_320_fpn``) ``category_ids``
     (1..90) and ``iteration`` 0.
     """
     name = source[len(TORCHVISION_PREFIX) :]
@@ -42,7 +47,8 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
     model_cfg.backbone.weights = None
     if model_cfg.backbone.norm == "auto":
         model_cfg.backbone.norm = "frozen_bn"
-    dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), _TORCHVISION_TEST_SIZES)
+    sizes = _TORCHVISION_320_TEST_SIZES if name.endswith("_320_fpn") else _TORCHVISION_TEST_SIZES
+    dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), sizes)
     config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
     class_names = list(categories)[1:]
     return Checkpoint(

@@ -83,7 +83,8 @@ RANGES: dict[str, Range] = {
     # model
     "model.fpn_channels": POSITIVE,
     "model.backbone.depth": POSITIVE,  # which depths exist: checked when the backbone is built
-    "model.backbone.frozen_stages": Range(lambda v: 0 <= v <= 5, "in 0..5", optional=True),
+    # which counts exist for the backbone (ResNet 0..5, MobileNetV3 0..6): checked when it is built
+    "model.backbone.frozen_stages": Range(lambda v: 0 <= v <= 6, "in 0..6", optional=True),
     "model.anchors.base_size": POSITIVE,
     "model.anchors.scales": EACH_POSITIVE,
     "model.anchors.ratios": EACH_POSITIVE,
@@ -92,6 +93,7 @@ RANGES: dict[str, Range] = {
     "model.rpn.conv_channels": POSITIVE,
     "model.rpn.conv_depth": POSITIVE,
     "model.rpn.nms_thresh": FRACTION,
+    "model.rpn.score_thresh": FRACTION,
     "model.rpn.pre_nms_top_n_train": POSITIVE,
     "model.rpn.post_nms_top_n_train": POSITIVE,
     "model.rpn.pre_nms_top_n_test": POSITIVE,

@@ -66,7 +66,7 @@ def block_out_channels(layer: nn.Sequential) -> int:
     return last_conv.out_channels
 
 
-def _norm_layer(norm: str):
+def norm_layer(norm: str):
     if norm == "frozen_bn":
         return FrozenBatchNorm2d
     if norm == "bn":
@@ -74,7 +74,8 @@ def _norm_layer(norm: str):
     return lambda channels: nn.GroupNorm(32, channels)
 
 
-def _load_local_state_dict(net: nn.Module, path: str, depth: int) -> None:
+def load_local_state_dict(net: nn.Module, path: str, network: str) -> None:
+    """Load the state dict file ``path`` into ``net`` (named ``network`` in the errors), every key."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backbone weights file {path!r} does not exist")
     try:
@@ -86,10 +87,10 @@ def _load_local_state_dict(net: nn.Module, path: str, depth: int) -> None:
     try:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches are raised even when strict=False
-        raise ValueError(f"backbone weights file {path!r} does not fit resnet{depth}: {error}") from error
+        raise ValueError(f"backbone weights file {path!r} does not fit {network}: {error}") from error
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
-            f"backbone weights file {path!r} does not fit resnet{depth}: "
+            f"backbone weights file {path!r} does not fit {network}: "
             f"missing keys {result.missing_keys[:8]}{' ...' if len(result.missing_keys) > 8 else ''}, "
             f"unexpected keys {result.unexpected_keys[:8]}{' ...' if len(result.unexpected_keys) > 8 else ''}"
         )
@@ -133,21 +134,21 @@ def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvi
     constructor = getattr(torchvision.models, f"resnet{depth}")
     # From scratch, a zero-initialised last norm in each residual branch makes every block
     # start as the identity, which trains markedly better without pre-training.
-    net = constructor(weights=None, norm_layer=_norm_layer(norm), zero_init_residual=weights is None)
+    net = constructor(weights=None, norm_layer=norm_layer(norm), zero_init_residual=weights is None)
     if weights == "imagenet":
         enum = torchvision.models.get_model_weights(f"resnet{depth}").DEFAULT
         logger.info("loading backbone weights %s", enum)
         net.load_state_dict(imagenet_state_dict(enum))
     elif weights is not None:
-        _load_local_state_dict(net, os.path.expanduser(weights), depth)
+        load_local_state_dict(net, os.path.expanduser(weights), f"resnet{depth}")
     return net
 
 
-def frozen_stage_count(cfg) -> int:
+def frozen_stage_count(cfg, default: int = DEFAULT_FROZEN_STAGES) -> int:
     """How many leading stages ``cfg`` (a ``BackboneConfig``) freezes.
 
-    ``frozen_stages=None`` picks 2 (conv1 + layer1, as torchvision and detectron2 fine-tune) with
-    pre-trained weights and 0 from scratch, where frozen stages would stay random.
+    ``frozen_stages=None`` picks ``default`` with pre-trained weights (ResNet: 2, conv1 + layer1,
+    as torchvision and detectron2 fine-tune) and 0 from scratch, where frozen stages would stay random.
     """
     if cfg.frozen_stages is not None:
         if cfg.weights is None and cfg.frozen_stages > 0:
@@ -156,7 +157,7 @@ def frozen_stage_count(cfg) -> int:
             )
         return cfg.frozen_stages
     if cfg.weights is not None:
-        return DEFAULT_FROZEN_STAGES
+        return default
     logger.info(
         "backbone.weights=null: every stage trains from scratch (frozen_stages=0); a detector trained "
         "from scratch needs many times the iterations of one fine-tuned from pre-trained weights"

@@ -10,13 +10,19 @@ from typing import Optional
 
 @dataclass
 class BackboneConfig:
-    depth: int = 50  # 18 | 34 | 50 | 101 (torchvision ResNet)
+    # resnet | mobilenet_v3_large (fpn only: torchvision's MobileNetV3-Large, its last two stages
+    # under the pyramid, as fasterrcnn_mobilenet_v3_large_fpn's).
+    name: str = "resnet"
+    depth: int = 50  # resnet only: 18 | 34 | 50 | 101 (torchvision ResNet)
     # "imagenet" (torchvision weights API, cached download), a local state-dict path, or null.
     weights: Optional[str] = "imagenet"
-    # auto: FrozenBatchNorm2d with weights, trainable BatchNorm2d from scratch; or frozen_bn | bn | gn.
+    # auto: FrozenBatchNorm2d with weights, trainable BatchNorm2d from scratch; or frozen_bn | bn | gn
+    # (gn: resnet only).
     norm: str = "auto"
     # Leading stages whose parameters are frozen: 0 none, 1 conv1, 2 conv1+layer1, ... 4 up to layer3
     # (5: + layer4, FPN only). null: 2 with pre-trained weights, 0 from scratch (weights=null).
+    # mobilenet_v3_large: 0..6 of its 6 stages (6 - torchvision's trainable_backbone_layers); null: 3
+    # with pre-trained weights.
     frozen_stages: Optional[int] = None
     # Run the convolutions in channels_last memory format (faster oneDNN / cuDNN kernels).
     channels_last: bool = False
@@ -27,7 +33,10 @@ class AnchorConfig:
     base_size: int = 16
     scales: list[float] = field(default_factory=lambda: [8.0, 16.0, 32.0])
     ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # height / width
-    stride: int = 16  # must equal the trunk's stride (16 for C4)
+    stride: int = 16  # must equal the trunk's stride (16 for C4) or the first pyramid level's (fpn)
+    # fpn only: anchor sizes per pyramid level. doubling: level l's are 2^l times base_size * scales
+    # (the ResNet-FPN's); same: every level's are base_size * scales (the MobileNet-FPN's).
+    level_sizes: str = "doubling"
     # Cell (i, j)'s anchors are centred on stride * (j + offset, i + offset): 0 (torchvision,
     # detectron2; trains better, docs/parity.md) or 0.5 (the seed's base_size / 2).
     offset: float = 0.0
@@ -46,6 +55,9 @@ class RPNConfig:
     pre_nms_top_n_test: int = 6000
     post_nms_top_n_test: int = 300
     min_size: float = 16.0  # proposals narrower or shorter than this (input-image pixels) are dropped
+    # Proposals whose objectness probability is below this are dropped after the per-level top-n
+    # (torchvision's rpn_score_thresh: 0.05 for the MobileNet-FPN detectors); 0 keeps them all.
+    score_thresh: float = 0.0
     batch_size_per_image: int = 256  # sampled anchors per image
     positive_fraction: float = 0.5
     pos_iou_thresh: float = 0.7
@@ -88,7 +100,8 @@ class RoIHeadConfig:
 @dataclass
 class ModelConfig:
     # c4: trunk to layer3, layer4 per RoI (the seed design); fpn: ResNet-FPN (torchvision's
-    # fasterrcnn_resnet50_fpn; anchors.base_size/stride are P2's, doubled per level up to P6).
+    # fasterrcnn_resnet50_fpn; anchors.base_size/stride are P2's, doubled per level up to P6) or
+    # MobileNet-FPN (backbone.name=mobilenet_v3_large; levels of stride 32, 32, 64).
     architecture: str = "c4"
     fpn_channels: int = 256  # fpn only: channels of every pyramid level
     # fpn only: norm after the pyramid's lateral and output convs: none (convs with bias,

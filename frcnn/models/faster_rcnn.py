@@ -1,5 +1,6 @@
 """Faster R-CNN: backbone -> RPN -> RoI head, in the ResNet "C4" design (trunk to layer3,
-layer4 per RoI) or the ResNet-FPN design (a feature pyramid, multi-level RoIAlign, MLP head).
+layer4 per RoI) or the FPN design (a ResNet or MobileNet feature pyramid, multi-level RoIAlign,
+MLP head).
 
 Inference runs the RPN's proposal layer (:mod:`frcnn.models.proposals`) and the RoI head's
 detection stage (:mod:`frcnn.models.postprocess`), both in fixed-shape form: :meth:`FasterRCNN.detect`
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from frcnn.models.backbone import block_out_channels, build_backbone
-from frcnn.models.fpn import FPN_STRIDES, POOLED_LEVELS, build_fpn_backbone, build_fpn_box_head
+from frcnn.models.fpn import FPN_STRIDES, build_fpn_backbone, build_fpn_box_head, fpn_backbone_class
 from frcnn.models.matching import GroundTruth, pad_targets
 from frcnn.models.poolers import MultiLevelRoIAlign
 from frcnn.models.postprocess import Detections
@@ -88,21 +89,23 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
     ``num_classes`` object classes (background is added inside)."""
     architecture = getattr(cfg.architecture, "value", cfg.architecture)
     if architecture == "c4":
+        if getattr(cfg.backbone, "name", "resnet") != "resnet":
+            raise ValueError(f"model.backbone.name must be resnet for c4, got {cfg.backbone.name!r}")
         backbone, layer4 = build_backbone(cfg.backbone)
         box_pooler, box_head = build_c4_box_parts(cfg.roi_head, layer4, block_out_channels(layer4), cfg.anchors.stride)
         rpn = build_rpn(cfg.rpn, cfg.anchors, backbone.out_channels)
         sampled_rows_only = False
     elif architecture == "fpn":
-        if cfg.anchors.stride != FPN_STRIDES[0]:
-            raise ValueError(
-                f"model.anchors.stride must be {FPN_STRIDES[0]} (P2's stride) for fpn, got {cfg.anchors.stride}"
-            )
+        strides = fpn_backbone_class(cfg.backbone).strides
+        if cfg.anchors.stride != strides[0]:
+            level = "P2's stride" if strides == FPN_STRIDES else "the first pyramid level's stride"
+            raise ValueError(f"model.anchors.stride must be {strides[0]} ({level}) for fpn, got {cfg.anchors.stride}")
         backbone = build_fpn_backbone(cfg.backbone, cfg.fpn_channels, cfg.fpn_norm)
         box_pooler = MultiLevelRoIAlign(
-            cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio, strides=FPN_STRIDES[:POOLED_LEVELS]
+            cfg.roi_head.roi_size, cfg.roi_head.sampling_ratio, strides=backbone.pooled_strides
         )
         box_head = build_fpn_box_head(cfg.roi_head, cfg.fpn_channels)
-        rpn = build_rpn(cfg.rpn, cfg.anchors, cfg.fpn_channels, num_levels=len(FPN_STRIDES))
+        rpn = build_rpn(cfg.rpn, cfg.anchors, cfg.fpn_channels, strides=backbone.strides)
         # BatchNorm in the box head normalises a training batch's rows together: only the sampled
         # RoIs may enter it (torchvision's batch), not the padding rows of the fixed-shape batch.
         sampled_rows_only = any(isinstance(m, nn.BatchNorm2d) for m in box_head.modules())

@@ -9,7 +9,11 @@ BatchNorm and one fully connected layer (:class:`ConvFCHead`, ``fasterrcnn_resne
 whose pyramid convs are followed by BatchNorm too: ``model.fpn_norm=bn``). Module and parameter
 names follow torchvision's ``fasterrcnn_resnet50_fpn`` and ``fasterrcnn_resnet50_fpn_v2``
 (``backbone.body``, ``backbone.fpn``, ``box_head.fc6``/``fc7`` or ``box_head.<i>``), so their
-state dicts map onto this model.
+state dicts map onto this model. ``backbone.name=mobilenet_v3_large`` swaps in the MobileNet-FPN
+backbone (:mod:`frcnn.models.mobilenet`) under the same heads.
+
+A pyramid backbone says where its maps are: ``strides`` (one per map, the RPN's levels) and
+``pooled_strides`` (the leading maps RoIs are pooled from).
 """
 
 import torch
@@ -20,12 +24,14 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet, frozen_stage_count
+from frcnn.models.mobilenet import DEFAULT_MOBILENET_FROZEN_STAGES, MobileNetFPN, build_mobilenet_v3_large
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
 FPN_NORMS = ("none", "bn")
 BOX_HEADS = ("mlp", "conv_fc")
 CONV_NORMS = ("bn", "none")
+FPN_BACKBONES = ("resnet", "mobilenet_v3_large")
 
 
 class ResNetFPN(FrozenStages, BackboneWithFPN):
@@ -36,6 +42,9 @@ class ResNetFPN(FrozenStages, BackboneWithFPN):
     and keep their norm layers in eval mode in training, as :class:`ResNetTrunk` does.
     ``norm_layer``: the norm after each of the pyramid's convs (None: convs with bias, no norm).
     """
+
+    strides = FPN_STRIDES
+    pooled_strides = FPN_STRIDES[:POOLED_LEVELS]
 
     def __init__(self, resnet, frozen_stages: int, channels: int, norm_layer=None):
         if not 0 <= frozen_stages <= len(_STAGES) + 1:
@@ -89,10 +98,20 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def build_fpn_backbone(cfg, channels: int, norm: str = "none") -> ResNetFPN:
-    """The ResNet-FPN backbone described by ``cfg`` (a ``BackboneConfig``), its pyramid convs
-    followed by ``norm`` (``model.fpn_norm``: none | bn)."""
+def fpn_backbone_class(cfg) -> type[ResNetFPN] | type[MobileNetFPN]:
+    """The pyramid backbone class of ``cfg`` (a ``BackboneConfig``): its ``strides`` and
+    ``pooled_strides`` are known before it is built."""
+    name = _choice("model.backbone.name", getattr(cfg, "name", "resnet"), FPN_BACKBONES)
+    return MobileNetFPN if name == "mobilenet_v3_large" else ResNetFPN
+
+
+def build_fpn_backbone(cfg, channels: int, norm: str = "none") -> ResNetFPN | MobileNetFPN:
+    """The ResNet- or MobileNet-FPN backbone described by ``cfg`` (a ``BackboneConfig``), its
+    pyramid convs followed by ``norm`` (``model.fpn_norm``: none | bn)."""
     norm_layer = nn.BatchNorm2d if _choice("model.fpn_norm", norm, FPN_NORMS) == "bn" else None
+    if fpn_backbone_class(cfg) is MobileNetFPN:
+        frozen_stages = frozen_stage_count(cfg, default=DEFAULT_MOBILENET_FROZEN_STAGES)
+        return MobileNetFPN(build_mobilenet_v3_large(cfg.weights, cfg.norm), frozen_stages, channels, norm_layer)
     return ResNetFPN(build_resnet(cfg.depth, cfg.weights, cfg.norm), frozen_stage_count(cfg), channels, norm_layer)
 
 

@@ -48,6 +48,7 @@ def level_candidates(
     k: int,
     min_size: float,
     min_size_after_top_n: bool,
+    score_thresh: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One level's ``k`` best boxes ``[B, k, 4]`` (decoded, clipped to the image) and objectness
     ``[B, k]`` by decreasing score; -inf marks a dropped box (narrower or shorter than
@@ -55,7 +56,9 @@ def level_candidates(
 
     ``anchors [N_l, 4]``, ``pred_logits [B, N_l]``, ``pred_deltas [B, N_l, 4]``. By default boxes
     too small are dropped before the top-k; ``min_size_after_top_n`` drops them among the top k
-    (torchvision's order), so that fewer than k may remain.
+    (torchvision's order), so that fewer than k may remain. Among the top k, a box whose
+    objectness probability is below ``score_thresh`` is dropped too (torchvision's
+    ``rpn_score_thresh``).
     """
     boxes = clip_boxes(box_coder.decode(anchors[None], pred_deltas), image_sizes)  # (B, N_l, 4)
     scores = pred_logits.float()
@@ -76,6 +79,8 @@ def level_candidates(
     boxes = torch.gather(boxes, 1, top[:, :, None].expand(-1, -1, 4))
     if min_size_after_top_n:
         scores = drop_small(scores, boxes)
+    if score_thresh > 0:
+        scores = scores.masked_fill(torch.sigmoid(scores) < score_thresh, float("-inf"))
     return boxes, scores
 
 
@@ -92,6 +97,7 @@ def propose(
     nms_thresh: float,
     min_size: float,
     min_size_after_top_n: bool = False,
+    score_thresh: float = 0.0,
     nms: NMS = non_max_suppression,
 ) -> Proposals:
     """Proposal layer: per level, the ``pre_nms_top_n`` best boxes (:func:`level_candidates`),
@@ -101,7 +107,7 @@ def propose(
     """
     candidates = [
         level_candidates(a, logits, deltas, image_sizes, box_coder, k=pre_nms_top_n, min_size=min_size,
-                         min_size_after_top_n=min_size_after_top_n)
+                         min_size_after_top_n=min_size_after_top_n, score_thresh=score_thresh)
         for a, logits, deltas in zip(anchors, pred_logits, pred_deltas)
     ]  # fmt: skip
     levels, k = len(candidates), pre_nms_top_n

@@ -152,6 +152,7 @@ class RegionProposalNetwork(nn.Module):
         loc_sigma: float,
         boundary_thresh: float = 0.0,
         min_size_after_top_n: bool = False,
+        score_thresh: float = 0.0,
         nms: NMS = non_max_suppression,
     ):
         super().__init__()
@@ -169,6 +170,7 @@ class RegionProposalNetwork(nn.Module):
         self.loc_sigma = loc_sigma
         self.boundary_thresh = boundary_thresh
         self.min_size_after_top_n = min_size_after_top_n
+        self.score_thresh = score_thresh
         self.nms = nms
 
     def forward(
@@ -190,6 +192,7 @@ class RegionProposalNetwork(nn.Module):
             nms_thresh=self.nms_thresh,
             min_size=self.min_size,
             min_size_after_top_n=self.min_size_after_top_n,
+            score_thresh=self.score_thresh,
             nms=self.nms,
         )
         if gt is None:
@@ -212,19 +215,26 @@ class RegionProposalNetwork(nn.Module):
         return proposals, rpn_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, self.loc_sigma)
 
 
-def build_rpn(cfg, anchors_cfg, in_channels: int, num_levels: int = 1) -> RegionProposalNetwork:
-    """RPN from the ``model.rpn`` and ``model.anchors`` config nodes. Level ``l`` of
-    ``num_levels`` has stride ``anchors.stride * 2^l`` and anchors ``2^l`` times the base size."""
+LEVEL_SIZES = ("doubling", "same")
+
+
+def build_rpn(cfg, anchors_cfg, in_channels: int, strides: tuple[int, ...] | None = None) -> RegionProposalNetwork:
+    """RPN from the ``model.rpn`` and ``model.anchors`` config nodes over feature maps of
+    ``strides`` (None: one map of ``anchors.stride``). Level ``l``'s anchors are ``2^l`` times
+    the base size (``anchors.level_sizes: doubling``) or the base size at every level (``same``)."""
+    level_sizes = getattr(anchors_cfg, "level_sizes", "doubling")
+    if level_sizes not in LEVEL_SIZES:
+        raise ValueError(f"model.anchors.level_sizes must be one of {LEVEL_SIZES}, got {level_sizes!r}")
     anchor_generators = [
         AnchorGenerator(
-            base_size=anchors_cfg.base_size * 2**level,
+            base_size=anchors_cfg.base_size * (2**level if level_sizes == "doubling" else 1),
             scales=list(anchors_cfg.scales),
             ratios=list(anchors_cfg.ratios),
-            stride=anchors_cfg.stride * 2**level,
+            stride=stride,
             offset=anchors_cfg.offset,
             round_to_pixels=anchors_cfg.round,
         )
-        for level in range(num_levels)
+        for level, stride in enumerate(strides or (anchors_cfg.stride,))
     ]
     return RegionProposalNetwork(
         head=RPNHead(in_channels, cfg.conv_channels, anchor_generators[0].num_anchors, cfg.conv_depth),
@@ -241,4 +251,5 @@ def build_rpn(cfg, anchors_cfg, in_channels: int, num_levels: int = 1) -> Region
         loc_sigma=cfg.loc_sigma,
         boundary_thresh=cfg.boundary_thresh,
         min_size_after_top_n=cfg.min_size_after_top_n,
+        score_thresh=getattr(cfg, "score_thresh", 0.0),
     )

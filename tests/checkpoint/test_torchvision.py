@@ -124,8 +124,8 @@ def test_a_dataset_with_a_class_it_lacks_is_refused_naming_it(cached):
 
 
 def test_other_torchvision_detectors_are_refused_by_name():
-    with pytest.raises(ValueError, match="fasterrcnn_mobilenet_v3_large_fpn"):
-        load_checkpoint("torchvision:fasterrcnn_mobilenet_v3_large_fpn")
+    with pytest.raises(ValueError, match="retinanet_resnet50_fpn"):
+        load_checkpoint("torchvision:retinanet_resnet50_fpn")
 
 
 @pytest.mark.slow

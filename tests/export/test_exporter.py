@@ -30,7 +30,7 @@ def padded(batch_images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return images
 
 
-@pytest.mark.parametrize("variant", ["roi_align", "roi_pool", "fpn", "fpn_v2"])
+@pytest.mark.parametrize("variant", ["roi_align", "roi_pool", "fpn", "fpn_v2", "mobilenet", "mobilenet_320"])
 def test_onnxruntime_equals_pytorch_at_other_batch_and_image_sizes(exported, variant):
     checkpoint, cfg, directory = exported(variant)
     model = model_from_checkpoint(load_checkpoint(checkpoint), cfg.model)

@@ -22,6 +22,11 @@ VARIANTS = {
     # The same with the v2 parts: BatchNorm in the pyramid and a 4-conv + 1-fc box head, 2-conv RPN head.
     "fpn_v2": ["model=resnet50_fpn_v2", "model.backbone.depth=18", "model.fpn_channels=32",
                "model.roi_head.mlp_dim=64", "model.roi_head.conv_dims=[32,32,32,32]"],
+    # MobileNetV3-Large-FPN (three levels at strides 32, 32, 64) with narrow pyramid levels and box head.
+    "mobilenet": ["model=mobilenet_v3_large_fpn", "model.fpn_channels=32", "model.roi_head.mlp_dim=64"],
+    # The same with the 320 one's 150 test-time proposals (debug=tiny's are fewer).
+    "mobilenet_320": ["model=mobilenet_v3_large_320_fpn", "model.fpn_channels=32", "model.roi_head.mlp_dim=64",
+                      "model.rpn.pre_nms_top_n_test=150", "model.rpn.post_nms_top_n_test=150"],
 }  # fmt: skip
 
 
@@ -123,7 +128,13 @@ def exported(tmp_path_factory, shapes_root):
         if variant not in made:
             directory = tmp_path_factory.mktemp(f"export_{variant}")
             cfg = tiny_config(shapes_root, *VARIANTS[variant])
-            steps, lr = {"roi_align": (12, 4e-3), "fpn": (2, 1e-3), "fpn_v2": (2, 1e-3)}.get(variant, (2, 1e-2))
+            steps, lr = {
+                "roi_align": (12, 4e-3),
+                "fpn": (2, 1e-3),
+                "fpn_v2": (2, 1e-3),
+                "mobilenet": (20, 2e-3),
+                "mobilenet_320": (20, 2e-3),
+            }.get(variant, (2, 1e-2))
             train_tiny_checkpoint(directory / "last.pt", cfg, steps=steps, lr=lr, optimizer="adamw")
             export_checkpoint(directory / "last.pt", directory / "exported")
             made[variant] = (directory / "last.pt", cfg, directory / "exported")

@@ -44,6 +44,16 @@ def test_propose_clips_drops_small_nms_and_top_n():
     torch.testing.assert_close(after.boxes[:, 0], torch.tensor([[1.0, 1, 21, 21]] * 2))
 
 
+def test_score_thresh_drops_proposals_of_lower_objectness_probability():
+    """torchvision's rpn_score_thresh: sigmoid(logit) < score_thresh is dropped; 0 keeps every box."""
+    anchors = torch.tensor([[0.0, 0.0, 20.0, 20.0], [30.0, 0.0, 50.0, 20.0], [0.0, 30.0, 20.0, 50.0]])
+    logits = torch.tensor([[-4.0, -2.0, 3.0]])  # probabilities 0.018, 0.119, 0.953
+    assert _propose(anchors, logits, [[60, 60]]).valid.sum() == 3
+    proposals = _propose(anchors, logits, [[60, 60]], score_thresh=0.05)
+    assert proposals.valid.tolist() == [[True, True] + [False] * 8]
+    torch.testing.assert_close(proposals.boxes[0, :2], anchors[[2, 1]])
+
+
 def test_propose_images_do_not_suppress_each_other():
     anchors = torch.tensor([[0.0, 0.0, 20.0, 20.0], [50.0, 50.0, 60.0, 60.0]])
     logits = torch.tensor([[3.0, -1.0], [-2.0, 1.0]])

@@ -1,0 +1,268 @@
+"""MobileNetV3-Large-FPN (``model=mobilenet_v3_large_fpn`` and ``model=mobilenet_v3_large_320_fpn``):
+torchvision's fasterrcnn_mobilenet_v3_large_fpn / _320_fpn state dicts load into ours key by key,
+and then both give the same proposals, detections and losses, in eval and in train mode; their COCO
+weights work as ``checkpoint=`` and ``model.weights=``, and offline the error names the file to
+place. Each torchvision detector is a randomly initialised one with non-trivial BatchNorm
+statistics and an RPN whose objectness straddles its 0.05 score threshold, placed in a torch cache
+under COCO_V1's file name, as a download would leave it."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torchvision.models import mobilenet_v3_large
+from torchvision.models.detection import (
+    FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    fasterrcnn_mobilenet_v3_large_320_fpn,
+    fasterrcnn_mobilenet_v3_large_fpn,
+)
+from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+
+from frcnn.bench.reference import NoResizeTransform, torchvision_detector
+from frcnn.checkpoint.fit import CheckpointMismatchError
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.models import ModelConfig, build_model, load_weights
+from frcnn.models.backbone import WeightsUnavailableError
+from frcnn.models.weights import from_torchvision
+from tests.helpers.configs import compose_train
+from tests.helpers.parity import (
+    assert_same_detections,
+    assert_same_fpn_inference,
+    assert_same_training_losses,
+    unpadded,
+)
+from tests.helpers.torch_cache import filled_torch_home, offline_torch_home
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+# torchvision detector -> (its builder, its weights, our model config)
+DETECTORS = {
+    "fasterrcnn_mobilenet_v3_large_fpn": (
+        fasterrcnn_mobilenet_v3_large_fpn,
+        FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+        "mobilenet_v3_large_fpn",
+    ),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": (
+        fasterrcnn_mobilenet_v3_large_320_fpn,
+        FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+        "mobilenet_v3_large_320_fpn",
+    ),
+}
+FAVOURED = [1, 18, 62]  # person, dog, chair: scored above the 0.05 threshold
+RPN_BIAS = -2.944  # sigmoid = 0.05, torchvision's rpn_score_thresh: about half the proposals fall below it
+
+
+def _config(config: str, **overrides):
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIGS / f"{config}.yaml"))
+    # torchvision from scratch trains every stage (trainable_backbone_layers=6), and so do we.
+    cfg.backbone.weights, cfg.backbone.frozen_stages = None, 0
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+@torch.no_grad()
+def _trained_like(model: nn.Module) -> None:
+    """BatchNorm statistics and scales as trained weights have (the features of a MobileNetV3 at
+    initialisation are all but constant)."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.uniform_(-0.1, 0.1)
+
+
+@pytest.fixture(scope="module", params=sorted(DETECTORS))
+def torch_home(request, tmp_path_factory):
+    """(name, a torch cache holding a random detector ``name`` (91 outputs, as COCO_V1) under
+    COCO_V1's file name, the detector itself in eval mode)."""
+    name = request.param
+    builder, weights, _ = DETECTORS[name]
+    torch.manual_seed(0)
+    reference = builder(weights=None, weights_backbone=None)
+    _trained_like(reference)
+    with torch.no_grad():
+        reference.rpn.head.cls_logits.weight.normal_(std=0.1)
+        reference.rpn.head.cls_logits.bias.fill_(RPN_BIAS)
+        reference.roi_heads.box_predictor.cls_score.bias[FAVOURED] += 2.0
+    reference.transform = NoResizeTransform()  # inputs come resized and normalised
+    reference.eval()
+    # The file has the layout of the COCO weights, whose backbone has frozen BatchNorm: no
+    # num_batches_tracked.
+    state = {k: v for k, v in reference.state_dict().items() if not k.endswith(".num_batches_tracked")}
+    home = tmp_path_factory.mktemp("torch_home")
+    return name, filled_torch_home(home, state, Path(weights.url).name), reference
+
+
+@pytest.fixture
+def cached(torch_home, monkeypatch):
+    """(name, our model config's name, the reference detector) with ``$TORCH_HOME`` at its cache."""
+    name, home, reference = torch_home
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return name, DETECTORS[name][2], reference
+
+
+def test_torchvision_state_dict_loads_key_by_key(cached):
+    name, config, reference = cached
+    ours = build_model(_config(config, **{"backbone.norm": "frozen_bn"}), num_classes=90)  # the COCO weights' norm
+    report = load_weights(ours, f"torchvision:{name}")
+    assert report["mismatched"] == [] and report["missing"] == [] and report["unexpected"] == []
+    assert report["class_names"] == DETECTORS[name][1].meta["categories"]
+    theirs = from_torchvision(reference.state_dict())
+    assert all(torch.equal(value, theirs[key]) for key, value in ours.state_dict().items())
+    # The fine-tuning path, from a local copy: only the class-dependent predictor is re-initialised.
+    other_classes = build_model(_config(config, **{"backbone.norm": "frozen_bn"}), num_classes=2)
+    report = load_weights(other_classes, Path(torch.hub.get_dir()) / "checkpoints" / Path(DETECTORS[name][1].url).name)
+    assert sorted(k.split(":")[0] for k in report["mismatched"]) == [
+        "roi_head.cls_loc.bias",
+        "roi_head.cls_loc.weight",
+        "roi_head.score.bias",
+        "roi_head.score.weight",
+    ]
+    assert report["missing"] == report["unexpected"] == []
+
+
+def test_same_proposals_and_detections_as_torchvision(cached, two_images):
+    name, config, reference = cached
+    ours = build_model(_config(config), num_classes=90)
+    load_weights(ours, f"torchvision:{name}")
+    images, sizes, _ = two_images
+    assert_same_fpn_inference(ours, reference, images, sizes, min_proposals=20, min_detections=20)
+    # The RPN's score threshold drops proposals here: without it there are more.
+    unfiltered = copy.deepcopy(ours).eval()
+    unfiltered.rpn.score_thresh = 0.0
+    with torch.inference_mode():
+        features = ours.backbone(images)
+        kept = ours.rpn(features, torch.tensor(sizes))[0].valid.sum()
+        assert unfiltered.rpn(features, torch.tensor(sizes))[0].valid.sum() > kept
+
+
+def test_same_losses_as_torchvision_when_every_candidate_is_sampled(cached, two_images):
+    """Train mode: BatchNorm (from scratch) normalises with batch statistics in the backbone."""
+    name, config, cached_reference = cached
+    reference = copy.deepcopy(cached_reference)
+    settings = {"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000,
+                "rpn.pre_nms_top_n_train": 150, "rpn.post_nms_top_n_train": 300}  # fmt: skip
+    ours = build_model(_config(config, **settings), num_classes=90)
+    load_weights(ours, f"torchvision:{name}")
+    reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
+    reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
+    reference.rpn._pre_nms_top_n["training"], reference.rpn._post_nms_top_n["training"] = 150, 300
+    assert all(p.requires_grad for p in reference.parameters()) and all(p.requires_grad for p in ours.parameters())
+    assert_same_training_losses(ours, reference, *two_images)
+
+
+@pytest.mark.parametrize("frozen_stages, trainable_layers", [(0, 6), (3, 3), (5, 1), (6, 0)])
+def test_frozen_stages_are_torchvisions_trainable_backbone_layers(frozen_stages, trainable_layers):
+    ours = build_model(_config("mobilenet_v3_large_fpn", **{"backbone.frozen_stages": frozen_stages}), num_classes=2)
+    theirs = _mobilenet_extractor(mobilenet_v3_large(norm_layer=nn.BatchNorm2d), True, trainable_layers)
+    trainable = sorted(name for name, p in ours.backbone.named_parameters() if p.requires_grad)
+    assert trainable == sorted(name for name, p in theirs.named_parameters() if p.requires_grad)
+
+
+def test_checkpoint_holds_the_coco_layout_and_detects_as_torchvision_does(cached, two_images):
+    name, config, reference = cached
+    checkpoint = load_checkpoint(f"torchvision:{name}")
+    categories = DETECTORS[name][1].meta["categories"]
+    assert checkpoint.class_names == categories[1:] and checkpoint.category_ids == list(range(1, 91))
+    model_cfg, dataset_cfg = checkpoint.config["model"], checkpoint.config["dataset"]
+    assert model_cfg["backbone"]["name"] == "mobilenet_v3_large" and model_cfg["backbone"]["norm"] == "frozen_bn"
+    assert model_cfg["backbone"]["weights"] is None and model_cfg["rpn"]["score_thresh"] == 0.05
+    test_size = 320 if "_320_" in name else 800
+    assert dataset_cfg["test_min_size"] == test_size and dataset_cfg["max_size"] == {320: 640, 800: 1333}[test_size]
+    model = model_from_checkpoint(checkpoint)  # every tensor loads (strict)
+    images, sizes, _ = two_images
+    with torch.no_grad():
+        ours, theirs = model(images, sizes), reference(unpadded(images, sizes))
+    assert_same_detections(ours, theirs, min_count=20)
+
+
+def test_a_mobilenet_checkpoint_for_a_resnet_model_names_the_backbone(cached):
+    name, _, _ = cached
+    resnet = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIGS / "resnet50_fpn.yaml"))
+    resnet.backbone.depth, resnet.backbone.weights = 18, None
+    message = r"it holds a mobilenet_v3_large backbone, this model's is resnet \(model.backbone.name\)"
+    with pytest.raises(CheckpointMismatchError, match=message):
+        model_from_checkpoint(load_checkpoint(f"torchvision:{name}"), resnet)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_offline_errors_name_the_url_and_the_file_to_place(name, tmp_path, monkeypatch):
+    weights = DETECTORS[name][1]
+    file = Path(weights.url).name
+    place = offline_torch_home(tmp_path, monkeypatch) / file
+    with pytest.raises(WeightsUnavailableError) as error:
+        load_weights(torch.nn.Linear(1, 1), f"torchvision:{name}")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"model.weights=torchvision:{name}: cannot download {weights.url}")
+    assert f"place it at {place}" in message and f"model.weights=/path/to/{file}" in message
+    with pytest.raises(WeightsUnavailableError, match=f"checkpoint=torchvision:{name}: cannot download") as error:
+        load_checkpoint(f"torchvision:{name}")
+    assert f"place it at {place}" in str(error.value) and "model.weights" not in str(error.value)
+
+
+def test_reference_composition_of_a_mobilenet_model_detects_alike(two_images):
+    """torchvision_detector(model) composes the MobileNet parts too (the training-parity benchmark's reference)."""
+    torch.manual_seed(0)
+    cfg = _config("mobilenet_v3_large_fpn", fpn_channels=32, **{"roi_head.mlp_dim": 64})
+    ours = build_model(cfg, num_classes=2).eval()
+    _trained_like(ours)
+    reference = torchvision_detector(ours, cfg).eval()
+    images, sizes, _ = two_images
+    with torch.inference_mode():
+        detections, theirs = ours(images, sizes), reference(unpadded(images, sizes))
+    assert_same_detections(detections, theirs, min_count=1)
+
+
+def test_320_model_differs_only_in_its_test_time_proposals():
+    fpn, small = (
+        OmegaConf.load(CONFIGS / f"{name}.yaml") for name in ("mobilenet_v3_large_fpn", "mobilenet_v3_large_320_fpn")
+    )
+    assert (small.rpn.pre_nms_top_n_test, small.rpn.post_nms_top_n_test) == (150, 150)
+    small.rpn.pre_nms_top_n_test, small.rpn.post_nms_top_n_test = (
+        fpn.rpn.pre_nms_top_n_test,
+        fpn.rpn.post_nms_top_n_test,
+    )
+    assert small == fpn
+
+
+def test_finetune_experiment_starts_from_the_coco_detector():
+    cfg, r50 = compose_train("experiment=finetune_mobilenet_v3_large_fpn"), compose_train("experiment=finetune_r50_fpn")
+    assert cfg.model.weights == "torchvision:fasterrcnn_mobilenet_v3_large_fpn" and cfg.model.backbone.weights is None
+    assert cfg.model.backbone.name == "mobilenet_v3_large" and cfg.model.backbone.norm == "frozen_bn"
+    assert cfg.model.backbone.frozen_stages == 3 and cfg.model.anchors.level_sizes == "same"
+    assert max(cfg.dataset.min_size) <= min(r50.dataset.min_size) and cfg.train.max_iters < r50.train.max_iters
+    assert cfg.optimizer == r50.optimizer and cfg.train.batch_size == r50.train.batch_size
+    model = build_model(cfg.model, num_classes=2)
+    trainable = {
+        int(name.split(".")[1]) for name, p in model.backbone.named_parameters() if p.requires_grad and "body" in name
+    }
+    assert min(trainable) == 7  # blocks 0..6 (stages 1..3) frozen
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("backbone.norm", "gn", "backbone.norm must be one of"),
+        ("backbone.name", "mobilenet_v2", "model.backbone.name must be one of"),
+        ("anchors.level_sizes", "halving", "model.anchors.level_sizes must be one of"),
+        ("anchors.stride", 4, r"model.anchors.stride must be 32 \(the first pyramid level's stride\)"),
+        ("backbone.frozen_stages", 7, r"backbone.frozen_stages must be in 0..6"),
+    ],
+)
+def test_bad_mobilenet_settings_are_named(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(_config("mobilenet_v3_large_fpn", **{key: value}), num_classes=2)
+
+
+def test_c4_takes_a_resnet_only():
+    cfg = OmegaConf.structured(ModelConfig)
+    cfg.backbone.name, cfg.backbone.weights = "mobilenet_v3_large", None
+    with pytest.raises(ValueError, match="model.backbone.name must be resnet for c4"):
+        build_model(cfg, num_classes=2)
