@@ -2,7 +2,7 @@
 
 import torch
 
-from frcnn.bench.reference import LOSS_NAMES
+from frcnn.bench.reference import LOSS_NAMES, torchvision_detector
 
 
 def unpadded(images: torch.Tensor, sizes) -> list[torch.Tensor]:
@@ -70,3 +70,12 @@ def assert_same_fpn_inference(ours, reference, images: torch.Tensor, sizes, min_
         their_detections = reference(unpadded(images, sizes))
     assert_same_proposals(proposals, their_proposals, min_count=min_proposals)
     assert_same_detections(detections, their_detections, min_count=min_detections)
+
+
+def assert_composed_reference_detects_alike(ours, cfg, images: torch.Tensor, sizes) -> None:
+    """torchvision's detector composed from ``ours`` (built from the model config ``cfg``) by
+    :func:`torchvision_detector`, the training-parity benchmark's reference, detects as ``ours``."""
+    reference = torchvision_detector(ours.eval(), cfg).eval()
+    with torch.inference_mode():
+        detections, theirs = ours(images, sizes), reference(unpadded(images, sizes))
+    assert_same_detections(detections, theirs, min_count=1)

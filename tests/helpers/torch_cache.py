@@ -5,7 +5,12 @@ offline, fails as a machine without network does."""
 import urllib.error
 from pathlib import Path
 
+import pytest
 import torch
+
+from frcnn.checkpoint.io import load_checkpoint
+from frcnn.models import load_weights
+from frcnn.models.backbone import WeightsUnavailableError
 
 
 def filled_torch_home(home: Path, state_dict: dict, file_name: str) -> Path:
@@ -26,3 +31,18 @@ def offline_torch_home(home: Path, monkeypatch) -> Path:
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return home / "hub" / "checkpoints"
+
+
+def assert_offline_errors_name_the_url_and_the_file(name: str, url: str, place: Path) -> None:
+    """Offline, ``model.weights=torchvision:<name>`` and ``checkpoint=torchvision:<name>`` each fail
+    with one line naming ``url`` and where to place its file (``place``)."""
+    file = Path(url).name
+    with pytest.raises(WeightsUnavailableError) as error:
+        load_weights(torch.nn.Linear(1, 1), f"torchvision:{name}")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"model.weights=torchvision:{name}: cannot download {url}")
+    assert f"place it at {place}" in message and f"model.weights=/path/to/{file}" in message
+    with pytest.raises(WeightsUnavailableError, match=f"checkpoint=torchvision:{name}: cannot download") as error:
+        load_checkpoint(f"torchvision:{name}")
+    assert f"place it at {place}" in str(error.value) and "model.weights" not in str(error.value)

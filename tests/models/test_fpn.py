@@ -9,13 +9,12 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from frcnn.bench.reference import NoResizeTransform, torchvision_detector
+from frcnn.bench.reference import NoResizeTransform
 from frcnn.models import ModelConfig, build_model, load_weights
 from tests.helpers.parity import (
-    assert_same_detections,
+    assert_composed_reference_detects_alike,
     assert_same_fpn_inference,
     assert_same_training_losses,
-    unpadded,
 )
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
@@ -81,9 +80,5 @@ def test_reference_composition_of_an_fpn_model_detects_alike(two_images):
     """torchvision_detector(model) works for FPN too (the training-parity benchmark's reference)."""
     torch.manual_seed(0)
     cfg = _fpn_config(**{"backbone.depth": 18})
-    ours = build_model(cfg, num_classes=2).eval()
-    reference = torchvision_detector(ours, cfg).eval()
     images, sizes, _ = two_images
-    with torch.inference_mode():
-        detections, theirs = ours(images, sizes), reference(unpadded(images, sizes))
-    assert_same_detections(detections, theirs, min_count=1)
+    assert_composed_reference_detects_alike(build_model(cfg, num_classes=2), cfg, images, sizes)

@@ -16,20 +16,24 @@ from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_V2_Weights, fasterrcnn_resnet50_fpn_v2
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 
-from frcnn.bench.reference import NoResizeTransform, torchvision_detector
+from frcnn.bench.reference import NoResizeTransform
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.models import ModelConfig, build_model, load_weights
-from frcnn.models.backbone import WeightsUnavailableError
 from frcnn.models.weights import from_torchvision
 from tests.helpers.configs import compose_train
 from tests.helpers.parity import (
+    assert_composed_reference_detects_alike,
     assert_same_detections,
     assert_same_fpn_inference,
     assert_same_training_losses,
     unpadded,
 )
-from tests.helpers.torch_cache import filled_torch_home, offline_torch_home
+from tests.helpers.torch_cache import (
+    assert_offline_errors_name_the_url_and_the_file,
+    filled_torch_home,
+    offline_torch_home,
+)
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn_v2.yaml"
 NAME = "fasterrcnn_resnet50_fpn_v2"
@@ -149,27 +153,15 @@ def test_checkpoint_holds_the_coco_layout_and_detects_as_torchvision_does(cached
 
 
 def test_offline_errors_name_the_url_and_the_file_to_place(offline):
-    with pytest.raises(WeightsUnavailableError) as error:
-        load_weights(torch.nn.Linear(1, 1), f"torchvision:{NAME}")
-    message = str(error.value)
-    assert "\n" not in message
-    assert message.startswith(f"model.weights=torchvision:{NAME}: cannot download {WEIGHTS.url}")
-    assert f"place it at {offline}" in message and f"model.weights=/path/to/{FILE}" in message
-    with pytest.raises(WeightsUnavailableError, match=f"checkpoint=torchvision:{NAME}: cannot download") as error:
-        load_checkpoint(f"torchvision:{NAME}")
-    assert f"place it at {offline}" in str(error.value) and "model.weights" not in str(error.value)
+    assert_offline_errors_name_the_url_and_the_file(NAME, WEIGHTS.url, offline)
 
 
 def test_reference_composition_of_a_v2_model_detects_alike(two_images):
     """torchvision_detector(model) composes the v2 parts too (the training-parity benchmark's reference)."""
     torch.manual_seed(0)
     cfg = _v2_config(**{"backbone.depth": 18})
-    ours = build_model(cfg, num_classes=2).eval()
-    reference = torchvision_detector(ours, cfg).eval()
     images, sizes, _ = two_images
-    with torch.inference_mode():
-        detections, theirs = ours(images, sizes), reference(unpadded(images, sizes))
-    assert_same_detections(detections, theirs, min_count=1)
+    assert_composed_reference_detects_alike(build_model(cfg, num_classes=2), cfg, images, sizes)
 
 
 def test_finetune_experiment_mirrors_the_v1_one():

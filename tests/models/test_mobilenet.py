@@ -22,21 +22,25 @@ from torchvision.models.detection import (
 )
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor
 
-from frcnn.bench.reference import NoResizeTransform, torchvision_detector
+from frcnn.bench.reference import NoResizeTransform
 from frcnn.checkpoint.fit import CheckpointMismatchError
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.models import ModelConfig, build_model, load_weights
-from frcnn.models.backbone import WeightsUnavailableError
 from frcnn.models.weights import from_torchvision
 from tests.helpers.configs import compose_train
 from tests.helpers.parity import (
+    assert_composed_reference_detects_alike,
     assert_same_detections,
     assert_same_fpn_inference,
     assert_same_training_losses,
     unpadded,
 )
-from tests.helpers.torch_cache import filled_torch_home, offline_torch_home
+from tests.helpers.torch_cache import (
+    assert_offline_errors_name_the_url_and_the_file,
+    filled_torch_home,
+    offline_torch_home,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 # torchvision detector -> (its builder, its weights, our model config)
@@ -193,31 +197,20 @@ def test_a_mobilenet_checkpoint_for_a_resnet_model_names_the_backbone(cached):
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_offline_errors_name_the_url_and_the_file_to_place(name, tmp_path, monkeypatch):
-    weights = DETECTORS[name][1]
-    file = Path(weights.url).name
-    place = offline_torch_home(tmp_path, monkeypatch) / file
-    with pytest.raises(WeightsUnavailableError) as error:
-        load_weights(torch.nn.Linear(1, 1), f"torchvision:{name}")
-    message = str(error.value)
-    assert "\n" not in message
-    assert message.startswith(f"model.weights=torchvision:{name}: cannot download {weights.url}")
-    assert f"place it at {place}" in message and f"model.weights=/path/to/{file}" in message
-    with pytest.raises(WeightsUnavailableError, match=f"checkpoint=torchvision:{name}: cannot download") as error:
-        load_checkpoint(f"torchvision:{name}")
-    assert f"place it at {place}" in str(error.value) and "model.weights" not in str(error.value)
+    url = DETECTORS[name][1].url
+    assert_offline_errors_name_the_url_and_the_file(
+        name, url, offline_torch_home(tmp_path, monkeypatch) / Path(url).name
+    )
 
 
 def test_reference_composition_of_a_mobilenet_model_detects_alike(two_images):
     """torchvision_detector(model) composes the MobileNet parts too (the training-parity benchmark's reference)."""
     torch.manual_seed(0)
     cfg = _config("mobilenet_v3_large_fpn", fpn_channels=32, **{"roi_head.mlp_dim": 64})
-    ours = build_model(cfg, num_classes=2).eval()
+    ours = build_model(cfg, num_classes=2)
     _trained_like(ours)
-    reference = torchvision_detector(ours, cfg).eval()
     images, sizes, _ = two_images
-    with torch.inference_mode():
-        detections, theirs = ours(images, sizes), reference(unpadded(images, sizes))
-    assert_same_detections(detections, theirs, min_count=1)
+    assert_composed_reference_detects_alike(ours, cfg, images, sizes)
 
 
 def test_320_model_differs_only_in_its_test_time_proposals():
