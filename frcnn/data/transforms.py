@@ -191,7 +191,7 @@ class PolicyTransform:
         # other per-box tensor of the sample.
         self.clamp = T.ClampBoundingBoxes()
         self.sanitize = T.SanitizeBoundingBoxes(labels_getter=_per_box_entries)
-        self.policy, self.mean, self.std = policy, tuple(mean), tuple(std)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(
         self, image: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator | None = None
