@@ -22,7 +22,16 @@ from frcnn.models import build_model
 log = logging.getLogger(__name__)
 
 REFERENCE = "torchvision"
-METRICS = ("voc07_mAP", "voc_mAP", "coco_AP", "coco_AP50", "coco_AP75", "step_seconds", "wall_seconds")
+SCORES = {
+    "voc07_mAP": ("voc07", "mAP"),
+    "voc_mAP": ("voc", "mAP"),
+    "coco_AP": ("coco", "AP"),
+    "coco_AP50": ("coco", "AP50"),
+    "coco_AP75": ("coco", "AP75"),
+}
+METRICS = (*SCORES, "step_seconds", "wall_seconds")
+# With train.ema_decay the same run also scores its EMA weights: ``ema_voc07_mAP`` and so on.
+EMA_METRICS = tuple(f"ema_{name}" for name in SCORES)
 
 
 def _median_step_seconds(run_dir: Path) -> float:
@@ -32,7 +41,8 @@ def _median_step_seconds(run_dir: Path) -> float:
 
 
 def train_and_score(cfg, run_dir: Path, build: Callable) -> dict:
-    """Train ``cfg`` with ``build`` in ``run_dir``; the final metrics and timings, flat.
+    """Train ``cfg`` with ``build`` in ``run_dir``; the final metrics and timings, flat (and the
+    EMA weights' scores as ``ema_*`` when ``train.ema_decay`` > 0).
 
     A finished run leaves ``result.json``: running again returns it without training, so an
     interrupted benchmark continues where it stopped.
@@ -45,23 +55,19 @@ def train_and_score(cfg, run_dir: Path, build: Callable) -> dict:
     metrics = train(cfg, run_dir, build)
     if metrics is None:
         raise RuntimeError(f"training in {run_dir} stopped before its final evaluation")
-    result = {
-        "voc07_mAP": metrics["voc07"]["mAP"],
-        "voc_mAP": metrics["voc"]["mAP"],
-        "coco_AP": metrics["coco"]["AP"],
-        "coco_AP50": metrics["coco"]["AP50"],
-        "coco_AP75": metrics["coco"]["AP75"],
-        "step_seconds": _median_step_seconds(run_dir),
-        "wall_seconds": time.perf_counter() - start,
-    }
+    result = {name: metrics[group][key] for name, (group, key) in SCORES.items()}
+    result |= {"step_seconds": _median_step_seconds(run_dir), "wall_seconds": time.perf_counter() - start}
+    if "ema" in metrics:  # the raw weights' trajectory is unchanged by the average: a paired ablation
+        result |= {f"ema_{name}": metrics["ema"][group][key] for name, (group, key) in SCORES.items()}
     done.write_text(json.dumps(result, indent=2))
     return result
 
 
 def summarize(results: list[dict]) -> dict:
-    """Per metric: ``mean``, ``std`` (sample standard deviation; 0 for one run) and ``values``."""
+    """Per metric: ``mean``, ``std`` (sample standard deviation; 0 for one run) and ``values``;
+    the ``ema_*`` scores where every run has them."""
     summary = {}
-    for name in METRICS:
+    for name in METRICS + tuple(m for m in EMA_METRICS if all(m in r for r in results)):
         values = [r[name] for r in results]
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         summary[name] = {"mean": statistics.fmean(values), "std": std, "values": values}

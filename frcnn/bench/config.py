@@ -15,7 +15,7 @@ from frcnn.models import ModelConfig
 from frcnn.utils.device import Amp
 
 # Every section, in the order they run (accuracy, which trains, last).
-SECTIONS = ("model", "data", "eval", "val_loss", "export", "accuracy")
+SECTIONS = ("model", "data", "eval", "val_loss", "export", "zoo", "accuracy")
 
 
 @dataclass
@@ -67,6 +67,16 @@ class ExportBenchConfig:  # section export: CPU latency of the ONNX export (frcn
 
 
 @dataclass
+class ZooBenchConfig:  # section zoo: torchvision's COCO detectors as frcnn builds them (frcnn.bench.zoo)
+    models: list[str] = field(
+        default_factory=lambda: ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
+                                 "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
+    )  # fmt: skip
+    warmup_iters: int = 1
+    timed_iters: int = 5
+
+
+@dataclass
 class AccuracyBenchConfig:  # section accuracy: training parity (frcnn.bench.accuracy)
     experiment: str = "shapes_cpu"  # the training preset both detectors are trained with
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -81,7 +91,7 @@ class AccuracyBenchConfig:  # section accuracy: training parity (frcnn.bench.acc
 class BenchmarkConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    sections: list[str] = field(default_factory=lambda: [s for s in SECTIONS if s != "accuracy"])
+    sections: list[str] = field(default_factory=lambda: [s for s in SECTIONS if s not in ("zoo", "accuracy")])
     device: str = "auto"
     seed: int = 0
     threads: Optional[int] = None
@@ -90,6 +100,7 @@ class BenchmarkConfig:
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
     val_loss: ValLossBenchConfig = field(default_factory=ValLossBenchConfig)
     export: ExportBenchConfig = field(default_factory=ExportBenchConfig)
+    zoo: ZooBenchConfig = field(default_factory=ZooBenchConfig)
     accuracy: AccuracyBenchConfig = field(default_factory=AccuracyBenchConfig)
 
 

@@ -10,6 +10,7 @@ entry function, and its result to ``benchmark.json``.
 | eval | :mod:`frcnn.bench.eval_speed` | ``eval`` |
 | val_loss | :mod:`frcnn.bench.val_loss_speed` | ``val_loss`` |
 | export | :mod:`frcnn.bench.export_speed` | ``export``, and ``onnx_infer_ratio`` at the top level |
+| zoo | :mod:`frcnn.bench.zoo` | ``zoo`` |
 | accuracy | :mod:`frcnn.bench.accuracy` | ``accuracy`` |
 
 The model and accuracy sections compose further configs (the FPN ``model`` node, the training
@@ -34,6 +35,7 @@ from frcnn.bench.export_speed import benchmark_export, padded_test_size
 from frcnn.bench.machine import machine_info
 from frcnn.bench.model_speed import benchmark_models
 from frcnn.bench.val_loss_speed import benchmark_val_loss
+from frcnn.bench.zoo import benchmark_zoo
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
     if "export" in cfg.sections:
         result["export"] = _export(cfg)
         result["onnx_infer_ratio"] = result["export"]["onnx_infer_ratio"]
+    if "zoo" in cfg.sections:
+        zoo = cfg.zoo
+        result["zoo"] = benchmark_zoo(list(zoo.models), zoo.warmup_iters, zoo.timed_iters, device, cfg.seed)
     if "accuracy" in cfg.sections:
         result["accuracy"] = _accuracy(cfg.accuracy, run_dir, lambda partial: write({**result, "accuracy": partial}))
     return result

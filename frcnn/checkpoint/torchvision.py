@@ -43,18 +43,25 @@ def torchvision_checkpoint(source: str) -> Checkpoint:
             f"detectors, not {name!r}"
         )
     state, categories = torchvision_state_dict(name)
+    class_names = list(categories)[1:]
+    return Checkpoint(
+        model=from_torchvision(state),
+        config=torchvision_config(name),
+        class_names=class_names,
+        category_ids=list(range(1, len(class_names) + 1)),
+        iteration=0,
+    )
+
+
+def torchvision_config(name: str) -> dict:
+    """The checkpoint config of torchvision detector ``name`` (a key of
+    :data:`TORCHVISION_MODEL_CONFIGS`): ``model``, the configs/model file of the same network with
+    no backbone download and the weights' norm layers; ``dataset``, configs/dataset/coco.yaml at
+    torchvision's test size; ``seed``. Plain containers, as a checkpoint stores them."""
     model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
     model_cfg.backbone.weights = None
     if model_cfg.backbone.norm == "auto":
         model_cfg.backbone.norm = "frozen_bn"
     sizes = _TORCHVISION_320_TEST_SIZES if name.endswith("_320_fpn") else _TORCHVISION_TEST_SIZES
     dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), sizes)
-    config = {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
-    class_names = list(categories)[1:]
-    return Checkpoint(
-        model=from_torchvision(state),
-        config=config,
-        class_names=class_names,
-        category_ids=list(range(1, len(class_names) + 1)),
-        iteration=0,
-    )
+    return {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}

@@ -57,3 +57,17 @@ def test_the_fpn_pair_trains_alike(tiny_cfg, tmp_path):
     for name in ("ours", "torchvision"):
         run = result["runs"][name]["0"]
         assert 0.0 <= run["voc07_mAP"] <= 1.0 and 0.0 <= run["coco_AP"] <= 1.0 and run["step_seconds"] > 0
+
+
+def test_an_ema_run_scores_its_average_beside_the_raw_weights_for_both_detectors(tiny_cfg, tmp_path):
+    ema = ("train.ema_decay=0.5", "train.ema_warmup_iters=0")
+    result = benchmark_training_parity(lambda overrides: tiny_cfg(*SHORT, *ema, *overrides), [0],
+                                       {"ours": [], "plain": ["train.ema_decay=0"]}, True, tmp_path)  # fmt: skip
+    for name in ("ours", "torchvision"):
+        run = result["runs"][name]["0"]
+        assert set(accuracy.EMA_METRICS) <= set(run) and 0.0 <= run["ema_voc07_mAP"] <= 1.0
+        assert result[name]["ema_voc07_mAP"]["values"] == [run["ema_voc07_mAP"]]
+    # Without EMA there is nothing to summarise; the average does not move the raw weights' path.
+    plain = result["runs"]["plain"]["0"]
+    assert not set(accuracy.EMA_METRICS) & set(plain) and "ema_voc07_mAP" not in result["summary"]["plain"]
+    assert {k: plain[k] for k in accuracy.SCORES} == {k: result["runs"]["ours"]["0"][k] for k in accuracy.SCORES}
