@@ -39,6 +39,8 @@ def test_default_is_the_cpu_shapes_preset():
     assert cfg.dataset.name == "shapes"
     assert cfg.model.backbone.depth == 18 and cfg.model.backbone.weights is None
     assert cfg.dataset.test_min_size == 128
+    # The augmentation ablation's winner (docs/parity.md): multi-scale training around the test size.
+    assert cfg.dataset.augmentation.value == "multiscale" and list(cfg.dataset.min_size) == [96, 112, 128, 144, 160]
 
 
 @pytest.mark.parametrize("experiment", ["voc07_r50_c4", "voc0712_r50_c4", "coco_r50_c4"])
