@@ -151,11 +151,7 @@ def frozen_stage_count(cfg, default: int = DEFAULT_FROZEN_STAGES) -> int:
     as torchvision and detectron2 fine-tune) and 0 from scratch, where frozen stages would stay random.
     """
     if cfg.frozen_stages is not None:
-        if cfg.weights is None and cfg.frozen_stages > 0:
-            logger.warning(
-                "backbone.frozen_stages=%d freezes randomly initialised layers (weights=null)", cfg.frozen_stages
-            )
-        return cfg.frozen_stages
+        return cfg.frozen_stages  # frozen random layers are warned of by build_model, which knows model.weights
     if cfg.weights is not None:
         return default
     logger.info(

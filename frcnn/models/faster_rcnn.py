@@ -7,6 +7,8 @@ detection stage (:mod:`frcnn.models.postprocess`), both in fixed-shape form: :me
 gives the padded detections that the ONNX export traces, ``forward`` in eval mode the same
 detections per image."""
 
+import logging
+
 import torch
 from torch import nn
 
@@ -18,6 +20,8 @@ from frcnn.models.postprocess import Detections
 from frcnn.models.roi_head import RoIHead, build_c4_box_parts, build_roi_head
 from frcnn.models.rpn import RegionProposalNetwork, build_rpn
 from frcnn.utils.compile import is_compiled
+
+logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("c4", "fpn")
 
@@ -87,6 +91,7 @@ class FasterRCNN(nn.Module):
 def build_model(cfg, num_classes: int) -> FasterRCNN:
     """Faster R-CNN from the ``model`` config node (DictConfig or ``ModelConfig``) for
     ``num_classes`` object classes (background is added inside)."""
+    _warn_frozen_random_layers(cfg)
     architecture = getattr(cfg.architecture, "value", cfg.architecture)
     if architecture == "c4":
         if getattr(cfg.backbone, "name", "resnet") != "resnet":
@@ -117,6 +122,18 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
         roi_head=build_roi_head(cfg.roi_head, box_pooler, box_head, num_classes, sampled_rows_only=sampled_rows_only),
         channels_last=cfg.backbone.channels_last,
     )
+
+
+def _warn_frozen_random_layers(cfg) -> None:
+    """Frozen backbone stages stay as initialised: without ImageNet weights (``backbone.weights``)
+    or detector weights loaded over them (``model.weights``, the fine-tuning presets), random."""
+    backbone = cfg.backbone
+    if backbone.weights is None and (backbone.frozen_stages or 0) > 0 and not getattr(cfg, "weights", None):
+        logger.warning(
+            "model.backbone.frozen_stages=%d freezes randomly initialised layers (backbone.weights=null, "
+            "model.weights=null)",
+            backbone.frozen_stages,
+        )
 
 
 def model_inputs(

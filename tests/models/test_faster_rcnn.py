@@ -162,8 +162,17 @@ def test_frozen_stages_default_to_two_with_weights_and_none_from_scratch(weights
     cfg = BackboneConfig(depth=18, weights=weights, frozen_stages=frozen_stages)
     with caplog.at_level("INFO", logger="frcnn.models.backbone"):
         assert frozen_stage_count(cfg) == expected
-    if weights is None:  # from scratch is said: either nothing is frozen, or frozen layers stay random
-        assert ("trains from scratch" if frozen_stages is None else "freezes randomly initialised") in caplog.text
+    if weights is None and frozen_stages is None:  # training from scratch is said
+        assert "trains from scratch" in caplog.text
+
+
+@pytest.mark.parametrize("detector_weights", [None, "detector.pth"])
+def test_frozen_random_stages_are_warned_of_unless_detector_weights_load_over_them(detector_weights, caplog):
+    # model.weights is loaded after the build (frcnn.models.weights); the build only reads it.
+    cfg = ModelConfig(backbone=BackboneConfig(depth=18, weights=None, frozen_stages=1), weights=detector_weights)
+    with caplog.at_level("WARNING", logger="frcnn.models.faster_rcnn"):
+        build_model(cfg, num_classes=2)
+    assert ("freezes randomly initialised" in caplog.text) == (detector_weights is None)
 
 
 def test_backbone_weights_errors_name_the_file_and_the_reason(tmp_path):
