@@ -250,7 +250,7 @@ def test_model_json_round_trip(exported, tmp_path):
     assert metadata.preprocessing.size_divisibility == cfg.dataset.size_divisibility
     assert metadata.postprocessing["score_thresh"] == cfg.model.roi_head.score_thresh
     assert metadata.config["model"]["roi_head"]["pooler"] == metadata.pooler == "roi_align"
-    assert metadata.checkpoint["iteration"] == 12 and metadata.checkpoint["path"] == str(checkpoint.resolve())
+    assert metadata.checkpoint["iteration"] == 16 and metadata.checkpoint["path"] == str(checkpoint.resolve())
     assert list(metadata.outputs) == ["boxes", "scores", "labels", "num_detections"]
     graph = onnx.load(str(directory / "model.onnx"), load_external_data=False).graph
     assert [i.name for i in graph.input] == list(metadata.inputs) and [o.name for o in graph.output] == list(

@@ -118,7 +118,7 @@ def shapes_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, shapes_root):
     """``exported(variant) -> (checkpoint path, train config, export folder)``, made once per
-    variant of :data:`VARIANTS`. The RoIAlign model is trained a little longer (12 AdamW steps):
+    variant of :data:`VARIANTS`. The RoIAlign model is trained a little longer (16 AdamW steps):
     its mAP is compared too."""
     from frcnn.export import export_checkpoint
 
@@ -129,7 +129,7 @@ def exported(tmp_path_factory, shapes_root):
             directory = tmp_path_factory.mktemp(f"export_{variant}")
             cfg = tiny_config(shapes_root, *VARIANTS[variant])
             steps, lr = {
-                "roi_align": (12, 4e-3),
+                "roi_align": (16, 4e-3),
                 "fpn": (2, 1e-3),
                 "fpn_v2": (2, 1e-3),
                 "mobilenet": (20, 2e-3),
