@@ -1,8 +1,68 @@
-"""Comparison helpers of the parity tests (frcnn vs torchvision's detector)."""
+"""Comparison helpers of the parity tests (frcnn vs torchvision's detector), and the models and
+settings they compare."""
+
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from frcnn.bench.reference import LOSS_NAMES, torchvision_detector
+from frcnn.models import ModelConfig, build_model, load_weights
+from frcnn.models.weights import from_torchvision
+
+MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
+# Our overrides under which every anchor and RoI candidate is sampled (no random draw left to differ);
+# the reference gets the same by :func:`sample_every_candidate`.
+EVERY_CANDIDATE = {"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000}
+PREDICTOR_KEYS = ["roi_head.cls_loc.bias", "roi_head.cls_loc.weight", "roi_head.score.bias", "roi_head.score.weight"]
+
+
+def scratch_model_config(name: str, **overrides) -> DictConfig:
+    """configs/model/``name``.yaml on the schema, from scratch (no backbone download, every stage
+    trained: torchvision's detectors from scratch train every stage too), then ``overrides``
+    (dotted keys)."""
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml"))
+    cfg.backbone.weights, cfg.backbone.frozen_stages = None, 0
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+@torch.no_grad()
+def trained_like_batchnorm(model: nn.Module) -> None:
+    """BatchNorm statistics and scales as trained weights have, in place (at initialisation they
+    are 0 and 1, under which a mistaken statistic or scale would go unseen)."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.uniform_(-0.1, 0.1)
+
+
+def sample_every_candidate(reference, top_n: tuple[int, int] | None = None) -> None:
+    """torchvision's ``reference`` samples every anchor and RoI candidate in training, as frcnn
+    under :data:`EVERY_CANDIDATE`; ``top_n``: its (pre-, post-) NMS proposal counts in training."""
+    reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
+    reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
+    if top_n is not None:
+        reference.rpn._pre_nms_top_n["training"], reference.rpn._post_nms_top_n["training"] = top_n
+
+
+def assert_torchvision_weights_load_key_by_key(config: DictConfig, name: str, reference, categories, file: Path):
+    """``torchvision:<name>`` (its cached ``file``) loads into frcnn's model of ``config`` for its
+    90 classes with every tensor equal to ``reference``'s, and the class names are ``categories``;
+    for 2 classes (the fine-tuning path, from the local file) only the predictor is re-initialised."""
+    ours = build_model(config, num_classes=90)
+    report = load_weights(ours, f"torchvision:{name}")
+    assert report["mismatched"] == [] and report["missing"] == [] and report["unexpected"] == []
+    assert report["class_names"] == categories
+    theirs = from_torchvision(reference.state_dict())
+    assert all(torch.equal(value, theirs[key]) for key, value in ours.state_dict().items())
+    report = load_weights(build_model(config, num_classes=2), file)
+    assert sorted(k.split(":")[0] for k in report["mismatched"]) == PREDICTOR_KEYS
+    assert report["missing"] == report["unexpected"] == []
 
 
 def unpadded(images: torch.Tensor, sizes) -> list[torch.Tensor]:

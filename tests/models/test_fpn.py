@@ -2,31 +2,26 @@
 same proposals, detections and losses (the proof that the FPN detector is right)."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from frcnn.bench.reference import NoResizeTransform
-from frcnn.models import ModelConfig, build_model, load_weights
+from frcnn.models import build_model, load_weights
 from tests.helpers.parity import (
+    EVERY_CANDIDATE,
     assert_composed_reference_detects_alike,
     assert_same_fpn_inference,
     assert_same_training_losses,
+    sample_every_candidate,
+    scratch_model_config,
 )
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn.yaml"
 
 
 def _fpn_config(**overrides):
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIG))
     # From scratch: torchvision then uses trainable BatchNorm in every stage, and so do we.
-    cfg.backbone.weights, cfg.backbone.norm, cfg.backbone.frozen_stages = None, "bn", 0
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
+    return scratch_model_config("resnet50_fpn", **{"backbone.norm": "bn", **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +62,9 @@ def test_same_proposals_and_detections_as_torchvision(torchvision_fpn, two_image
 
 def test_same_losses_as_torchvision_when_every_candidate_is_sampled(torchvision_fpn, two_images):
     reference, path = copy.deepcopy(torchvision_fpn[0]), torchvision_fpn[1]
-    ours = build_model(
-        _fpn_config(**{"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000}), num_classes=2
-    )
+    ours = build_model(_fpn_config(**EVERY_CANDIDATE), num_classes=2)
     load_weights(ours, path)
-    reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
-    reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
+    sample_every_candidate(reference)
     assert_same_training_losses(ours, reference, *two_images)
 
 

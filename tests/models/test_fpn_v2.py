@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_V2_Weights, fasterrcnn_resnet50_fpn_v2
@@ -19,14 +18,18 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from frcnn.bench.reference import NoResizeTransform
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
-from frcnn.models import ModelConfig, build_model, load_weights
-from frcnn.models.weights import from_torchvision
+from frcnn.models import build_model, load_weights
 from tests.helpers.configs import compose_train
 from tests.helpers.parity import (
+    EVERY_CANDIDATE,
     assert_composed_reference_detects_alike,
     assert_same_detections,
     assert_same_fpn_inference,
     assert_same_training_losses,
+    assert_torchvision_weights_load_key_by_key,
+    sample_every_candidate,
+    scratch_model_config,
+    trained_like_batchnorm,
     unpadded,
 )
 from tests.helpers.torch_cache import (
@@ -35,7 +38,6 @@ from tests.helpers.torch_cache import (
     offline_torch_home,
 )
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "resnet50_fpn_v2.yaml"
 NAME = "fasterrcnn_resnet50_fpn_v2"
 WEIGHTS = FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1
 FILE = Path(WEIGHTS.url).name
@@ -43,12 +45,7 @@ FAVOURED = [1, 18, 62]  # person, dog, chair: scored above the 0.05 threshold
 
 
 def _v2_config(**overrides):
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIG))
-    # torchvision from scratch trains every stage (trainable_backbone_layers=5), and so do we.
-    cfg.backbone.weights, cfg.backbone.frozen_stages = None, 0
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
+    return scratch_model_config("resnet50_fpn_v2", **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +54,8 @@ def torch_home(tmp_path_factory):
     COCO_V1's file name; the detector itself (eval mode), for comparison."""
     torch.manual_seed(0)
     reference = fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None)
+    trained_like_batchnorm(reference)
     with torch.no_grad():
-        for module in reference.modules():  # statistics and scales as trained weights have
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.1, 0.1)
         reference.roi_heads.box_predictor.cls_score.bias[FAVOURED] += 2.0
     reference.transform = NoResizeTransform()  # inputs come resized and normalised
     reference.eval()
@@ -84,22 +76,8 @@ def offline(tmp_path, monkeypatch):
 
 
 def test_torchvision_state_dict_loads_key_by_key(cached):
-    ours = build_model(_v2_config(), num_classes=90)
-    report = load_weights(ours, f"torchvision:{NAME}")
-    assert report["mismatched"] == [] and report["missing"] == [] and report["unexpected"] == []
-    assert report["class_names"] == WEIGHTS.meta["categories"]
-    theirs = from_torchvision(cached.state_dict())
-    assert all(torch.equal(value, theirs[key]) for key, value in ours.state_dict().items())
-    # The fine-tuning path, from a local copy: only the class-dependent predictor is re-initialised.
-    other_classes = build_model(_v2_config(), num_classes=2)
-    report = load_weights(other_classes, Path(torch.hub.get_dir()) / "checkpoints" / FILE)
-    assert sorted(k.split(":")[0] for k in report["mismatched"]) == [
-        "roi_head.cls_loc.bias",
-        "roi_head.cls_loc.weight",
-        "roi_head.score.bias",
-        "roi_head.score.weight",
-    ]
-    assert report["missing"] == report["unexpected"] == []
+    file = Path(torch.hub.get_dir()) / "checkpoints" / FILE
+    assert_torchvision_weights_load_key_by_key(_v2_config(), NAME, cached, WEIGHTS.meta["categories"], file)
 
 
 def test_same_proposals_and_detections_as_torchvision(cached, two_images):
@@ -113,14 +91,11 @@ def test_same_losses_as_torchvision_when_every_candidate_is_sampled(cached, two_
     """Train mode: BatchNorm normalises with batch statistics in the backbone, the pyramid and the
     box head; the box head's batch is the sampled RoIs alone, as torchvision's is."""
     reference = copy.deepcopy(cached)
-    settings = {"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000,
-                "rpn.pre_nms_top_n_train": 150, "rpn.post_nms_top_n_train": 300}  # fmt: skip
+    settings = {**EVERY_CANDIDATE, "rpn.pre_nms_top_n_train": 150, "rpn.post_nms_top_n_train": 300}
     ours = build_model(_v2_config(**settings), num_classes=90)
     load_weights(ours, f"torchvision:{NAME}")
     padded_rows = copy.deepcopy(ours)
-    reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
-    reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
-    reference.rpn._pre_nms_top_n["training"], reference.rpn._post_nms_top_n["training"] = 150, 300
+    sample_every_candidate(reference, top_n=(150, 300))
     assert all(p.requires_grad for p in reference.parameters()) and all(p.requires_grad for p in ours.parameters())
     assert_same_training_losses(ours, reference, *two_images)
     # The fixed-shape batch has padding rows here (fewer candidates than proposal slots): in the

@@ -27,13 +27,18 @@ from frcnn.checkpoint.fit import CheckpointMismatchError
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
 from frcnn.models import ModelConfig, build_model, load_weights
-from frcnn.models.weights import from_torchvision
 from tests.helpers.configs import compose_train
 from tests.helpers.parity import (
+    EVERY_CANDIDATE,
+    MODEL_CONFIGS,
     assert_composed_reference_detects_alike,
     assert_same_detections,
     assert_same_fpn_inference,
     assert_same_training_losses,
+    assert_torchvision_weights_load_key_by_key,
+    sample_every_candidate,
+    scratch_model_config,
+    trained_like_batchnorm,
     unpadded,
 )
 from tests.helpers.torch_cache import (
@@ -42,7 +47,6 @@ from tests.helpers.torch_cache import (
     offline_torch_home,
 )
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 # torchvision detector -> (its builder, its weights, our model config)
 DETECTORS = {
     "fasterrcnn_mobilenet_v3_large_fpn": (
@@ -60,27 +64,6 @@ FAVOURED = [1, 18, 62]  # person, dog, chair: scored above the 0.05 threshold
 RPN_BIAS = -2.944  # sigmoid = 0.05, torchvision's rpn_score_thresh: about half the proposals fall below it
 
 
-def _config(config: str, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIGS / f"{config}.yaml"))
-    # torchvision from scratch trains every stage (trainable_backbone_layers=6), and so do we.
-    cfg.backbone.weights, cfg.backbone.frozen_stages = None, 0
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
-
-
-@torch.no_grad()
-def _trained_like(model: nn.Module) -> None:
-    """BatchNorm statistics and scales as trained weights have (the features of a MobileNetV3 at
-    initialisation are all but constant)."""
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.uniform_(0.5, 1.5)
-            module.bias.uniform_(-0.1, 0.1)
-
-
 @pytest.fixture(scope="module", params=sorted(DETECTORS))
 def torch_home(request, tmp_path_factory):
     """(name, a torch cache holding a random detector ``name`` (91 outputs, as COCO_V1) under
@@ -89,7 +72,7 @@ def torch_home(request, tmp_path_factory):
     builder, weights, _ = DETECTORS[name]
     torch.manual_seed(0)
     reference = builder(weights=None, weights_backbone=None)
-    _trained_like(reference)
+    trained_like_batchnorm(reference)  # a MobileNetV3's features at initialisation are all but constant
     with torch.no_grad():
         reference.rpn.head.cls_logits.weight.normal_(std=0.1)
         reference.rpn.head.cls_logits.bias.fill_(RPN_BIAS)
@@ -113,27 +96,15 @@ def cached(torch_home, monkeypatch):
 
 def test_torchvision_state_dict_loads_key_by_key(cached):
     name, config, reference = cached
-    ours = build_model(_config(config, **{"backbone.norm": "frozen_bn"}), num_classes=90)  # the COCO weights' norm
-    report = load_weights(ours, f"torchvision:{name}")
-    assert report["mismatched"] == [] and report["missing"] == [] and report["unexpected"] == []
-    assert report["class_names"] == DETECTORS[name][1].meta["categories"]
-    theirs = from_torchvision(reference.state_dict())
-    assert all(torch.equal(value, theirs[key]) for key, value in ours.state_dict().items())
-    # The fine-tuning path, from a local copy: only the class-dependent predictor is re-initialised.
-    other_classes = build_model(_config(config, **{"backbone.norm": "frozen_bn"}), num_classes=2)
-    report = load_weights(other_classes, Path(torch.hub.get_dir()) / "checkpoints" / Path(DETECTORS[name][1].url).name)
-    assert sorted(k.split(":")[0] for k in report["mismatched"]) == [
-        "roi_head.cls_loc.bias",
-        "roi_head.cls_loc.weight",
-        "roi_head.score.bias",
-        "roi_head.score.weight",
-    ]
-    assert report["missing"] == report["unexpected"] == []
+    weights = DETECTORS[name][1]
+    frozen_bn = scratch_model_config(config, **{"backbone.norm": "frozen_bn"})  # the COCO weights' norm
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    assert_torchvision_weights_load_key_by_key(frozen_bn, name, reference, weights.meta["categories"], file)
 
 
 def test_same_proposals_and_detections_as_torchvision(cached, two_images):
     name, config, reference = cached
-    ours = build_model(_config(config), num_classes=90)
+    ours = build_model(scratch_model_config(config), num_classes=90)
     load_weights(ours, f"torchvision:{name}")
     images, sizes, _ = two_images
     assert_same_fpn_inference(ours, reference, images, sizes, min_proposals=20, min_detections=20)
@@ -150,20 +121,18 @@ def test_same_losses_as_torchvision_when_every_candidate_is_sampled(cached, two_
     """Train mode: BatchNorm (from scratch) normalises with batch statistics in the backbone."""
     name, config, cached_reference = cached
     reference = copy.deepcopy(cached_reference)
-    settings = {"rpn.batch_size_per_image": 100_000, "roi_head.batch_size_per_image": 100_000,
-                "rpn.pre_nms_top_n_train": 150, "rpn.post_nms_top_n_train": 300}  # fmt: skip
-    ours = build_model(_config(config, **settings), num_classes=90)
+    settings = {**EVERY_CANDIDATE, "rpn.pre_nms_top_n_train": 150, "rpn.post_nms_top_n_train": 300}
+    ours = build_model(scratch_model_config(config, **settings), num_classes=90)
     load_weights(ours, f"torchvision:{name}")
-    reference.rpn.fg_bg_sampler.batch_size_per_image = 100_000
-    reference.roi_heads.fg_bg_sampler.batch_size_per_image = 100_000
-    reference.rpn._pre_nms_top_n["training"], reference.rpn._post_nms_top_n["training"] = 150, 300
+    sample_every_candidate(reference, top_n=(150, 300))
     assert all(p.requires_grad for p in reference.parameters()) and all(p.requires_grad for p in ours.parameters())
     assert_same_training_losses(ours, reference, *two_images)
 
 
 @pytest.mark.parametrize("frozen_stages, trainable_layers", [(0, 6), (3, 3), (5, 1), (6, 0)])
 def test_frozen_stages_are_torchvisions_trainable_backbone_layers(frozen_stages, trainable_layers):
-    ours = build_model(_config("mobilenet_v3_large_fpn", **{"backbone.frozen_stages": frozen_stages}), num_classes=2)
+    cfg = scratch_model_config("mobilenet_v3_large_fpn", **{"backbone.frozen_stages": frozen_stages})
+    ours = build_model(cfg, num_classes=2)
     theirs = _mobilenet_extractor(mobilenet_v3_large(norm_layer=nn.BatchNorm2d), True, trainable_layers)
     trainable = sorted(name for name, p in ours.backbone.named_parameters() if p.requires_grad)
     assert trainable == sorted(name for name, p in theirs.named_parameters() if p.requires_grad)
@@ -188,7 +157,7 @@ def test_checkpoint_holds_the_coco_layout_and_detects_as_torchvision_does(cached
 
 def test_a_mobilenet_checkpoint_for_a_resnet_model_names_the_backbone(cached):
     name, _, _ = cached
-    resnet = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIGS / "resnet50_fpn.yaml"))
+    resnet = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(MODEL_CONFIGS / "resnet50_fpn.yaml"))
     resnet.backbone.depth, resnet.backbone.weights = 18, None
     message = r"it holds a mobilenet_v3_large backbone, this model's is resnet \(model.backbone.name\)"
     with pytest.raises(CheckpointMismatchError, match=message):
@@ -206,16 +175,17 @@ def test_offline_errors_name_the_url_and_the_file_to_place(name, tmp_path, monke
 def test_reference_composition_of_a_mobilenet_model_detects_alike(two_images):
     """torchvision_detector(model) composes the MobileNet parts too (the training-parity benchmark's reference)."""
     torch.manual_seed(0)
-    cfg = _config("mobilenet_v3_large_fpn", fpn_channels=32, **{"roi_head.mlp_dim": 64})
+    cfg = scratch_model_config("mobilenet_v3_large_fpn", fpn_channels=32, **{"roi_head.mlp_dim": 64})
     ours = build_model(cfg, num_classes=2)
-    _trained_like(ours)
+    trained_like_batchnorm(ours)
     images, sizes, _ = two_images
     assert_composed_reference_detects_alike(ours, cfg, images, sizes)
 
 
 def test_320_model_differs_only_in_its_test_time_proposals():
     fpn, small = (
-        OmegaConf.load(CONFIGS / f"{name}.yaml") for name in ("mobilenet_v3_large_fpn", "mobilenet_v3_large_320_fpn")
+        OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml")
+        for name in ("mobilenet_v3_large_fpn", "mobilenet_v3_large_320_fpn")
     )
     assert (small.rpn.pre_nms_top_n_test, small.rpn.post_nms_top_n_test) == (150, 150)
     small.rpn.pre_nms_top_n_test, small.rpn.post_nms_top_n_test = (
@@ -251,7 +221,7 @@ def test_finetune_experiment_starts_from_the_coco_detector():
 )
 def test_bad_mobilenet_settings_are_named(key, value, message):
     with pytest.raises(ValueError, match=message):
-        build_model(_config("mobilenet_v3_large_fpn", **{key: value}), num_classes=2)
+        build_model(scratch_model_config("mobilenet_v3_large_fpn", **{key: value}), num_classes=2)
 
 
 def test_c4_takes_a_resnet_only():
