@@ -107,7 +107,7 @@ def benchmark_export(
             for case, args in inputs.items()}  # fmt: skip
     median = medians(interleaved_times(runs, warmup_iters, timed_iters))
     result = {
-        "architecture": getattr(model_cfg.architecture, "value", model_cfg.architecture),
+        "architecture": model_cfg.architecture,
         "image_size": [height, width],
         "batch_size": batch_size,
         "num_classes": num_classes,

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from frcnn.bench.reference import ReferenceDetector, torchvision_detector
@@ -45,6 +44,7 @@ from frcnn.models import build_model
 from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype
+from frcnn.utils.settings import plain
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def speed_report(compare, device: torch.device, amp: Optional[torch.dtype], time
     the same ``_roi_pool`` and, when the FPN pair was timed, ``fpn_train_ratio``/``fpn_infer_ratio``."""
     median = medians(times)
     result = {
-        "settings": OmegaConf.to_container(compare, enum_to_str=True),
+        "settings": plain(compare),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "amp": str(amp).removeprefix("torch.") if amp is not None else "off",

@@ -26,6 +26,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
+from frcnn.models.config import LevelSizes
 from frcnn.models.faster_rcnn import FasterRCNN, build_model
 
 # frcnn model-config values under which frcnn follows torchvision's conventions; with them,
@@ -112,7 +113,7 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         backbone = copy.deepcopy(model.backbone)
     else:
         backbone = PyramidAsDict(copy.deepcopy(model.backbone))
-    growth = 2 if getattr(anchors, "level_sizes", "doubling") == "doubling" else 1
+    growth = 2 if anchors.level_sizes == LevelSizes.doubling else 1
     sizes = tuple(tuple(anchors.base_size * growth**level * s for s in anchors.scales) for level in range(levels))
     pooled = len(model.backbone.pooled_strides) if levels > 1 else 1
     predictor = FastRCNNPredictor(model.roi_head.score.in_features, num_classes)
@@ -127,7 +128,7 @@ def torchvision_detector(model: FasterRCNN, cfg) -> TorchvisionFasterRCNN:
         rpn_post_nms_top_n_train=rpn.post_nms_top_n_train,
         rpn_post_nms_top_n_test=rpn.post_nms_top_n_test,
         rpn_nms_thresh=rpn.nms_thresh,
-        rpn_score_thresh=getattr(rpn, "score_thresh", 0.0),
+        rpn_score_thresh=rpn.score_thresh,
         rpn_fg_iou_thresh=rpn.pos_iou_thresh,
         rpn_bg_iou_thresh=rpn.neg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,

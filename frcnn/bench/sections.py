@@ -25,10 +25,9 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from frcnn.bench.accuracy import benchmark_training_parity
-from frcnn.bench.config import SECTIONS
 from frcnn.bench.data_speed import benchmark_data_pipeline
 from frcnn.bench.eval_speed import benchmark_eval
 from frcnn.bench.export_speed import benchmark_export, padded_test_size
@@ -36,6 +35,8 @@ from frcnn.bench.machine import machine_info
 from frcnn.bench.model_speed import benchmark_models
 from frcnn.bench.val_loss_speed import benchmark_val_loss
 from frcnn.bench.zoo import benchmark_zoo
+from frcnn.models.config import ModelConfig
+from frcnn.utils.settings import plain, typed
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
     """The ``benchmark.json`` content of ``cfg.sections`` on ``device`` (files such as profiles
     and training runs go to ``run_dir``); ``write(result)`` saves the results so far while the
     accuracy section trains (it takes hours)."""
-    unknown = set(cfg.sections) - set(SECTIONS)
-    if unknown:
-        raise ValueError(f"unknown benchmark sections {sorted(unknown)}; choose from {list(SECTIONS)}")
     result: dict = {"machine": machine_info(device)}
     log.info("machine: %s", result["machine"])
     if "model" in cfg.sections:
@@ -75,18 +73,18 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
     return result
 
 
-def _fpn_model_config() -> DictConfig:
+def _fpn_model_config() -> ModelConfig:
     """The ``model`` node of this benchmark with ``model=resnet50_fpn``: the command line's other
     overrides (proposal counts, RoI sampling, ...) applied to the FPN preset."""
     task = [o for o in HydraConfig.get().overrides.task if not o.startswith("model=")]
-    return hydra.compose(config_name="benchmark", overrides=[*task, "model=resnet50_fpn"]).model
+    return typed(hydra.compose(config_name="benchmark", overrides=[*task, "model=resnet50_fpn"]).model)
 
 
 def _export(cfg) -> dict:
     """Section export on ``cfg.export``'s image size, or a 4:3 image at the dataset's test size."""
     dataset = cfg.dataset
     size = cfg.export.image_size or padded_test_size(dataset.test_min_size, dataset.max_size, dataset.size_divisibility)
-    options = {k: v for k, v in OmegaConf.to_container(cfg.export).items() if k != "image_size"}
+    options = {k: v for k, v in plain(cfg.export).items() if k != "image_size"}
     return benchmark_export(cfg.model, tuple(size), seed=cfg.seed, **options)
 
 

@@ -7,12 +7,14 @@ config and class list tell which.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Optional
 
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from frcnn.checkpoint.format import Checkpoint
+from frcnn.checkpoint.saved_config import saved_model_config
+from frcnn.models.config import BackboneName, ModelConfig
 
 
 class CheckpointMismatchError(ValueError):
@@ -22,7 +24,7 @@ class CheckpointMismatchError(ValueError):
 def mismatch_reason(
     model: nn.Module,
     checkpoint: Checkpoint,
-    model_cfg: Optional[Mapping[str, Any]] = None,
+    model_cfg: Optional[ModelConfig] = None,
     num_classes: Optional[int] = None,
 ) -> Optional[str]:
     """Why ``checkpoint.model`` does not fit ``model`` (None when it does).
@@ -36,19 +38,17 @@ def mismatch_reason(
     mismatched = [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
     if not (missing or unexpected or mismatched):
         return None
-    saved = checkpoint.config["model"]  # as saved: the reason must not depend on it matching today's schema
-    if model_cfg is not None and saved:
-        if saved.get("architecture", "c4") != model_cfg.get("architecture", "c4"):
+    saved = _saved_model(checkpoint)
+    if model_cfg is not None and saved is not None:
+        if saved.architecture != model_cfg.architecture:
             return (
-                f"it holds a {saved.get('architecture', 'c4')} detector, this model is "
-                f"{model_cfg.get('architecture', 'c4')} (model.architecture)"
+                f"it holds a {saved.architecture} detector, this model is {model_cfg.architecture} (model.architecture)"
             )
-        backbone, own_backbone = saved.get("backbone", {}), model_cfg.get("backbone", {})
-        name, own_name = backbone.get("name", "resnet"), own_backbone.get("name", "resnet")
+        name, own_name = saved.backbone.name, model_cfg.backbone.name
         if name != own_name:
             return f"it holds a {name} backbone, this model's is {own_name} (model.backbone.name)"
-        depth, own_depth = backbone.get("depth"), own_backbone.get("depth")
-        if name == "resnet" and depth != own_depth:
+        depth, own_depth = saved.backbone.depth, model_cfg.backbone.depth
+        if name == BackboneName.resnet and depth != own_depth:
             return f"it holds a ResNet-{depth} backbone, this model is ResNet-{own_depth} (model.backbone.depth)"
     if num_classes is not None and len(checkpoint.class_names) != num_classes:
         return (
@@ -69,11 +69,22 @@ def mismatch_reason(
     return "; ".join(parts)
 
 
+def _saved_model(checkpoint: Checkpoint) -> Optional[ModelConfig]:
+    """The checkpoint's model config, typed; None when it has none or it no longer fits the
+    schema (the reason then comes from the tensors alone)."""
+    if not checkpoint.config.get("model"):
+        return None
+    try:
+        return saved_model_config(checkpoint.config)
+    except (ValueError, OmegaConfBaseException):
+        return None
+
+
 def load_checkpoint_weights(
     model: nn.Module,
     checkpoint: Checkpoint,
     source: str,
-    model_cfg: Optional[Mapping[str, Any]] = None,
+    model_cfg: Optional[ModelConfig] = None,
     num_classes: Optional[int] = None,
 ) -> None:
     """``model.load_state_dict(checkpoint.model)``, raising :class:`CheckpointMismatchError`

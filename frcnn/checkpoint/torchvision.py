@@ -9,8 +9,11 @@ and exports as is.
 from omegaconf import OmegaConf
 
 from frcnn.checkpoint.format import Checkpoint
-from frcnn.config.compose import config_dir
+from frcnn.config.compose import group_option
+from frcnn.data.config import DatasetConfig
+from frcnn.models.config import ModelConfig
 from frcnn.models.weights import TORCHVISION_PREFIX, from_torchvision, torchvision_state_dict
+from frcnn.utils.settings import plain
 
 # torchvision detector -> the configs/model file that builds the same network.
 TORCHVISION_MODEL_CONFIGS = {
@@ -58,10 +61,10 @@ def torchvision_config(name: str) -> dict:
     :data:`TORCHVISION_MODEL_CONFIGS`): ``model``, the configs/model file of the same network with
     no backbone download and the weights' norm layers; ``dataset``, configs/dataset/coco.yaml at
     torchvision's test size; ``seed``. Plain containers, as a checkpoint stores them."""
-    model_cfg = OmegaConf.load(config_dir() / "model" / f"{TORCHVISION_MODEL_CONFIGS[name]}.yaml")
+    model_cfg = OmegaConf.merge(ModelConfig, group_option("model", TORCHVISION_MODEL_CONFIGS[name]))
     model_cfg.backbone.weights = None
     if model_cfg.backbone.norm == "auto":
         model_cfg.backbone.norm = "frozen_bn"
     sizes = _TORCHVISION_320_TEST_SIZES if name.endswith("_320_fpn") else _TORCHVISION_TEST_SIZES
-    dataset_cfg = OmegaConf.merge(OmegaConf.load(config_dir() / "dataset" / "coco.yaml"), sizes)
-    return {"model": OmegaConf.to_container(model_cfg), "dataset": OmegaConf.to_container(dataset_cfg), "seed": 0}
+    dataset_cfg = OmegaConf.merge(DatasetConfig, group_option("dataset", "coco"), sizes)
+    return {"model": plain(model_cfg), "dataset": plain(dataset_cfg), "seed": 0}

@@ -30,16 +30,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from frcnn.bench.config import BenchmarkConfig
 from frcnn.bench.sections import run_sections  # its import registers the schema, benchmark_schema
 from frcnn.cli.errors import run_command
-from frcnn.config import config_dir
+from frcnn.config import config_dir, typed
 from frcnn.utils.device import resolve_device
 
 log = logging.getLogger("benchmark")
 
 
 @hydra.main(config_path=str(config_dir()), config_name="benchmark", version_base=None)
-def main(cfg: DictConfig) -> None:
+def main(raw: DictConfig) -> None:
+    cfg: BenchmarkConfig = typed(raw)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)

@@ -10,33 +10,20 @@ reason) for each split::
 
 import logging
 import sys
-from dataclasses import dataclass, field
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from frcnn.cli.errors import run_command
-from frcnn.config import config_dir
+from frcnn.config import CheckDatasetConfig, config_dir, typed
 from frcnn.data.check import check_dataset, format_report
-from frcnn.data.config import DatasetConfig
 
 logger = logging.getLogger("check_dataset")
 
 
-@dataclass
-class CheckDatasetConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    splits: list[str] = field(default_factory=lambda: ["train", "test"])
-    images: bool = True
-    num_workers: int = 2
-
-
-ConfigStore.instance().store(name="check_dataset_schema", node=CheckDatasetConfig)
-
-
 @hydra.main(version_base=None, config_path=str(config_dir()), config_name="check_dataset")
-def main(cfg: DictConfig) -> None:
+def main(raw: DictConfig) -> None:
+    cfg: CheckDatasetConfig = typed(raw)
     reports = check_dataset(cfg.dataset, cfg.splits, cfg.images, cfg.num_workers)
     for report in reports:
         logger.info(format_report(report))

@@ -21,15 +21,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.checkpoint.restore import model_from_checkpoint
-from frcnn.checkpoint.saved_config import checkpoint_run_config
 from frcnn.cli.errors import run_command
-from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
+from frcnn.cli.runtime_option import inference_model, route_model_argument
 from frcnn.config import config_dir
-from frcnn.config.commands import check_evaluate_source
-from frcnn.config.ranges import EVALUATE_RANGES, check_ranges
+from frcnn.config.commands import EvaluateConfig, check_evaluate_source
 from frcnn.data import build_dataset, build_test_loader
+from frcnn.data.config import DatasetConfig
 from frcnn.evaluation import (
     DetectionEvaluator,
     add_pr_curves,
@@ -44,15 +41,15 @@ from frcnn.evaluation import (
 from frcnn.evaluation.class_subset import check_classes, model_for_dataset
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.evaluation.val_loss import has_annotations
-from frcnn.utils.compile import compile_model
-from frcnn.utils.device import autocast_dtype, resolve_device
+from frcnn.utils.device import autocast_dtype
 from frcnn.utils.logs import setup_logging
+from frcnn.utils.settings import typed
 
 log = logging.getLogger("evaluate")
 
 
 class Evaluation(NamedTuple):
-    dataset_cfg: DictConfig
+    dataset_cfg: DatasetConfig
     dataset: object  # frcnn.data.DetectionDataset
     predictions: list[dict]
     metrics: dict
@@ -60,62 +57,45 @@ class Evaluation(NamedTuple):
     step: int  # the checkpoint's iteration (TensorBoard step)
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> Evaluation:
-    """The checkpoint's model on the test split of its (possibly overridden) dataset."""
-    checkpoint = load_checkpoint(cfg.checkpoint)
-    dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, HydraConfig.get().overrides.task)
-    device = resolve_device(cfg.device.value)
-    loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers, bucketed=cfg.compile)
-    model = model_from_checkpoint(checkpoint, model_cfg, source=cfg.checkpoint)
-    model = model_for_dataset(model, checkpoint.class_names, loader.dataset.class_names).to(device)
-    if cfg.compile:
-        compile_model(model, inference=True)
-    log.info("evaluating %s on %d %s test images", cfg.checkpoint, len(loader.dataset), dataset_cfg.name)
-    evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend.value)
-    # The RoI sampling of the validation loss is seeded as in the training run's evaluations.
-    val_loss_seed = checkpoint.config.get("seed", 0) if has_annotations(loader.dataset) else None
-    amp = autocast_dtype(cfg.amp or checkpoint.config.get("train", {}).get("amp"), device, key="amp")
-    metrics = run_inference(model, loader, evaluator, device, amp=amp, val_loss_seed=val_loss_seed)
+def evaluate_model(cfg: EvaluateConfig) -> Evaluation:
+    """The checkpoint's model (PyTorch) or the exported one (ONNX Runtime) on the test split of
+    its (possibly overridden) dataset."""
+    run = inference_model(cfg, HydraConfig.get().overrides.task)
+    loader = build_test_loader(run.dataset_cfg, cfg.batch_size, cfg.num_workers, bucketed=cfg.compile)
+    evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend)
+    source = cfg.checkpoint or f"{cfg.exported_model} (ONNX Runtime)"
+    log.info("evaluating %s on %d %s test images", source, len(loader.dataset), run.dataset_cfg.name)
+    if run.trained is None:  # an exported graph: its classes are fixed, no losses, fp32
+        check_classes(run.class_names, loader.dataset.class_names)
+        metrics = run_inference(run.model, loader, evaluator, run.device)
+    else:
+        model = model_for_dataset(run.model, run.class_names, loader.dataset.class_names).to(run.device)
+        # The RoI sampling of the validation loss is seeded as in the training run's evaluations.
+        val_loss_seed = run.trained.seed if has_annotations(loader.dataset) else None
+        amp = autocast_dtype(cfg.amp or run.trained.train.amp, run.device, key="amp")
+        metrics = run_inference(model, loader, evaluator, run.device, amp=amp, val_loss_seed=val_loss_seed)
     return Evaluation(
-        dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, checkpoint.iteration
+        run.dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, run.iteration
     )
 
 
-def evaluate_exported(cfg: DictConfig) -> Evaluation:
-    """The exported model (ONNX Runtime) on the test split of its checkpoint's dataset."""
-    model, dataset_cfg = exported_detector(cfg, HydraConfig.get().overrides.task)
-    loader = build_test_loader(dataset_cfg, cfg.batch_size, cfg.num_workers)
-    check_classes(model.class_names, loader.dataset.class_names)
-    log.info(
-        "evaluating %s (ONNX Runtime) on %d %s test images", cfg.exported_model, len(loader.dataset), dataset_cfg.name
-    )
-    evaluator = DetectionEvaluator(loader.dataset)
-    metrics = run_inference(model, loader, evaluator, "cpu")
-    step = model.metadata.checkpoint.get("iteration") or 0
-    return Evaluation(dataset_cfg, loader.dataset, evaluator.predictions(), metrics, evaluator.pr_curves, step)
-
-
-def score_file(cfg: DictConfig) -> Evaluation:
+def score_file(cfg: EvaluateConfig) -> Evaluation:
     """A results file scored against the test split of cfg.dataset."""
     dataset = build_dataset(cfg.dataset, "test")
     predictions = load_predictions(cfg.predictions, cfg.invalid_predictions)
     log.info("scoring %d detections of %s on %d %s test images",
              len(predictions), cfg.predictions, len(dataset), cfg.dataset.name)  # fmt: skip
-    metrics, curves = score_predictions(dataset, predictions, coco_backend=cfg.evaluation.coco_backend.value)
+    metrics, curves = score_predictions(dataset, predictions, coco_backend=cfg.evaluation.coco_backend)
     return Evaluation(cfg.dataset, dataset, predictions, metrics, curves, 0)
 
 
 @hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base=None)
-def main(cfg: DictConfig) -> None:
+def main(raw: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_logging(run_dir / "evaluate.log")
+    cfg: EvaluateConfig = typed(raw)
     check_evaluate_source(cfg)
-    check_ranges(cfg, ranges=EVALUATE_RANGES)
-    check_runtime(cfg, HydraConfig.get().overrides.task)
-    if cfg.exported_model is not None:
-        run = evaluate_exported(cfg)
-    else:
-        run = evaluate_checkpoint(cfg) if cfg.checkpoint else score_file(cfg)
+    run = score_file(cfg) if cfg.predictions is not None else evaluate_model(cfg)
 
     save_predictions(run_dir / "predictions.json", run.predictions)
     (run_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))

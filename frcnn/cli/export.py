@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from frcnn.cli.errors import run_command
-from frcnn.config import config_dir
+from frcnn.config import ExportConfig, config_dir, typed
 from frcnn.export import export_checkpoint
 from frcnn.utils.logs import setup_logging
 
@@ -22,8 +22,9 @@ log = logging.getLogger("export")
 
 
 @hydra.main(config_path=str(config_dir()), config_name="export", version_base=None)
-def main(cfg: DictConfig) -> None:
+def main(raw: DictConfig) -> None:
     setup_logging()
+    cfg: ExportConfig = typed(raw)
     metadata = export_checkpoint(cfg.checkpoint, cfg.output, cfg.opset)
     log.info("classes %s; preprocessing %s", metadata.class_names, metadata.preprocessing)
 

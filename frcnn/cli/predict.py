@@ -17,49 +17,34 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.checkpoint.saved_config import checkpoint_run_config
 from frcnn.cli.errors import run_command
-from frcnn.cli.runtime_option import check_runtime, exported_detector, route_model_argument
+from frcnn.cli.runtime_option import inference_model, route_model_argument
 from frcnn.config import config_dir
-from frcnn.config.ranges import PREDICT_RANGES, check_ranges
+from frcnn.config.commands import PredictConfig
 from frcnn.data.batching import size_buckets
 from frcnn.data.transforms import build_transform
 from frcnn.evaluation import save_predictions
 from frcnn.inference.detector import Detector
 from frcnn.inference.predictor import Predictor, check_output_dir, list_images
-from frcnn.utils.compile import compile_model
 from frcnn.utils.logs import setup_logging
+from frcnn.utils.settings import typed
 
 log = logging.getLogger("predict")
 
 
 @hydra.main(config_path=str(config_dir()), config_name="predict", version_base=None)
-def main(cfg: DictConfig) -> None:
+def main(raw: DictConfig) -> None:
     setup_logging()
-    check_ranges(cfg, ranges=PREDICT_RANGES)
+    cfg: PredictConfig = typed(raw)
     output = Path(cfg.output)
     paths = list_images(cfg.input)
     check_output_dir(paths, output)
-    overrides = HydraConfig.get().overrides.task
-    check_runtime(cfg, overrides)
-
-    if cfg.runtime == "onnxruntime":
-        model, dataset_cfg = exported_detector(cfg, overrides)
-        detector = Detector(
-            model, build_transform(dataset_cfg, train=False), dataset_cfg.size_divisibility, model.class_names, "cpu"
-        )
-        category_ids = list(model.category_ids)
-    else:
-        if cfg.checkpoint is None:
-            raise ValueError("give checkpoint=PATH, or onnx=DIR/model.onnx")
-        checkpoint = load_checkpoint(cfg.checkpoint)
-        dataset_cfg, model_cfg = checkpoint_run_config(cfg, checkpoint.config, overrides)
-        detector = Detector.from_checkpoint_state(checkpoint, model_cfg, dataset_cfg, cfg.device.value)
-        if cfg.compile:
-            compile_model(detector.model, inference=True)
-            detector.buckets = size_buckets(dataset_cfg)
-        category_ids = list(checkpoint.category_ids)
+    run = inference_model(cfg, HydraConfig.get().overrides.task)
+    transform = build_transform(run.dataset_cfg, train=False)
+    detector = Detector(run.model, transform, run.dataset_cfg.size_divisibility, run.class_names, run.device)
+    if cfg.compile:  # padded to a few bucketed sizes: a compiled model meets a handful of shapes
+        detector.buckets = size_buckets(run.dataset_cfg)
+    category_ids = run.category_ids
     predictor = Predictor(detector, category_ids, cfg.score_threshold)
     predictions = predictor.predict(paths, cfg.batch_size, output)
     save_predictions(output / "predictions.json", predictions)

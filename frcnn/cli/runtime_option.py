@@ -1,5 +1,6 @@
-"""The ``onnx=DIR/model.onnx`` option of scripts/predict.py and scripts/evaluate.py: run an
-exported model with ONNX Runtime.
+"""The model scripts/predict.py and scripts/evaluate.py run, by ``runtime``
+(:func:`inference_model`): a checkpoint's detector in PyTorch, or an exported model with ONNX
+Runtime (the ``onnx=DIR/model.onnx`` option).
 
 ``onnx=PATH`` is short for ``runtime=onnxruntime model=PATH``, the older spelling, still accepted.
 ``model`` is a config group in ``configs/`` (``model=resnet50_c4`` in train.py), so Hydra would
@@ -10,15 +11,23 @@ spelling to Hydra as ``exported_model=DIR/model.onnx`` (with ``runtime=onnxrunti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
+import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
 
-from frcnn.checkpoint.saved_config import checkpoint_run_config
+from frcnn.checkpoint.restore import open_for_inference
+from frcnn.checkpoint.saved_config import checkpoint_run_config, saved_train_config
+from frcnn.config.commands import EvaluateConfig, PredictConfig, Runtime
+from frcnn.config.schema import TrainConfig
+from frcnn.data.config import DatasetConfig
 from frcnn.export.runtime import OnnxDetector
-
-RUNTIMES = ("torch", "onnxruntime")
+from frcnn.models.config import ModelConfig
+from frcnn.utils.compile import compile_model
+from frcnn.utils.device import resolve_device
 
 
 def route_model_argument(argv: list[str]) -> list[str]:
@@ -35,11 +44,9 @@ def route_model_argument(argv: list[str]) -> list[str]:
     return routed
 
 
-def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
+def check_runtime(cfg: EvaluateConfig | PredictConfig, overrides: list[str]) -> None:
     """Raise ValueError for a runtime and model source that do not go together."""
-    if cfg.runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {cfg.runtime!r}")
-    if cfg.runtime == "torch":
+    if cfg.runtime == Runtime.torch:
         if cfg.exported_model is not None:
             raise ValueError(f"{cfg.exported_model} is an exported model: give it as onnx={cfg.exported_model}")
         return
@@ -57,9 +64,51 @@ def check_runtime(cfg: DictConfig, overrides: list[str]) -> None:
         )
 
 
-def exported_detector(cfg: DictConfig, overrides: list[str]) -> tuple[OnnxDetector, DictConfig]:
-    """The ONNX Runtime detector of ``cfg.exported_model`` and the dataset config of the
-    checkpoint it was exported from (``dataset.*`` overrides applied, as for a checkpoint)."""
-    detector = OnnxDetector(Path(cfg.exported_model))
-    dataset_cfg, _ = checkpoint_run_config(cfg, detector.metadata.config, overrides)
-    return detector, dataset_cfg
+@dataclass
+class InferenceModel:
+    """What evaluate and predict run, whichever the runtime: ``model(images, image_sizes)``
+    returns per-image detections, on ``device``."""
+
+    model: Any  # a FasterRCNN (runtime=torch) or an OnnxDetector (runtime=onnxruntime)
+    dataset_cfg: DatasetConfig  # the checkpoint's dataset node, the command's overrides applied
+    class_names: list[str]
+    category_ids: list[int]
+    iteration: int  # the checkpoint's (the exported one's)
+    device: torch.device
+    trained: Optional[TrainConfig] = None  # runtime=torch: the checkpoint's train config
+
+
+def inference_model(cfg: EvaluateConfig | PredictConfig, overrides: list[str]) -> InferenceModel:
+    """The model of ``cfg.runtime``: the checkpoint's detector on ``cfg.device`` (compiled with
+    ``compile=true``), or ``cfg.exported_model`` in ONNX Runtime on the CPU; either with the
+    dataset config of the run it comes from, the command line's ``dataset.*`` overrides applied
+    (and, for a checkpoint, its ``model.*`` ones). ``overrides``: the command line's task
+    overrides. Raises ValueError for a runtime and model source that do not go together."""
+    check_runtime(cfg, overrides)
+
+    def configs(saved: Mapping[str, Any]) -> tuple[DatasetConfig, ModelConfig]:
+        return checkpoint_run_config(cfg, saved, overrides)
+
+    if cfg.runtime == Runtime.onnxruntime:
+        exported = OnnxDetector(Path(cfg.exported_model))
+        dataset_cfg, _ = configs(exported.metadata.config)
+        iteration = exported.metadata.checkpoint.get("iteration") or 0
+        cpu = torch.device("cpu")
+        return InferenceModel(exported, dataset_cfg, exported.class_names, exported.category_ids, iteration, cpu)
+    if cfg.checkpoint is None:
+        raise ValueError("give checkpoint=PATH, or onnx=DIR/model.onnx")
+    opened = open_for_inference(cfg.checkpoint, configs)
+    device = resolve_device(cfg.device)
+    model = opened.model.to(device)
+    if cfg.compile:
+        compile_model(model, inference=True)
+    checkpoint = opened.checkpoint
+    return InferenceModel(
+        model,
+        opened.dataset_cfg,
+        list(checkpoint.class_names),
+        list(checkpoint.category_ids),
+        checkpoint.iteration,
+        device,
+        saved_train_config(checkpoint.config, cfg.checkpoint),
+    )

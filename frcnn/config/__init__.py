@@ -1,18 +1,18 @@
-"""Configuration: the typed schemas of every command's config (``configs/*.yaml``), the value
-ranges of their numeric keys, and :func:`compose`, the training config as ``scripts/train.py``
-composes it, from any directory.
+"""Configuration: the typed schemas of every command's config (``configs/*.yaml``), each key
+declared once with its default, doc and allowed values (:mod:`frcnn.utils.settings`), and
+:func:`compose`, the training config as ``scripts/train.py`` composes it, from any directory.
 
 Importing this package registers the schemas with Hydra's ConfigStore (``train_schema``,
-``evaluate_schema``, ``predict_schema``, ``export_schema``). The ``dataset`` and ``model`` nodes
-are the data and model packages' own (:class:`frcnn.data.config.DatasetConfig`,
-:class:`frcnn.models.config.ModelConfig`).
+``evaluate_schema``, ``predict_schema``, ``export_schema``, ``check_dataset_schema``). The
+``dataset`` and ``model`` nodes are the data and model packages' own
+(:class:`frcnn.data.config.DatasetConfig`, :class:`frcnn.models.config.ModelConfig`).
+:func:`typed` turns a composed config into these dataclasses, checked: each command does it once.
 """
 
-from frcnn.config.commands import EvaluateConfig, PredictConfig
-from frcnn.config.compose import check_train_config, compose, config_dir, preset_warning
+from frcnn.config.commands import CheckDatasetConfig, EvaluateConfig, PredictConfig
+from frcnn.config.compose import compose, config_dir, group_option, preset_warning
 from frcnn.config.export import ExportConfig
 from frcnn.config.schema import (
-    Device,
     EvaluationConfig,
     NonFinitePolicy,
     OptimizerConfig,
@@ -20,8 +20,11 @@ from frcnn.config.schema import (
     TrainConfig,
     TrainLoopConfig,
 )
+from frcnn.utils.device import Device
+from frcnn.utils.settings import plain, typed
 
 __all__ = [
+    "CheckDatasetConfig",
     "Device",
     "EvaluateConfig",
     "EvaluationConfig",
@@ -32,8 +35,10 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "TrainLoopConfig",
-    "check_train_config",
     "compose",
     "config_dir",
+    "group_option",
+    "plain",
     "preset_warning",
+    "typed",
 ]

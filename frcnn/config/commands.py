@@ -1,4 +1,4 @@
-"""Schemas of ``configs/evaluate.yaml`` and ``configs/predict.yaml``.
+"""Schemas of ``configs/evaluate.yaml``, ``configs/predict.yaml`` and ``configs/check_dataset.yaml``.
 
 Their ``model`` and ``dataset`` nodes hold the command line's overrides; a run on a checkpoint
 applies them on top of the checkpoint's own config
@@ -8,15 +8,28 @@ applies them on top of the checkpoint's own config
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
 
-from frcnn.config.schema import Device, EvaluationConfig
-from frcnn.data.config import DatasetConfig
+from frcnn.config.schema import EvaluationConfig
+from frcnn.data.config import DatasetConfig, Split
 from frcnn.models.config import ModelConfig
-from frcnn.utils.device import Amp
+from frcnn.utils.device import Amp, Device
+from frcnn.utils.settings import FRACTION, NONNEGATIVE, POSITIVE, setting
+
+
+class Runtime(StrEnum):
+    torch = "torch"  # a training checkpoint, in PyTorch
+    onnxruntime = "onnxruntime"  # an exported model.onnx (scripts/export.py), in ONNX Runtime
+
+
+class InvalidPredictionPolicy(StrEnum):
+    """predictions= entries with a non-finite or negative-size box or a non-finite score."""
+
+    error = "error"  # refuse the file, naming the entry
+    drop = "drop"  # leave such entries out, counted in one warning
 
 
 @dataclass
@@ -24,56 +37,67 @@ class EvaluateConfig:
     """Root of configs/evaluate.yaml: exactly one of ``checkpoint``, ``predictions`` and
     ``exported_model`` (with ``runtime=onnxruntime``)."""
 
-    checkpoint: Optional[str] = None  # evaluate this trained model (builds it from its own config)
-    predictions: Optional[str] = None  # or score this COCO-results file, no model
-    # predictions= entries with a non-finite or negative-size box or a non-finite score: error | drop
-    invalid_predictions: str = "error"
-    runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
-    exported_model: Optional[str] = (
-        None  # DIR/model.onnx of scripts/export.py; `onnx=PATH` (or `model=PATH`) on the command line
+    checkpoint: Optional[str] = setting(None, "evaluate this trained model (built from its own config)")
+    predictions: Optional[str] = setting(None, "or score this COCO-results file, no model")
+    invalid_predictions: InvalidPredictionPolicy = setting(
+        InvalidPredictionPolicy.error, "predictions= entries with a bad box or score: error | drop"
     )
+    runtime: Runtime = setting(Runtime.torch, "torch | onnxruntime (runs exported_model)")
+    # `onnx=PATH` (or `model=PATH`) on the command line.
+    exported_model: Optional[str] = setting(None, "DIR/model.onnx of scripts/export.py")
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # used as is with predictions=
     model: ModelConfig = field(default_factory=ModelConfig)  # only its overridden keys are read
-    device: Device = Device.auto
-    batch_size: int = 4
-    num_workers: Optional[int] = None  # null: dataset.num_workers
-    amp: Optional[Amp] = None  # off | bf16 | fp16; null: the training run's own train.amp
+    device: Device = setting(Device.auto, "auto | cpu | cuda")
+    batch_size: int = setting(4, "images per batch", POSITIVE)
+    num_workers: Optional[int] = setting(None, "DataLoader workers (null: dataset.num_workers)", NONNEGATIVE.or_null())
+    amp: Optional[Amp] = setting(None, "off | bf16 | fp16; null: the training run's own train.amp")
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # coco_backend
-    compile: bool = False  # torch.compile the model (runtime=torch; frcnn.utils.compile)
-    voc_results_dir: Optional[str] = None  # write VOC devkit comp4_det_<set>_<class>.txt files here
-    tensorboard_dir: Optional[str] = None  # add metric scalars and PR curves to this event folder
+    compile: bool = setting(False, "torch.compile the model (runtime=torch; frcnn.utils.compile)")
+    voc_results_dir: Optional[str] = setting(None, "write VOC devkit comp4_det_<set>_<class>.txt files here")
+    tensorboard_dir: Optional[str] = setting(None, "add metric scalars and PR curves to this event folder")
 
 
 @dataclass
 class PredictConfig:
     """Root of configs/predict.yaml."""
 
-    checkpoint: Optional[str] = None  # the trained model (runtime=torch)
-    runtime: str = "torch"  # torch | onnxruntime (runs exported_model)
-    exported_model: Optional[str] = (
-        None  # DIR/model.onnx of scripts/export.py; `onnx=PATH` (or `model=PATH`) on the command line
-    )
-    input: str = "???"  # an image file or a folder of images (jpg, jpeg, png, bmp, webp)
-    output: str = "???"  # folder for the drawn images and predictions.json
-    score_threshold: float = 0.5  # detections below are neither drawn nor written
-    batch_size: int = 4
+    checkpoint: Optional[str] = setting(None, "the trained model (runtime=torch)")
+    runtime: Runtime = setting(Runtime.torch, "torch | onnxruntime (runs exported_model)")
+    # `onnx=PATH` (or `model=PATH`) on the command line.
+    exported_model: Optional[str] = setting(None, "DIR/model.onnx of scripts/export.py")
+    input: str = setting("???", "an image file or a folder of images (jpg, jpeg, png, bmp, webp)")
+    output: str = setting("???", "folder for the drawn images and predictions.json")
+    score_threshold: float = setting(0.5, "detections below are neither drawn nor written", FRACTION)
+    batch_size: int = setting(4, "images per batch", POSITIVE)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # only overridden keys are read
     model: ModelConfig = field(default_factory=ModelConfig)  # only overridden keys are read
-    device: Device = Device.auto
-    compile: bool = False  # torch.compile the model (runtime=torch; frcnn.utils.compile)
+    device: Device = setting(Device.auto, "auto | cpu | cuda")
+    compile: bool = setting(False, "torch.compile the model (runtime=torch; frcnn.utils.compile)")
+
+
+@dataclass
+class CheckDatasetConfig:
+    """Root of configs/check_dataset.yaml (scripts/check_dataset.py)."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    splits: list[Split] = setting([Split.train, Split.test], "the splits to check: train | test")
+    images: bool = setting(True, "decode every image too (false: annotations only)")
+    num_workers: int = setting(2, "processes decoding the images", NONNEGATIVE)
 
 
 def register_configs() -> None:
-    """Register the schemas as ``evaluate_schema`` and ``predict_schema`` (first in the defaults)."""
+    """Register the schemas as ``evaluate_schema``, ``predict_schema`` and ``check_dataset_schema``
+    (first in their configs' defaults)."""
     store = ConfigStore.instance()
     store.store(name="evaluate_schema", node=EvaluateConfig)
     store.store(name="predict_schema", node=PredictConfig)
+    store.store(name="check_dataset_schema", node=CheckDatasetConfig)
 
 
 register_configs()
 
 
-def check_evaluate_source(cfg: DictConfig) -> None:
+def check_evaluate_source(cfg: EvaluateConfig) -> None:
     """Raise ValueError unless exactly one of ``checkpoint``, ``predictions`` and (with
     ``runtime=onnxruntime``) ``exported_model`` is given."""
     sources = [cfg.checkpoint, cfg.predictions, cfg.exported_model]

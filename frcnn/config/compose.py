@@ -1,5 +1,5 @@
-"""The training config composed as ``scripts/train.py`` composes it, from any directory, and
-the value checks that its types cannot express."""
+"""The training config composed as ``scripts/train.py`` composes it, from any directory, and a
+config group's option read as the schema reads it."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -8,10 +8,9 @@ from typing import Optional
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from frcnn.config.ranges import check_ranges
-from frcnn.evaluation.best_metric import check_best_metric
+from frcnn.utils.settings import typed
 
 
 def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str]:
@@ -27,13 +26,6 @@ def preset_warning(experiment: Optional[str], dataset_name: str) -> Optional[str
             f"experiment=voc0712_r50_c4)"
         )
     return None
-
-
-def check_train_config(cfg) -> None:
-    """Value checks the types cannot express (every numeric key's range, :mod:`frcnn.config.ranges`);
-    raises ValueError naming the key."""
-    check_ranges(cfg)
-    check_best_metric(cfg.train.best_metric, cfg.train.val_loss)
 
 
 def config_dir() -> Path:
@@ -52,7 +44,8 @@ def config_dir() -> Path:
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """The training config (``configs/train.yaml``) with command-line style ``overrides``, as
     ``scripts/train.py`` would see it, from any working directory; type-checked by the schema
-    and value-checked by :func:`check_train_config`.
+    and value-checked (:func:`frcnn.utils.settings.typed`). ``frcnn.config.typed(cfg)`` gives
+    its dataclasses (:class:`frcnn.config.TrainConfig`).
 
         cfg = frcnn.config.compose(overrides=["experiment=custom_cpu", "dataset=coco"])
     """
@@ -60,6 +53,20 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
         raise RuntimeError("frcnn.config.compose cannot run inside a Hydra application: use the config it was given")
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         cfg = hydra_compose(config_name, overrides=list(overrides))
-    if config_name == "train":
-        check_train_config(cfg)
+    if config_name == "train":  # the other commands' required values (???) are set at their command line
+        typed(cfg)
     return cfg
+
+
+def group_option(group: str, option: str) -> DictConfig:
+    """The values ``configs/<group>/<option>.yaml`` sets, on top of those of the base options its
+    ``defaults`` list names (options of the same group; ``_self_``, where the file's own values
+    go, is last when not listed, as in Hydra)."""
+    node = OmegaConf.load(config_dir() / group / f"{option}.yaml")
+    entries = list(node.pop("defaults", None) or [])
+    if "_self_" not in entries:
+        entries.append("_self_")
+    merged = OmegaConf.create()
+    for entry in entries:
+        merged = OmegaConf.merge(merged, node if entry == "_self_" else group_option(group, entry))
+    return merged

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
 
 from frcnn.data.coco import COCODetection
-from frcnn.data.config import DatasetFormat
+from frcnn.data.config import DatasetFormat, Split
 from frcnn.data.dataset import DetectionDataset
 from frcnn.data.shapes import generate_shapes
 from frcnn.data.transforms import build_transform
 from frcnn.data.voc import VOCDetection
-
-SPLITS = ("train", "test")
+from frcnn.utils.settings import plain
 
 
 def resolve_path(path: str, base: str | None = None) -> str:
@@ -28,9 +25,9 @@ def resolve_path(path: str, base: str | None = None) -> str:
 
 def _uses_root(cfg) -> bool:
     """Whether any file of the dataset is found through ``root`` (COCO files may all be absolute)."""
-    if DatasetFormat(cfg.format) is DatasetFormat.voc:
+    if cfg.format == DatasetFormat.voc:
         return True
-    paths = [cfg[split][kind] for split in SPLITS for kind in ("images", "annotations")]
+    paths = [getattr(files, kind) for files in (cfg.train, cfg.test) for kind in ("images", "annotations")]
     return any(path is not None and not os.path.isabs(path) for path in paths)
 
 
@@ -39,9 +36,7 @@ def prepare_root(cfg) -> str:
     Raises FileNotFoundError naming ``dataset.root`` when any other dataset's root is missing."""
     root = resolve_path(cfg.root)
     if cfg.name == "shapes":
-        shapes = cfg.shapes
-        params = OmegaConf.to_container(shapes) if isinstance(shapes, DictConfig) else dataclasses.asdict(shapes)
-        generate_shapes(root, seed=cfg.seed, **params)
+        generate_shapes(root, seed=cfg.seed, **plain(cfg.shapes))
     elif not os.path.isdir(root) and _uses_root(cfg):
         raise FileNotFoundError(
             f"dataset.root={cfg.root}: no such folder ({root}); set dataset.root=DIR to where the {cfg.name} data is"
@@ -49,7 +44,7 @@ def prepare_root(cfg) -> str:
     return root
 
 
-def build_dataset(cfg, split: str) -> DetectionDataset:
+def build_dataset(cfg, split: Split | str) -> DetectionDataset:
     """The ``split`` ("train" | "test") dataset of a ``dataset`` config (DictConfig or
     :class:`~frcnn.data.config.DatasetConfig`).
 
@@ -57,9 +52,7 @@ def build_dataset(cfg, split: str) -> DetectionDataset:
     and validated here (bad data raises DatasetError before any training starts); images are
     decoded lazily in ``ds[i]``.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    train = split == "train"
+    train = Split(split) == Split.train
     root = prepare_root(cfg)
     common = dict(
         class_names=list(cfg.classes) if cfg.classes is not None else None,
@@ -70,7 +63,7 @@ def build_dataset(cfg, split: str) -> DetectionDataset:
         use_difficult=cfg.use_difficult,
         name=f"{cfg.name} {split}",  # for log messages
     )
-    if DatasetFormat(cfg.format) is DatasetFormat.voc:
+    if cfg.format == DatasetFormat.voc:
         return VOCDetection(root, list(cfg.train_sets if train else cfg.test_sets), **common)
     files = cfg.train if train else cfg.test
     if files.images is None or files.annotations is None:

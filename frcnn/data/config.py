@@ -1,14 +1,17 @@
 """Schema of the ``dataset`` config node (one superset dataclass for shapes, VOC and COCO).
 
-The group files ``configs/dataset/{shapes,voc,coco}.yaml`` are plain values merged into
-:class:`DatasetConfig`; an unknown key or a value of the wrong type is rejected by Hydra.
+The group files ``configs/dataset/{shapes,voc,coco}.yaml`` set the values that differ from these
+defaults; an unknown key or a value of the wrong type is rejected by Hydra, a value outside its
+declared range by :func:`frcnn.utils.settings.check_settings`.
 Relative paths (``root``, ``train.images``, ...) are relative to the directory the command
 was started from; ``train``/``test`` file paths are relative to ``root`` unless absolute.
 """
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Optional
+from enum import StrEnum
+from typing import ClassVar, Optional
+
+from frcnn.utils.settings import FRACTION, NONNEGATIVE, POSITIVE, POSITIVE_FRACTION, setting
 
 SHAPES_CLASSES = ("circle", "square", "triangle")
 
@@ -19,12 +22,17 @@ VOC_CLASSES = (
 )  # fmt: skip
 
 
-class DatasetFormat(str, Enum):
+class DatasetFormat(StrEnum):
     voc = "voc"  # VOCdevkit tree: Annotations/*.xml, JPEGImages/, ImageSets/Main/<split>.txt
     coco = "coco"  # an images folder + an instances_*.json file
 
 
-class InvalidBoxPolicy(str, Enum):
+class Split(StrEnum):
+    train = "train"
+    test = "test"
+
+
+class InvalidBoxPolicy(StrEnum):
     """What happens to a degenerate (x2 <= x1 or y2 <= y1) or out-of-image box."""
 
     error = "error"  # refuse to build the dataset, naming every such box
@@ -32,14 +40,14 @@ class InvalidBoxPolicy(str, Enum):
     drop = "drop"  # drop the box
 
 
-class UnlistedClassPolicy(str, Enum):
+class UnlistedClassPolicy(StrEnum):
     """What happens to an object whose class is not in ``dataset.classes``."""
 
     error = "error"  # refuse the dataset, naming every such object (catches a misspelt class name)
     ignore = "ignore"  # leave the object out: train and evaluate on a subset of the dataset's classes
 
 
-class AugmentationPolicy(str, Enum):
+class AugmentationPolicy(StrEnum):
     """The training augmentation, by the names of torchvision's detection references (presets.py);
     :func:`frcnn.data.transforms.build_transform` says how each composes with the resize settings."""
 
@@ -54,53 +62,60 @@ class AugmentationPolicy(str, Enum):
 class SplitFilesConfig:
     """COCO-format files of one split (relative to ``root`` unless absolute)."""
 
-    images: Optional[str] = None  # folder the annotation file's ``file_name`` entries are in
-    annotations: Optional[str] = None  # instances_*.json
+    images: Optional[str] = setting(None, "folder the annotation file's file_name entries are in")
+    annotations: Optional[str] = setting(None, "instances_*.json")
 
 
 @dataclass
 class ShapesConfig:
     """Generation parameters of the synthetic shapes dataset (``name: shapes``)."""
 
-    num_train: int = 1000
-    num_test: int = 200
-    min_image_size: int = 128  # each image side is drawn uniformly from [min, max] pixels
-    max_image_size: int = 192
-    max_objects: int = 4  # a non-empty image holds 1..max_objects shapes
-    empty_fraction: float = 0.05  # fraction of images without any object
-    min_object_size: float = 0.2  # object side as a fraction of the image's short side
-    max_object_size: float = 0.6
-    min_visible: float = 0.6  # a placement hiding more than 1 - min_visible of an object is redrawn
-    noise_std: float = 6.0  # Gaussian pixel noise on the background (0..255 scale)
+    ORDERED: ClassVar = (("min_image_size", "max_image_size"), ("min_object_size", "max_object_size"))
+
+    num_train: int = setting(1000, "training images", POSITIVE)
+    num_test: int = setting(200, "test images", POSITIVE)
+    min_image_size: int = setting(128, "each image side is drawn uniformly from [min, max] pixels", POSITIVE)
+    max_image_size: int = setting(192, "see min_image_size", POSITIVE)
+    max_objects: int = setting(4, "a non-empty image holds 1..max_objects shapes", POSITIVE)
+    empty_fraction: float = setting(0.05, "fraction of images without any object", FRACTION)
+    min_object_size: float = setting(0.2, "object side as a fraction of the image's short side", POSITIVE_FRACTION)
+    max_object_size: float = setting(0.6, "see min_object_size", POSITIVE_FRACTION)
+    min_visible: float = setting(0.6, "a placement hiding more than 1 - min_visible of an object is redrawn", FRACTION)
+    noise_std: float = setting(6.0, "Gaussian pixel noise on the background (0..255 scale)", NONNEGATIVE)
 
 
 @dataclass
 class DatasetConfig:
     """The ``dataset`` node. Defaults are the synthetic shapes dataset."""
 
-    name: str = "shapes"  # shapes (generated on first use) | voc | coco | any custom name
-    format: DatasetFormat = DatasetFormat.voc
-    root: str = "data/shapes"
-    classes: Optional[list[str]] = field(default_factory=lambda: list(SHAPES_CLASSES))
-    # VOC: "YEAR-SPLIT" (root/VOC<YEAR>/ImageSets/Main/<SPLIT>.txt) or "SPLIT" (root itself).
-    train_sets: list[str] = field(default_factory=lambda: ["train"])
-    test_sets: list[str] = field(default_factory=lambda: ["test"])
-    use_difficult: bool = True  # keep VOC "difficult" objects in the training targets
+    name: str = setting("shapes", "shapes (generated on first use) | voc | coco | any custom name")
+    format: DatasetFormat = setting(DatasetFormat.voc, "voc | coco: the layout of root")
+    root: str = setting("data/shapes", "the dataset's folder")
+    classes: Optional[list[str]] = setting(
+        list(SHAPES_CLASSES), "class names in label order (null: VOC's 20, or a COCO file's categories)"
+    )
+    train_sets: list[str] = setting(
+        ["train"], 'VOC: "YEAR-SPLIT" (root/VOC<YEAR>/ImageSets/Main/<SPLIT>.txt) or "SPLIT" (root itself)'
+    )
+    test_sets: list[str] = setting(["test"], "VOC: as train_sets, for the test split")
+    use_difficult: bool = setting(True, 'keep VOC "difficult" objects in the training targets')
     train: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_train.json"))
     test: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_test.json"))
-    invalid_boxes: InvalidBoxPolicy = InvalidBoxPolicy.error
-    # Objects of classes not in `classes`: error | ignore (a subset of the dataset's classes).
-    unlisted_classes: UnlistedClassPolicy = UnlistedClassPolicy.error
-    min_size: list[int] = field(default_factory=lambda: [128])  # train: one drawn per image
-    test_min_size: int = 128
-    max_size: int = 256  # the long side never exceeds this after resizing
-    flip_prob: float = 0.5  # horizontal flip probability (train only)
-    # Training augmentation policy: hflip | multiscale | lsj | ssd | ssdlite (test images are only resized).
-    augmentation: AugmentationPolicy = AugmentationPolicy.hflip
-    size_divisibility: int = 32  # batches are zero-padded to a multiple of this
+    invalid_boxes: InvalidBoxPolicy = setting(InvalidBoxPolicy.error, "error | clip | drop")
+    unlisted_classes: UnlistedClassPolicy = setting(
+        UnlistedClassPolicy.error, "objects of classes not in classes: error | ignore (a subset of the classes)"
+    )
+    min_size: list[int] = setting([128], "training short side, one drawn per image", POSITIVE.for_each())
+    test_min_size: int = setting(128, "test short side", POSITIVE)
+    max_size: int = setting(256, "the long side never exceeds this after resizing", POSITIVE)
+    flip_prob: float = setting(0.5, "horizontal flip probability (train only)", FRACTION)
+    augmentation: AugmentationPolicy = setting(
+        AugmentationPolicy.hflip, "training augmentation: hflip | multiscale | lsj | ssd | ssdlite (test: resize only)"
+    )
+    size_divisibility: int = setting(32, "batches are zero-padded to a multiple of this", POSITIVE)
     # compile=true: each padded side is one of this many lengths from the shortest resize to
     # max_size, so that a compiled model meets a handful of batch shapes.
-    size_buckets: int = 4
-    num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
-    seed: int = 0  # shapes: generation seed
+    size_buckets: int = setting(4, "compile=true: padded side lengths per batch dimension", POSITIVE)
+    num_workers: int = setting(2, "DataLoader worker processes (0: load in the main process)", NONNEGATIVE)
+    seed: int = setting(0, "shapes: generation seed", NONNEGATIVE)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)

@@ -237,3 +237,12 @@ def build_transform(cfg, train: bool) -> DetectionTransform | PolicyTransform:
     if policy is AugmentationPolicy.hflip:
         return DetectionTransform(tuple(cfg.min_size), cfg.max_size, cfg.flip_prob)
     return PolicyTransform(policy, tuple(cfg.min_size), cfg.max_size, cfg.flip_prob)
+
+
+def boxes_to_original(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Boxes [N, 4] xyxy in resized coordinates -> original-image coordinates, clipped to
+    ``[0, width] x [0, height]``. scale: Tensor[2] (sx, sy) with resized = original * scale."""
+    boxes = boxes.detach().float().cpu() / scale.float().cpu().repeat(2)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    return boxes

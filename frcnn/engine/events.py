@@ -15,7 +15,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from frcnn.evaluation.tensorboard import add_pr_curves, log_metrics
-from frcnn.evaluation.val_loss import LOSS_TERMS
+from frcnn.models.faster_rcnn import LOSS_TERMS
 from frcnn.utils.progress import eta_text, progress_bar
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from frcnn.config.schema import OptimizerName, ScheduleName
+
 log = logging.getLogger(__name__)
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -42,16 +44,13 @@ def build_optimizer(cfg, model: nn.Module, total_batch_size: int) -> torch.optim
     """
     lr = scaled_lr(cfg.base_lr, cfg.reference_batch_size, total_batch_size)
     groups = parameter_groups(model, cfg.weight_decay)
-    name = str(getattr(cfg.name, "value", cfg.name))
-    if name == "sgd":
+    if cfg.name == OptimizerName.sgd:
         optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    elif name == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
     else:
-        raise ValueError(f"optimizer.name={name}: expected sgd or adamw")
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
     log.info(
         "%s: lr %.6g (base_lr %g x %d images / %d), weight decay %g on %d tensors, none on %d",
-        name,
+        cfg.name,
         lr,
         cfg.base_lr,
         total_batch_size,
@@ -72,7 +71,7 @@ class WarmupSchedule:
 
     def __init__(
         self,
-        name: str,
+        name: ScheduleName,
         max_iters: int,
         warmup_iters: int,
         warmup_factor: float,
@@ -80,8 +79,6 @@ class WarmupSchedule:
         gamma: float,
         min_lr_factor: float,
     ):
-        if name not in ("multistep", "cosine"):
-            raise ValueError(f"schedule.name={name}: expected multistep or cosine")
         if list(steps) != sorted(steps):
             raise ValueError(f"schedule.steps={list(steps)} must be increasing")
         self.name = name
@@ -93,7 +90,7 @@ class WarmupSchedule:
         self.min_lr_factor = min_lr_factor
 
     def decay(self, it: int) -> float:
-        if self.name == "multistep":
+        if self.name == ScheduleName.multistep:
             return self.gamma ** sum(it >= s for s in self.steps)
         progress = min(it / max(self.max_iters, 1), 1.0)
         return self.min_lr_factor + (1 - self.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -111,7 +108,7 @@ class WarmupSchedule:
 def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer, max_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration scheduler (call ``step()`` once per iteration) from the ``schedule`` node."""
     schedule = WarmupSchedule(
-        str(getattr(cfg.name, "value", cfg.name)),
+        cfg.name,
         max_iters,
         cfg.warmup_iters,
         cfg.warmup_factor,

@@ -53,8 +53,8 @@ def build_evaluation_split(cfg: DictConfig) -> EvaluationSplit:
     val_loss = cfg.train.val_loss and has_annotations(loader.dataset)
     if cfg.train.val_loss and not val_loss:
         log.warning("train.val_loss: the test split has no annotated objects, no validation loss")
-    backend = getattr(cfg.evaluation.coco_backend, "value", cfg.evaluation.coco_backend)
-    return EvaluationSplit(loader, DetectionEvaluator(loader.dataset, coco_backend=backend), val_loss)
+    evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend)
+    return EvaluationSplit(loader, evaluator, val_loss)
 
 
 def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch.Tensor]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -39,12 +38,13 @@ from typing import Any, Optional
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
 from frcnn.checkpoint.format import Checkpoint
+from frcnn.checkpoint.saved_config import saved_train_config
 from frcnn.config import config_dir
 from frcnn.config.schema import TrainConfig
+from frcnn.utils.settings import plain
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,12 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     ]
 
 
-def check_resume_config(saved: dict, cfg: DictConfig, path: Path) -> None:
+def check_resume_config(saved: dict, cfg: TrainConfig, path: Path) -> None:
     """Raise ValueError naming the differing keys when ``cfg`` differs from a checkpoint's config."""
-    current = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    differences = config_differences(saved, current)
+    differences = config_differences(saved, plain(cfg))
     if not differences:
         return
-    if cfg.train.get("resume_allow_config_change", False):
+    if cfg.train.resume_allow_config_change:
         log.warning("resuming %s with a changed config: %s", path, "; ".join(differences))
         return
     raise ValueError(
@@ -236,36 +235,10 @@ def config_to_resume(
     if path is None:  # auto, and no checkpoint yet
         return cfg, None
     check_resumable(path, checkpoint)
-    resumed = saved_train_config(checkpoint.config, path)
+    resumed = OmegaConf.structured(saved_train_config(checkpoint.config, path))
     for key in overridden_keys(overrides):
         OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     return resumed, ResumePoint(path, checkpoint)
-
-
-def saved_train_config(saved: Mapping[str, Any], source: Path) -> DictConfig:
-    """A checkpoint's saved config typed by the schema (enum keys enums again). Raises ValueError,
-    one line naming ``source``, for a key the schema does not know (a ``hydra`` node included),
-    a value of the wrong type or an interpolation: the file is data, never configuration that runs."""
-    interpolated = _interpolations(saved)
-    if interpolated:
-        raise ValueError(f"{source}: its saved config holds an interpolation in {', '.join(interpolated)}: refused")
-    try:
-        return OmegaConf.merge(_SCHEMA, saved)
-    except OmegaConfBaseException as error:
-        reason = " ".join(str(error).splitlines()[0].split())
-        raise ValueError(
-            f"{source}: its saved config is not an frcnn train config ({reason}): refused; resume from "
-            f"a checkpoint that training wrote"
-        ) from None
-
-
-def _interpolations(node: Any, key: str = "") -> list[str]:
-    """The keys (``a.b``, ``a.0``) of every string in ``node`` that OmegaConf would resolve (``${...}``)."""
-    if isinstance(node, Mapping):
-        return [found for k, value in node.items() for found in _interpolations(value, f"{key}{k}.")]
-    if isinstance(node, (list, tuple)):
-        return [found for i, value in enumerate(node) for found in _interpolations(value, f"{key}{i}.")]
-    return [key.rstrip(".")] if isinstance(node, str) and "${" in node else []
 
 
 def overridden_keys(overrides: list[str]) -> list[str]:

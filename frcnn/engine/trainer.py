@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
@@ -26,8 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from frcnn.checkpoint.fit import load_checkpoint_weights
 from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
 from frcnn.checkpoint.format import Checkpoint, TrainingState
-from frcnn.config.compose import check_train_config
-from frcnn.config.schema import NonFinitePolicy
+from frcnn.config.schema import NonFinitePolicy, TrainConfig
 from frcnn.data import build_train_loader
 from frcnn.engine.distributed import (
     check_replicas_in_sync,
@@ -50,14 +49,19 @@ from frcnn.engine.events import TrainingEvents
 from frcnn.engine.interrupt import StopRequest
 from frcnn.engine.optim import build_lr_scheduler, build_optimizer, restore_schedule_position
 from frcnn.engine.periodic_evaluation import EvaluationSplit, build_evaluation_split, evaluate
-from frcnn.engine.resume import ResumePoint, check_resumable, check_resume_config, save_run_overrides
+from frcnn.engine.resume import (
+    ResumePoint,
+    check_resumable,
+    check_resume_config,
+    save_run_overrides,
+    saved_train_config,
+)
 from frcnn.engine.rng import get_rng_state, restore_rng_states, seed_everything
 from frcnn.engine.run_folder import own_run_folder
 from frcnn.engine.sync_bn import convert_sync_batchnorm
-from frcnn.evaluation.best_metric import is_better, metric_value
-from frcnn.evaluation.val_loss import LOSS_TERMS
+from frcnn.evaluation.best_metric import check_best_metric, is_better, metric_value
 from frcnn.models import build_model, load_weights
-from frcnn.models.faster_rcnn import model_inputs
+from frcnn.models.faster_rcnn import LOSS_TERMS, model_inputs
 from frcnn.models.finite import NonFiniteBoxError
 from frcnn.utils.compile import compile_model
 from frcnn.utils.device import autocast, autocast_dtype, resolve_device
@@ -71,17 +75,30 @@ from frcnn.utils.dist import (
     is_main_process,
     mark_collective,
 )
+from frcnn.utils.settings import plain, typed
 
 log = logging.getLogger(__name__)
 
 
 def train(
-    cfg: DictConfig, run_dir: Path, build: Callable[..., nn.Module] = build_model, overrides: Optional[list[str]] = None
+    cfg: TrainConfig | DictConfig,
+    run_dir: Path,
+    build: Callable[..., nn.Module] = build_model,
+    overrides: Optional[list[str]] = None,
 ) -> Optional[dict]:
     """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``; see
     :func:`run_training`. Returns the final metrics, or None when a signal stopped the run early
     or ``train.eval_at_end`` is false."""
     return run_training(cfg, run_dir, build, overrides).metrics
+
+
+def check_train_config(cfg: TrainConfig | DictConfig) -> TrainConfig:
+    """``cfg`` as training takes it: typed and every value in its range
+    (:func:`frcnn.utils.settings.typed`), and ``train.best_metric`` a number the evaluations
+    report. Raises ValueError naming the key."""
+    cfg = typed(cfg, TrainConfig)
+    check_best_metric(cfg.train.best_metric, cfg.train.val_loss)
+    return cfg
 
 
 @dataclass
@@ -95,13 +112,14 @@ class TrainingOutcome:
 
 
 def run_training(
-    cfg: DictConfig,
+    cfg: TrainConfig | DictConfig,
     run_dir: Path,
     build: Callable[..., nn.Module] = build_model,
     overrides: Optional[list[str]] = None,
     resume_from: Optional[ResumePoint] = None,
 ) -> TrainingOutcome:
-    """Train the detector described by ``cfg`` (the composed ``train.yaml``) in ``run_dir``.
+    """Train the detector described by ``cfg`` (the composed ``train.yaml``, typed here once:
+    :func:`frcnn.utils.settings.typed`) in ``run_dir``.
 
     ``build(cfg.model, num_classes)`` makes the model (another detector with frcnn's call
     contract may be trained by the same loop, e.g. the torchvision reference). ``overrides``: the
@@ -115,9 +133,9 @@ def run_training(
     ``losses.jsonl`` and, after the final evaluation, ``metrics.json`` under ``run_dir`` (rank 0
     only); the final ``last.pt`` is written before the final evaluation.
     """
-    check_train_config(cfg)
+    cfg = check_train_config(cfg)
     tc = cfg.train
-    device = init_distributed(resolve_device(_plain(cfg.device)), tc.dist_timeout)
+    device = init_distributed(resolve_device(cfg.device), tc.dist_timeout)
     run_dir = shared_run_dir(run_dir)
     with own_run_folder(run_dir, tc.resume, tc.overwrite):
         seed_everything(cfg.seed + get_rank(), deterministic=tc.deterministic)
@@ -221,7 +239,7 @@ class TrainingRun:
     exponential moving average of its weights (``train.ema_decay`` > 0), the iteration (completed
     steps) and the best value of ``train.best_metric`` so far."""
 
-    cfg: DictConfig  # the composed train config
+    cfg: TrainConfig
     model: nn.Module  # the detector, as checkpoints hold it
     trained: nn.Module  # what the steps run: ``model``, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
@@ -239,7 +257,7 @@ class TrainingRun:
         """The weights to deploy (``best.pt``), with their EMA: no optimiser, scheduler, scaler or
         RNG state."""
         return Checkpoint(model=self.model.state_dict(), iteration=self.iteration,
-                          config=OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
+                          config=plain(self.cfg),
                           class_names=list(self.class_names), category_ids=list(self.category_ids),
                           best_metric=self.best_metric,
                           ema=ema_weights(self.ema) if self.ema is not None else None)  # fmt: skip
@@ -257,7 +275,7 @@ class TrainingRun:
 
 
 def build_training(
-    cfg: DictConfig,
+    cfg: TrainConfig,
     build: Callable[..., nn.Module],
     dataset,
     device: torch.device,
@@ -271,7 +289,7 @@ def build_training(
     for DDP under torchrun. Returns the run and the checkpoint's per-rank RNG states (None for a
     fresh start): the caller restores them once the data loader has started."""
     tc = cfg.train
-    amp = autocast_dtype(_plain(tc.amp), device)
+    amp = autocast_dtype(tc.amp, device)
     model = build(cfg.model, num_classes=len(dataset.class_names)).to(device)
     if cfg.model.weights:
         load_weights(model, cfg.model.weights)
@@ -326,7 +344,7 @@ def restore(
     restore_schedule_position(run.scheduler, checkpoint.training.scheduler)
     run.scaler.load_state_dict(checkpoint.training.scaler)
     run.iteration, run.best_metric = checkpoint.iteration, checkpoint.best_metric
-    if checkpoint.config["train"].get("best_metric", "voc07/mAP") != tc.best_metric:
+    if saved_train_config(checkpoint.config, path).train.best_metric != tc.best_metric:
         run.best_metric = None  # the recorded best is another number: best.pt follows the new one from here
     checkpoints.resumed_at(run.iteration)
     log.info("resumed from %s at iteration %d", path, run.iteration)
@@ -513,11 +531,6 @@ def log_summary(
             run.cfg.train.max_iters,
             run_dir,
         )
-
-
-def _plain(value: Any) -> Any:
-    """An Enum config value as its string."""
-    return getattr(value, "value", value)
 
 
 def _due(iteration: int, period: int, max_iters: int) -> bool:

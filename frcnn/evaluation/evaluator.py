@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from frcnn.data.transforms import boxes_to_original
 from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
@@ -78,15 +79,6 @@ def score_predictions(
     metrics = voc_metrics(curves, dataset.class_names)
     metrics["coco"] = coco_metrics(dataset.coco_gt(), predictions, image_ids=evaluated_ids, backend=coco_backend)
     return metrics, curves
-
-
-def boxes_to_original(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Boxes [N, 4] xyxy in resized coordinates -> original-image coordinates, clipped to
-    ``[0, width] x [0, height]``. scale: Tensor[2] (sx, sy) with resized = original * scale."""
-    boxes = boxes.detach().float().cpu() / scale.float().cpu().repeat(2)
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    return boxes
 
 
 def _gather(outputs: dict) -> dict:

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
+from frcnn.models.faster_rcnn import LOSS_TERMS  # the detector's loss terms, as the model declares them
 from frcnn.utils.dist import all_gather_object
-
-LOSS_TERMS = ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc")
 
 
 def has_annotations(dataset) -> bool:

@@ -19,9 +19,7 @@ import onnx
 import torch
 from omegaconf import OmegaConf
 
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.checkpoint.restore import model_from_checkpoint
-from frcnn.checkpoint.saved_config import saved_dataset_config, saved_model_config
+from frcnn.checkpoint.restore import open_for_inference
 from frcnn.config.export import OPSET
 from frcnn.data.transforms import build_transform
 from frcnn.export.graph import OUTPUT_NAMES, DetectorGraph
@@ -107,10 +105,9 @@ def export_checkpoint(
     checkpoint, or one lacking a key, naming it), NotADirectoryError / OSError / PermissionError
     (an output that is a file, cannot be created or is not writable).
     """
-    checkpoint = load_checkpoint(checkpoint_path)
+    opened = open_for_inference(checkpoint_path)
+    checkpoint, model, model_cfg, dataset_cfg = opened.checkpoint, opened.model, opened.model_cfg, opened.dataset_cfg
     output = _prepare_output(output)
-    model_cfg, dataset_cfg = saved_model_config(checkpoint.config), saved_dataset_config(checkpoint.config)
-    model = model_from_checkpoint(checkpoint, model_cfg)
     transform = build_transform(dataset_cfg, train=False)
     preprocessing = Preprocessing(
         min_size=int(transform.min_sizes[0]),
@@ -129,7 +126,7 @@ def export_checkpoint(
         Path(tmp).unlink(missing_ok=True)
     roi = model_cfg.roi_head
     result = ExportMetadata(
-        architecture=getattr(model_cfg.architecture, "value", model_cfg.architecture),
+        architecture=model_cfg.architecture,
         pooler=roi.pooler,
         opset=opset,
         class_names=list(checkpoint.class_names),

@@ -7,6 +7,7 @@ evaluation loop and the predictor run either one unchanged.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,21 @@ from torch import nn
 from frcnn.data.transforms import DetectionTransform
 from frcnn.export.metadata import ExportMetadata, read_metadata
 
+
+class GraphOptimization(StrEnum):
+    """ONNX Runtime's graph optimisation levels."""
+
+    disable = "disable"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
 OPTIMIZATION_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    GraphOptimization.disable: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    GraphOptimization.basic: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    GraphOptimization.extended: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    GraphOptimization.all: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 
 

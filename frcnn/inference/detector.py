@@ -19,17 +19,13 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from PIL import Image
 
-from frcnn.checkpoint.format import Checkpoint
-from frcnn.checkpoint.io import load_checkpoint
-from frcnn.checkpoint.restore import model_from_checkpoint
-from frcnn.checkpoint.saved_config import saved_dataset_config, saved_model_config
+from frcnn.checkpoint.restore import InferenceCheckpoint, open_for_inference, saved_configs
 from frcnn.data import collate
 from frcnn.data.image_io import read_image
-from frcnn.data.transforms import DetectionTransform, build_transform
-from frcnn.evaluation.evaluator import boxes_to_original
+from frcnn.data.transforms import DetectionTransform, boxes_to_original, build_transform
 from frcnn.models import FasterRCNN
 from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.device import resolve_device
@@ -81,7 +77,7 @@ class Detector:
         score_threshold: float = 0.0,
         batch_size: int = 4,
     ):
-        self.device = resolve_device(str(getattr(device, "value", device)))
+        self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.transform = transform
         self.size_divisibility = size_divisibility
@@ -105,29 +101,24 @@ class Detector:
         ``{"model": {"roi_head": {"nms_thresh": 0.4}}, "dataset": {"test_min_size": 800}}``)
         apply on top.
         """
-        checkpoint = load_checkpoint(path)
-        config = OmegaConf.merge(checkpoint.config, overrides or {})
-        return cls.from_checkpoint_state(
-            checkpoint, saved_model_config(config), saved_dataset_config(config), device, score_threshold, batch_size
-        )
+        opened = open_for_inference(path, lambda saved: saved_configs(OmegaConf.merge(saved, overrides or {})))
+        return cls.for_checkpoint(opened, device, score_threshold, batch_size)
 
     @classmethod
-    def from_checkpoint_state(
+    def for_checkpoint(
         cls,
-        checkpoint: Checkpoint,
-        model_cfg: DictConfig,
-        dataset_cfg: DictConfig,
+        opened: InferenceCheckpoint,
         device: str | torch.device = "auto",
         score_threshold: float = 0.0,
         batch_size: int = 4,
     ) -> Detector:
-        """From a loaded checkpoint and its typed ``model``/``dataset`` nodes (overrides applied,
-        :mod:`frcnn.checkpoint.saved_config`)."""
+        """From a checkpoint opened for inference (:func:`frcnn.checkpoint.restore.open_for_inference`:
+        its detector and typed ``model``/``dataset`` configs, overrides applied)."""
         return cls(
-            model_from_checkpoint(checkpoint, model_cfg),
-            build_transform(dataset_cfg, train=False),
-            dataset_cfg.size_divisibility,
-            checkpoint.class_names,
+            opened.model,
+            build_transform(opened.dataset_cfg, train=False),
+            opened.dataset_cfg.size_divisibility,
+            opened.checkpoint.class_names,
             device,
             score_threshold,
             batch_size,

@@ -15,10 +15,10 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from frcnn.models.config import Norm
+
 logger = logging.getLogger(__name__)
 
-RESNET_DEPTHS = (18, 34, 50, 101)
-NORMS = ("auto", "frozen_bn", "bn", "gn")
 DEFAULT_FROZEN_STAGES = 2  # with pre-trained weights: conv1 + layer1
 # Stage index -> trunk children it freezes (frozen_stages = n freezes stages 1..n).
 _STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",))
@@ -66,10 +66,10 @@ def block_out_channels(layer: nn.Sequential) -> int:
     return last_conv.out_channels
 
 
-def norm_layer(norm: str):
-    if norm == "frozen_bn":
+def norm_layer(norm: Norm):
+    if norm == Norm.frozen_bn:
         return FrozenBatchNorm2d
-    if norm == "bn":
+    if norm == Norm.bn:
         return nn.BatchNorm2d
     return lambda channels: nn.GroupNorm(32, channels)
 
@@ -117,19 +117,15 @@ def imagenet_state_dict(weights: torchvision.models.WeightsEnum) -> dict[str, to
         ) from None
 
 
-def build_resnet(depth: int, weights: str | None, norm: str = "auto") -> torchvision.models.ResNet:
+def build_resnet(depth: int, weights: str | None, norm: Norm = Norm.auto) -> torchvision.models.ResNet:
     """A torchvision ResNet of ``depth`` with ``weights`` loaded: "imagenet", a local path or None.
 
     ``norm="auto"`` picks FrozenBatchNorm2d when weights are loaded and trainable BatchNorm2d
     from scratch. GroupNorm cannot take BatchNorm statistics, so it requires ``weights=None``.
     """
-    if depth not in RESNET_DEPTHS:
-        raise ValueError(f"backbone.depth must be one of {RESNET_DEPTHS}, got {depth}")
-    if norm not in NORMS:
-        raise ValueError(f"backbone.norm must be one of {NORMS}, got {norm!r}")
-    if norm == "auto":
-        norm = "bn" if weights is None else "frozen_bn"
-    if norm == "gn" and weights is not None:
+    if norm == Norm.auto:
+        norm = Norm.bn if weights is None else Norm.frozen_bn
+    if norm == Norm.gn and weights is not None:
         raise ValueError("backbone.norm=gn cannot load BatchNorm weights; use weights=null or another norm")
     constructor = getattr(torchvision.models, f"resnet{depth}")
     # From scratch, a zero-initialised last norm in each residual branch makes every block

@@ -13,17 +13,19 @@ import torch
 from torch import nn
 
 from frcnn.models.backbone import block_out_channels, build_backbone
+from frcnn.models.config import Architecture, BackboneName, ModelConfig
 from frcnn.models.fpn import FPN_STRIDES, build_fpn_backbone, build_fpn_box_head, fpn_backbone_class
 from frcnn.models.matching import GroundTruth, pad_targets
 from frcnn.models.poolers import MultiLevelRoIAlign
 from frcnn.models.postprocess import Detections
-from frcnn.models.roi_head import RoIHead, build_c4_box_parts, build_roi_head
-from frcnn.models.rpn import RegionProposalNetwork, build_rpn
+from frcnn.models.roi_head import ROI_LOSSES, RoIHead, build_c4_box_parts, build_roi_head
+from frcnn.models.rpn import RPN_LOSSES, RegionProposalNetwork, build_rpn
 from frcnn.utils.compile import is_compiled
+from frcnn.utils.settings import typed
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES = ("c4", "fpn")
+LOSS_TERMS = (*RPN_LOSSES, *ROI_LOSSES)  # what forward returns in train mode
 
 
 class FasterRCNN(nn.Module):
@@ -90,17 +92,18 @@ class FasterRCNN(nn.Module):
 
 def build_model(cfg, num_classes: int) -> FasterRCNN:
     """Faster R-CNN from the ``model`` config node (DictConfig or ``ModelConfig``) for
-    ``num_classes`` object classes (background is added inside)."""
+    ``num_classes`` object classes (background is added inside). ``cfg`` is checked (and typed,
+    when it is plain values) by :func:`frcnn.utils.settings.typed`: a bad value names its key."""
+    cfg = typed(cfg, ModelConfig, "model.")
     _warn_frozen_random_layers(cfg)
-    architecture = getattr(cfg.architecture, "value", cfg.architecture)
-    if architecture == "c4":
-        if getattr(cfg.backbone, "name", "resnet") != "resnet":
+    if cfg.architecture == Architecture.c4:
+        if cfg.backbone.name != BackboneName.resnet:
             raise ValueError(f"model.backbone.name must be resnet for c4, got {cfg.backbone.name!r}")
         backbone, layer4 = build_backbone(cfg.backbone)
         box_pooler, box_head = build_c4_box_parts(cfg.roi_head, layer4, block_out_channels(layer4), cfg.anchors.stride)
         rpn = build_rpn(cfg.rpn, cfg.anchors, backbone.out_channels)
         sampled_rows_only = False
-    elif architecture == "fpn":
+    else:  # fpn
         strides = fpn_backbone_class(cfg.backbone).strides
         if cfg.anchors.stride != strides[0]:
             level = "P2's stride" if strides == FPN_STRIDES else "the first pyramid level's stride"
@@ -114,8 +117,6 @@ def build_model(cfg, num_classes: int) -> FasterRCNN:
         # BatchNorm in the box head normalises a training batch's rows together: only the sampled
         # RoIs may enter it (torchvision's batch), not the padding rows of the fixed-shape batch.
         sampled_rows_only = any(isinstance(m, nn.BatchNorm2d) for m in box_head.modules())
-    else:
-        raise ValueError(f"model.architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return FasterRCNN(
         backbone=backbone,
         rpn=rpn,
@@ -128,7 +129,7 @@ def _warn_frozen_random_layers(cfg) -> None:
     """Frozen backbone stages stay as initialised: without ImageNet weights (``backbone.weights``)
     or detector weights loaded over them (``model.weights``, the fine-tuning presets), random."""
     backbone = cfg.backbone
-    if backbone.weights is None and (backbone.frozen_stages or 0) > 0 and not getattr(cfg, "weights", None):
+    if backbone.weights is None and (backbone.frozen_stages or 0) > 0 and not cfg.weights:
         logger.warning(
             "model.backbone.frozen_stages=%d freezes randomly initialised layers (backbone.weights=null, "
             "model.weights=null)",

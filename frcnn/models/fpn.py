@@ -24,14 +24,11 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from frcnn.models.backbone import _STAGES, FrozenStages, block_out_channels, build_resnet, frozen_stage_count
+from frcnn.models.config import BackboneName, BoxHead, LayerNorm
 from frcnn.models.mobilenet import DEFAULT_MOBILENET_FROZEN_STAGES, MobileNetFPN, build_mobilenet_v3_large
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 POOLED_LEVELS = 4  # RoIs are pooled from P2..P5
-FPN_NORMS = ("none", "bn")
-BOX_HEADS = ("mlp", "conv_fc")
-CONV_NORMS = ("bn", "none")
-FPN_BACKBONES = ("resnet", "mobilenet_v3_large")
 
 
 class ResNetFPN(FrozenStages, BackboneWithFPN):
@@ -92,23 +89,16 @@ class ConvFCHead(FastRCNNConvFCHead):
         self.out_channels = fc_dim
 
 
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
-    return value
-
-
 def fpn_backbone_class(cfg) -> type[ResNetFPN] | type[MobileNetFPN]:
     """The pyramid backbone class of ``cfg`` (a ``BackboneConfig``): its ``strides`` and
     ``pooled_strides`` are known before it is built."""
-    name = _choice("model.backbone.name", getattr(cfg, "name", "resnet"), FPN_BACKBONES)
-    return MobileNetFPN if name == "mobilenet_v3_large" else ResNetFPN
+    return MobileNetFPN if cfg.name == BackboneName.mobilenet_v3_large else ResNetFPN
 
 
-def build_fpn_backbone(cfg, channels: int, norm: str = "none") -> ResNetFPN | MobileNetFPN:
+def build_fpn_backbone(cfg, channels: int, norm: LayerNorm = LayerNorm.none) -> ResNetFPN | MobileNetFPN:
     """The ResNet- or MobileNet-FPN backbone described by ``cfg`` (a ``BackboneConfig``), its
     pyramid convs followed by ``norm`` (``model.fpn_norm``: none | bn)."""
-    norm_layer = nn.BatchNorm2d if _choice("model.fpn_norm", norm, FPN_NORMS) == "bn" else None
+    norm_layer = nn.BatchNorm2d if norm == LayerNorm.bn else None
     if fpn_backbone_class(cfg) is MobileNetFPN:
         frozen_stages = frozen_stage_count(cfg, default=DEFAULT_MOBILENET_FROZEN_STAGES)
         return MobileNetFPN(build_mobilenet_v3_large(cfg.weights, cfg.norm), frozen_stages, channels, norm_layer)
@@ -117,7 +107,7 @@ def build_fpn_backbone(cfg, channels: int, norm: str = "none") -> ResNetFPN | Mo
 
 def build_fpn_box_head(cfg, channels: int) -> TwoMLPHead | ConvFCHead:
     """The box head of the ``model.roi_head`` config node over ``channels``-deep pooled RoIs."""
-    if _choice("model.roi_head.box_head", cfg.box_head, BOX_HEADS) == "mlp":
+    if cfg.box_head == BoxHead.mlp:
         return TwoMLPHead(channels * cfg.roi_size**2, cfg.mlp_dim)
-    norm_layer = nn.BatchNorm2d if _choice("model.roi_head.conv_norm", cfg.conv_norm, CONV_NORMS) == "bn" else None
+    norm_layer = nn.BatchNorm2d if cfg.conv_norm == LayerNorm.bn else None
     return ConvFCHead(channels, cfg.roi_size, cfg.conv_dims, cfg.mlp_dim, norm_layer)

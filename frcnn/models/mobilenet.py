@@ -17,10 +17,10 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from frcnn.models.backbone import FrozenStages, imagenet_state_dict, load_local_state_dict, norm_layer
+from frcnn.models.config import Norm
 
 logger = logging.getLogger(__name__)
 
-MOBILENET_NORMS = ("auto", "frozen_bn", "bn")
 MOBILENET_STRIDES = (32, 32, 64)
 # torchvision's MultiScaleRoIAlign infers the scale 1/32 for both stride-32 maps, so its level
 # mapper (levels 5..5) sends every RoI to the first one: RoIs are pooled from that map alone.
@@ -65,7 +65,7 @@ class MobileNetFPN(FrozenStages, BackboneWithFPN):
         return list(super().forward(images).values())
 
 
-def build_mobilenet_v3_large(weights: str | None, norm: str = "auto") -> torchvision.models.MobileNetV3:
+def build_mobilenet_v3_large(weights: str | None, norm: Norm = Norm.auto) -> torchvision.models.MobileNetV3:
     """A torchvision MobileNetV3-Large with ``weights`` loaded: "imagenet" (IMAGENET1K_V1, the
     weights torchvision's detectors start from), a local path or None.
 
@@ -73,10 +73,11 @@ def build_mobilenet_v3_large(weights: str | None, norm: str = "auto") -> torchvi
     from scratch, as torchvision's detectors do (both with the default eps, 1e-5, not the
     classifier's 1e-3).
     """
-    if norm not in MOBILENET_NORMS:
-        raise ValueError(f"backbone.norm must be one of {MOBILENET_NORMS} for mobilenet_v3_large, got {norm!r}")
-    if norm == "auto":
-        norm = "bn" if weights is None else "frozen_bn"
+    if norm == Norm.gn:  # GroupNorm is the ResNet's only
+        allowed = [n.value for n in Norm if n != Norm.gn]
+        raise ValueError(f"backbone.norm must be one of {allowed} for mobilenet_v3_large, got {norm!r}")
+    if norm == Norm.auto:
+        norm = Norm.bn if weights is None else Norm.frozen_bn
     net = torchvision.models.mobilenet_v3_large(weights=None, norm_layer=norm_layer(norm))
     if weights == "imagenet":
         enum = torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1

@@ -12,9 +12,8 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align, roi_pool
 
+from frcnn.models.config import Pooler
 from frcnn.models.finite import check_finite_rois
-
-POOLERS = ("roi_pool", "roi_align")
 
 
 def indexed_rois(rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
@@ -30,16 +29,14 @@ class RoIPooler(nn.Module):
     """RoIPool or RoIAlign on one feature map of the given stride (the C4 design); ``features``
     is a list whose first map is pooled."""
 
-    def __init__(self, kind: str, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool):
+    def __init__(self, kind: Pooler, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool):
         super().__init__()
-        if kind not in POOLERS:
-            raise ValueError(f"roi_head.pooler must be one of {POOLERS}, got {kind!r}")
         self.kind, self.output_size, self.spatial_scale = kind, output_size, spatial_scale
         self.sampling_ratio, self.aligned = sampling_ratio, aligned
 
     def forward(self, features: list[torch.Tensor], rois: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
         feature, indexed = features[0], indexed_rois(rois, image_index)
-        if self.kind == "roi_pool":  # no autocast kernel: pool in fp32, hand back the features' dtype
+        if self.kind == Pooler.roi_pool:  # no autocast kernel: pool in fp32, hand back the features' dtype
             return roi_pool(feature.float(), indexed, self.output_size, self.spatial_scale).to(feature.dtype)
         # roi_align's autocast kernel runs it in fp32.
         return roi_align(feature, indexed, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)

@@ -20,6 +20,8 @@ from frcnn.models.poolers import RoIPooler
 from frcnn.models.postprocess import Detections, postprocess_detections
 from frcnn.models.proposals import Proposals
 
+ROI_LOSSES = ("roi_cls", "roi_loc")  # the RoI head's loss terms: classification, box regression
+
 
 @dataclass
 class RoITargets:
@@ -88,9 +90,10 @@ def roi_losses(
     cls = F.cross_entropy(pred_logits.float(), gt_labels, reduction="none")
     pred_deltas = torch.gather(pred_deltas.float(), 1, gt_labels[:, None, None].expand(-1, 1, 4))[:, 0]
     loc = F.smooth_l1_loss(pred_deltas, gt_deltas, beta=1.0 / sigma**2, reduction="none").sum(dim=1)
+    cls_name, loc_name = ROI_LOSSES
     return {
-        "roi_cls": torch.where(valid, cls, 0.0).sum() / normaliser,
-        "roi_loc": torch.where(valid & (gt_labels > 0), loc, 0.0).sum() / normaliser,
+        cls_name: torch.where(valid, cls, 0.0).sum() / normaliser,
+        loc_name: torch.where(valid & (gt_labels > 0), loc, 0.0).sum() / normaliser,
     }
 
 

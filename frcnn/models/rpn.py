@@ -14,9 +14,12 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from frcnn.models.anchors import AnchorGenerator
 from frcnn.models.box_coder import BoxCoder
+from frcnn.models.config import LevelSizes
 from frcnn.models.matching import GroundTruth, pairwise_iou, subsample_labels
 from frcnn.models.nms import NMS, non_max_suppression
 from frcnn.models.proposals import Proposals, propose
+
+RPN_LOSSES = ("rpn_cls", "rpn_loc")  # the RPN's loss terms: objectness, box regression
 
 
 class RPNHead(nn.Module):
@@ -124,9 +127,10 @@ def rpn_losses(
     normaliser = sampled.sum().clamp(min=1)
     cls = F.binary_cross_entropy_with_logits(pred_logits.float(), gt_labels.clamp(min=0).float(), reduction="none")
     loc = F.smooth_l1_loss(pred_deltas.float(), gt_deltas, beta=1.0 / sigma**2, reduction="none").sum(dim=2)
+    cls_name, loc_name = RPN_LOSSES
     return {
-        "rpn_cls": torch.where(sampled, cls, 0.0).sum() / normaliser,
-        "rpn_loc": torch.where(gt_labels == 1, loc, 0.0).sum() / normaliser,
+        cls_name: torch.where(sampled, cls, 0.0).sum() / normaliser,
+        loc_name: torch.where(gt_labels == 1, loc, 0.0).sum() / normaliser,
     }
 
 
@@ -215,19 +219,14 @@ class RegionProposalNetwork(nn.Module):
         return proposals, rpn_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, self.loc_sigma)
 
 
-LEVEL_SIZES = ("doubling", "same")
-
-
 def build_rpn(cfg, anchors_cfg, in_channels: int, strides: tuple[int, ...] | None = None) -> RegionProposalNetwork:
     """RPN from the ``model.rpn`` and ``model.anchors`` config nodes over feature maps of
     ``strides`` (None: one map of ``anchors.stride``). Level ``l``'s anchors are ``2^l`` times
     the base size (``anchors.level_sizes: doubling``) or the base size at every level (``same``)."""
-    level_sizes = getattr(anchors_cfg, "level_sizes", "doubling")
-    if level_sizes not in LEVEL_SIZES:
-        raise ValueError(f"model.anchors.level_sizes must be one of {LEVEL_SIZES}, got {level_sizes!r}")
+    doubling = anchors_cfg.level_sizes == LevelSizes.doubling
     anchor_generators = [
         AnchorGenerator(
-            base_size=anchors_cfg.base_size * (2**level if level_sizes == "doubling" else 1),
+            base_size=anchors_cfg.base_size * (2**level if doubling else 1),
             scales=list(anchors_cfg.scales),
             ratios=list(anchors_cfg.ratios),
             stride=stride,
@@ -251,5 +250,5 @@ def build_rpn(cfg, anchors_cfg, in_channels: int, strides: tuple[int, ...] | Non
         loc_sigma=cfg.loc_sigma,
         boundary_thresh=cfg.boundary_thresh,
         min_size_after_top_n=cfg.min_size_after_top_n,
-        score_thresh=getattr(cfg, "score_thresh", 0.0),
+        score_thresh=cfg.score_thresh,
     )

@@ -8,7 +8,7 @@ is what its evaluation autocasts to.
 
 import logging
 from contextlib import AbstractContextManager
-from enum import Enum
+from enum import StrEnum
 from typing import Optional
 
 import torch
@@ -16,7 +16,13 @@ import torch
 log = logging.getLogger(__name__)
 
 
-class Amp(str, Enum):
+class Device(StrEnum):
+    auto = "auto"  # cuda when available, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Amp(StrEnum):
     off = "off"  # write it quoted in YAML files: a bare `off` is YAML's boolean false
     bf16 = "bf16"
     fp16 = "fp16"  # with a GradScaler when training; CUDA only
@@ -25,9 +31,9 @@ class Amp(str, Enum):
 _DTYPES = {Amp.bf16: torch.bfloat16, Amp.fp16: torch.float16}
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
+def resolve_device(name: Device | str | torch.device) -> torch.device:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    name = str(getattr(name, "value", name))
+    name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -39,7 +45,7 @@ def autocast_dtype(amp: Amp | str | None, device: torch.device, key: str = "trai
     """The autocast dtype of ``amp`` on ``device`` (None: full precision); ``key`` names the
     setting in the warning. bf16 autocasts on CUDA and on the CPU; fp16 on CUDA only (a CPU run
     ignores it, with a warning)."""
-    amp = Amp(getattr(amp, "value", amp) or "off")
+    amp = Amp(amp or Amp.off)
     if amp is Amp.off:
         return None
     if amp is Amp.fp16 and device.type != "cuda":

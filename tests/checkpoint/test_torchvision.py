@@ -59,7 +59,7 @@ def cached(torch_home, monkeypatch):
 
 
 def _model_cfg(checkpoint, **overrides):
-    cfg = saved_model_config(checkpoint.config)
+    cfg = OmegaConf.structured(saved_model_config(checkpoint.config))
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)
     return cfg

@@ -56,15 +56,6 @@ UPDATE = "if the change is meant: python -m tests.config.test_presets --update, 
 # Values equal to what the config has without them, stated on purpose: code reads these files by
 # themselves, without the schema or Hydra's composition.
 STATED = {
-    # checkpoint=torchvision:<name> takes the model file alone as its model config
-    # (frcnn/checkpoint/torchvision.py reads backbone.norm; frcnn/checkpoint/fit.py names the
-    # saved backbone.depth when a checkpoint does not fit) ...
-    "model/resnet50_fpn.yaml": {"model.backbone.depth", "model.backbone.norm"},
-    "model/resnet50_fpn_v2.yaml": {"model.backbone.depth"},
-    "model/mobilenet_v3_large_fpn.yaml": {"model.backbone.norm"},
-    "model/mobilenet_v3_large_320_fpn.yaml": {"model.backbone.norm"},
-    # ... and coco.yaml alone as its dataset config, whose size_divisibility frcnn/bench/zoo.py reads.
-    "dataset/coco.yaml": {"dataset.size_divisibility"},
     # Every optimizer group states its rate and decay: the small presets keep the group's own
     # (tests/config/test_schema.py reads them from the files).
     "optimizer/sgd.yaml": {"optimizer.base_lr", "optimizer.reference_batch_size", "optimizer.weight_decay"},

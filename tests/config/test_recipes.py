@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from frcnn.config import check_train_config
+from frcnn.engine.trainer import check_train_config
 from tests.helpers.configs import compose_train
 
 COCO_TRAIN_IMAGES = 117_266  # train2017 images with annotations (torchvision's training set)

@@ -9,8 +9,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from frcnn.config import check_train_config, preset_warning
+from frcnn.config import preset_warning
 from frcnn.engine.optim import scaled_lr
+from frcnn.engine.trainer import check_train_config
 from frcnn.evaluation.best_metric import is_better, metric_value
 from tests.helpers.configs import CONFIGS, REPO, compose_train
 

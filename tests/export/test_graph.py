@@ -12,6 +12,7 @@ import pytest
 import torch
 import torchvision
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from onnx import TensorProto, helper
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -329,8 +330,11 @@ def test_model_argument_and_runtime_checks():
             [*exported_args, "model.roi_head.score_thresh=0.2"],
             "score_thresh=0.2: an exported model's settings are fixed",
         ),
-        (["runtime=tensorrt", "input=a", "output=b"], "runtime must be one of"),
     ]
     for overrides, message in cases:
         with pytest.raises(ValueError, match=message):
             check_runtime(compose_predict(*overrides), overrides)
+    # The runtimes are the schema's Enum: another one is refused where the command line is composed.
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_predict("runtime=tensorrt", "input=a", "output=b")
+    assert "runtime=tensorrt" in str(info.value) and "expected one of [torch, onnxruntime]" in str(info.value.__cause__)

@@ -8,8 +8,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from frcnn.bench.reference import LOSS_NAMES, torchvision_detector
+from frcnn.config import group_option
 from frcnn.models import ModelConfig, build_model, load_weights
 from frcnn.models.weights import from_torchvision
+from frcnn.utils.settings import plain
 
 MODEL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "model"
 # Our overrides under which every anchor and RoI candidate is sampled (no random draw left to differ);
@@ -22,7 +24,8 @@ def scratch_model_config(name: str, **overrides) -> DictConfig:
     """configs/model/``name``.yaml on the schema, from scratch (no backbone download, every stage
     trained: torchvision's detectors from scratch train every stage too), then ``overrides``
     (dotted keys)."""
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml"))
+    # Plain values (no schema): an override may hold a value the schema refuses, which build_model names.
+    cfg = OmegaConf.create(plain(OmegaConf.merge(ModelConfig, group_option("model", name))))
     cfg.backbone.weights, cfg.backbone.frozen_stages = None, 0
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)

@@ -11,6 +11,7 @@ import torch._dynamo
 from omegaconf import OmegaConf
 from torch._dynamo.testing import CompileCounter
 
+from frcnn.config import group_option
 from frcnn.models import ModelConfig, build_model
 from frcnn.models.faster_rcnn import model_inputs
 from frcnn.models.matching import pad_targets
@@ -34,7 +35,7 @@ def tiny_detector(tiny_model_config, arch: str) -> torch.nn.Module:
     if arch == "c4":
         cfg = tiny_model_config()
     else:
-        cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(FPN_CONFIG))
+        cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), group_option("model", "resnet50_fpn"))
         for key, value in TINY_FPN.items():
             OmegaConf.update(cfg, key, value)
     torch.manual_seed(0)

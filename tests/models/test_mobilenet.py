@@ -26,11 +26,11 @@ from frcnn.bench.reference import NoResizeTransform
 from frcnn.checkpoint.fit import CheckpointMismatchError
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.checkpoint.restore import model_from_checkpoint
+from frcnn.config import group_option
 from frcnn.models import ModelConfig, build_model, load_weights
 from tests.helpers.configs import compose_train
 from tests.helpers.parity import (
     EVERY_CANDIDATE,
-    MODEL_CONFIGS,
     assert_composed_reference_detects_alike,
     assert_same_detections,
     assert_same_fpn_inference,
@@ -157,7 +157,7 @@ def test_checkpoint_holds_the_coco_layout_and_detects_as_torchvision_does(cached
 
 def test_a_mobilenet_checkpoint_for_a_resnet_model_names_the_backbone(cached):
     name, _, _ = cached
-    resnet = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(MODEL_CONFIGS / "resnet50_fpn.yaml"))
+    resnet = OmegaConf.merge(OmegaConf.structured(ModelConfig), group_option("model", "resnet50_fpn"))
     resnet.backbone.depth, resnet.backbone.weights = 18, None
     message = r"it holds a mobilenet_v3_large backbone, this model's is resnet \(model.backbone.name\)"
     with pytest.raises(CheckpointMismatchError, match=message):
@@ -184,7 +184,7 @@ def test_reference_composition_of_a_mobilenet_model_detects_alike(two_images):
 
 def test_320_model_differs_only_in_its_test_time_proposals():
     fpn, small = (
-        OmegaConf.load(MODEL_CONFIGS / f"{name}.yaml")
+        OmegaConf.merge(OmegaConf.structured(ModelConfig), group_option("model", name))
         for name in ("mobilenet_v3_large_fpn", "mobilenet_v3_large_320_fpn")
     )
     assert (small.rpn.pre_nms_top_n_test, small.rpn.post_nms_top_n_test) == (150, 150)
