@@ -15,7 +15,12 @@ How a block is checked (the markers are read by :mod:`tests.docs.blocks`):
   checkpoint copies.
 - ``<!-- docs-test: config-only -->`` composes each command's config with its overrides (group
   choices, keys, types and, for training, value ranges; a ``-m`` sweep is composed for each
-  value) and runs nothing: for full-size datasets, GPUs, several nodes.
+  value), requires every mandatory ``???`` value to be given (``OmegaConf.missing_keys``), and
+  runs nothing: for full-size datasets, GPUs, several nodes. A command whose ``dataset.root`` is one
+  of the workspace's own datasets (``data/mydata``, ``data/mydata_coco``, laid out as
+  docs/own-data.md lays them out) must read it as configured: each split it uses is built from
+  the workspace's copy (its sets or annotation files, image folder and classes), as the command
+  would build it.
 - ``<!-- docs-test: expect-rc N -->``: the block must exit with status N.
 - ``<!-- docs-test: skip: REASON -->``: not run; the reason is required and shown by ``pytest -rs``.
 
@@ -37,15 +42,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from frcnn.cli.runtime_option import route_model_argument
+from frcnn.data.build import build_dataset
 from tests.docs.blocks import (
     REPO,
     Block,
     config_jobs,
     distinct_blocks,
     heading_anchors,
+    override_key,
     pages,
     parse_directives,
     relative_links,
@@ -53,7 +60,7 @@ from tests.docs.blocks import (
     with_placeholders,
     with_tiny_overrides,
 )
-from tests.docs.workspace import build_workspace, command_environment, copy_workspace
+from tests.docs.workspace import OWN_DATASETS, build_workspace, command_environment, copy_workspace, write_own_data
 from tests.helpers.configs import compose_config
 
 README_MAX_BYTES = 12 * 1024
@@ -142,10 +149,58 @@ def compose_command(program: str, arguments: list[str]) -> list[DictConfig]:
     return [compose_config(program, *job) for job in jobs]
 
 
+@pytest.fixture(scope="session")
+def own_data(tmp_path_factory) -> Path:
+    """A folder holding only the workspace's own datasets (``data/mydata``, ``data/mydata_coco``)."""
+    root = tmp_path_factory.mktemp("docs_data")
+    write_own_data(root)
+    return root
+
+
+def dataset_splits(program: str, cfg: DictConfig, arguments: list[str]) -> list[str]:
+    """The splits of ``cfg.dataset`` that ``scripts/<program>.py arguments`` reads: training both,
+    check_dataset its ``splits``, evaluate the test split when the command line sets the dataset
+    (otherwise the checkpoint's own config names it); the benchmark's shapes set is generated."""
+    if program == "train":
+        return ["train", "test"]
+    if program == "check_dataset":
+        return list(cfg.splits)
+    if program == "evaluate" and any(override_key(argument).startswith("dataset") for argument in arguments):
+        return ["test"]
+    return []
+
+
+def check_own_data(block: Block, program: str, arguments: list[str], cfg: DictConfig, own_data: Path) -> None:
+    """When ``cfg.dataset.root`` is one of the workspace's own datasets, build each split the
+    command reads from the copy under ``own_data``: a missing set or file, or a class the data has
+    and ``dataset.classes`` lacks, fails as it would fail the command."""
+    splits = dataset_splits(program, cfg, arguments)
+    if not splits or str(cfg.dataset.root).rstrip("/") not in OWN_DATASETS:
+        return
+    dataset = OmegaConf.merge(cfg.dataset, {"root": str(own_data / cfg.dataset.root)})
+    for split in splits:
+        try:
+            built = build_dataset(dataset, split)
+        except Exception as error:
+            raise AssertionError(
+                f"{block.id}: {program}.py {' '.join(arguments)}\ncannot read the {split} split of "
+                f"{cfg.dataset.root} (laid out as docs/own-data.md lays it out): {error}"
+            ) from error
+        assert len(built) > 0, f"{block.id}: {program}.py reads no {split} image from {cfg.dataset.root}"
+
+
 @pytest.mark.parametrize("block", block_params(CONFIG_BLOCKS))
-def test_config_only_block_composes(block):
+def test_config_only_block_composes(block, own_data):
     for program, arguments in script_commands(with_placeholders(block.text)):
-        assert compose_command(program, arguments), f"{block.id}: {program}.py composed no config"
+        configs = compose_command(program, arguments)
+        assert configs, f"{block.id}: {program}.py composed no config"
+        for cfg in configs:
+            missing = sorted(OmegaConf.missing_keys(cfg))
+            assert not missing, (
+                f"{block.id}: {program}.py {' '.join(arguments)}\nleaves mandatory values unset: "
+                f"{', '.join(missing)} (the command would stop with exit code 2)"
+            )
+            check_own_data(block, program, arguments, cfg, own_data)
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda page: str(page.relative_to(REPO)))
@@ -182,6 +237,24 @@ def test_tiny_overrides_keep_the_commands_own_keys():
         "python scripts/train.py train.max_iters=8 debug=tiny train.keep_checkpoints=0 # longer\n"
         "python scripts/predict.py input=a output=b\n"
     )
+
+
+def test_config_only_checks_catch_an_unset_value_and_a_layout_that_does_not_fit(own_data):
+    block = Block(REPO / "README.md", 1, "bash", "")
+    (exported,) = compose_command("export", ["checkpoint=outputs/run/checkpoints/last.pt"])
+    assert OmegaConf.missing_keys(exported) == {"output"}
+    voc_defaults = ["experiment=custom_cpu", "dataset=voc", "dataset.root=data/mydata"]
+    voc_defaults.append("dataset.classes=[cat,dog,bird]")
+    (cfg,) = compose_command("train", voc_defaults)
+    with pytest.raises(AssertionError, match="cannot read the train split"):  # VOC's 2007-trainval, 2012-trainval
+        check_own_data(block, "train", voc_defaults, cfg, own_data)
+    fitting = [*voc_defaults, "dataset.train_sets=[train]", "dataset.test_sets=[val]"]
+    (cfg,) = compose_command("train", fitting)
+    check_own_data(block, "train", fitting, cfg, own_data)
+    two_classes = [*fitting, "dataset.classes=[cat,dog]"]  # the data also has birds
+    (cfg,) = compose_command("train", two_classes)
+    with pytest.raises(AssertionError, match="cannot read"):
+        check_own_data(block, "train", two_classes, cfg, own_data)
 
 
 def test_a_sweep_is_composed_once_per_value_and_flags_are_dropped():

@@ -24,6 +24,9 @@ from frcnn.export import export_checkpoint
 from tests.docs.blocks import REPO
 
 RENAMED = {"circle": "cat", "square": "dog", "triangle": "bird"}
+# The datasets write_own_data lays out (docs/own-data.md's layouts): a config-only command naming one
+# of them as its dataset.root is checked against it (test_config_only_block_reads_its_data).
+OWN_DATASETS = ("data/mydata", "data/mydata_coco")
 
 
 def command_environment() -> dict[str, str]:
