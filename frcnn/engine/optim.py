@@ -81,7 +81,7 @@ class WarmupSchedule:
     ):
         if list(steps) != sorted(steps):
             raise ValueError(f"schedule.steps={list(steps)} must be increasing")
-        self.name = name
+        self.name = str(name)  # plain: the scheduler's state_dict holds it, and checkpoints load weights_only
         self.max_iters = max_iters
         self.warmup_iters = warmup_iters
         self.warmup_factor = warmup_factor

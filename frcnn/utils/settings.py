@@ -153,7 +153,7 @@ def typed(cfg: Any, schema: Optional[type[T]] = None, prefix: str = "") -> T:
             node = OmegaConf.to_object(cfg)
         except MissingMandatoryValue as error:
             key = prefix + str(error.full_key)
-            raise ValueError(f"{key} is required: give {key}=...") from None
+            raise ValueError(f"{key} is required: add {key}=VALUE to the command line") from None
     elif schema is not None:
         values = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
         node = _build(schema, values, prefix)

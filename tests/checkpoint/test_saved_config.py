@@ -36,3 +36,22 @@ def test_saved_nodes_are_typed_a_key_added_since_takes_its_default_and_an_unknow
     saved["model"]["roi_head"]["no_such_key"] = 1
     with pytest.raises(ConfigKeyError, match="no_such_key"):
         saved_model_config(saved)
+
+
+def test_an_old_saved_train_config_is_typed_with_the_defaults_of_the_keys_added_since(tiny_checkpoint):
+    from frcnn.checkpoint.saved_config import saved_train_config
+    from frcnn.config.schema import CocoBackend, TrainConfig
+    from frcnn.models.config import LevelSizes
+
+    _, train_cfg = tiny_checkpoint
+    saved = OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True)
+    del saved["evaluation"], saved["train"]["ema_decay"], saved["model"]["anchors"]["level_sizes"]
+    del saved["model"]["rpn"]["score_thresh"]  # a checkpoint written before these keys existed
+    cfg = saved_train_config(saved, "old.pt")
+    assert isinstance(cfg, TrainConfig) and cfg.evaluation.coco_backend is CocoBackend.faster_coco_eval
+    assert cfg.train.ema_decay == 0.0 and cfg.model.rpn.score_thresh == 0.0
+    assert cfg.model.anchors.level_sizes is LevelSizes.doubling and cfg.model.backbone.depth == 18
+    saved["train"]["max_iters"] = 0
+    message = r"^old.pt: its saved config is not an frcnn train config \(train.max_iters must be positive, got 0\)"
+    with pytest.raises(ValueError, match=message):
+        saved_train_config(saved, "old.pt")

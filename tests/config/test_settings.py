@@ -132,7 +132,7 @@ def test_typed_builds_plain_values_into_the_schema():
 
 
 def test_typed_names_a_required_value():
-    with pytest.raises(ValueError, match=r"^output is required: give output=\.\.\."):
+    with pytest.raises(ValueError, match=r"^output is required: add output=VALUE"):
         typed(OmegaConf.merge(ExportConfig, {"checkpoint": "last.pt"}))
     cfg = typed(OmegaConf.merge(ExportConfig, {"checkpoint": "last.pt", "output": "out"}))
     assert isinstance(cfg, ExportConfig) and cfg.opset == 17
