@@ -1,9 +1,6 @@
 """Resume with the run's saved overrides, or from a checkpoint file with its saved config; a changed
 config stops the resume, naming the keys."""
 
-import subprocess
-import sys
-
 import pytest
 from omegaconf import OmegaConf
 
@@ -21,13 +18,14 @@ from frcnn.engine.resume import (
 from frcnn.engine.trainer import train
 from tests.engine.test_trainer import read_losses
 from tests.helpers.checkpoints import stand_in_checkpoint
-from tests.helpers.configs import REPO, compose_train
+from tests.helpers.commands import run_in_process
+from tests.helpers.configs import compose_train
 
 
-def run_script(*args):
-    return subprocess.run(
-        [sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+@pytest.fixture
+def run_script(capsys, monkeypatch):
+    """``run_script(*args)``: ``python scripts/train.py args`` (in this process): its exit status and output."""
+    return lambda *args: run_in_process("train.py", *args, capsys=capsys, monkeypatch=monkeypatch, check=False)
 
 
 def test_saved_overrides_come_first_and_the_command_line_wins(tmp_path):
@@ -94,7 +92,7 @@ def test_config_differences_ignore_the_runs_length_and_reporting():
 
 
 @pytest.mark.slow
-def test_resume_auto_without_repeating_overrides(tiny_root, tmp_path):
+def test_resume_auto_without_repeating_overrides(run_script, tiny_root, tmp_path):
     run_dir = tmp_path / "run"
 
     first = run_script(
@@ -168,7 +166,7 @@ def test_resume_auto_takes_the_config_of_the_run_folders_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_from_a_file_takes_the_checkpoints_config(tiny_cfg, tiny_root, tmp_path):
+def test_resume_from_a_file_takes_the_checkpoints_config(run_script, tiny_cfg, tiny_root, tmp_path):
     """Only train.resume=PATH and the keys to change: the run continues with the checkpoint's settings
     and repeats the uninterrupted run's losses."""
     settings = ("model.roi_head.batch_size_per_image=8", "schedule=multistep", "train.checkpoint_period=1")

@@ -1,10 +1,15 @@
-"""The commands run as a user runs them: ``python scripts/<name>.py overrides...`` from the repository root."""
+"""The commands run as a user runs them: ``python scripts/<name>.py overrides...`` from the repository
+root, in a subprocess, or in this process (what ``scripts/<name>.py`` runs: ``frcnn.cli.<name>.command()``,
+without a new interpreter's imports of torch and frcnn)."""
 
+import importlib
 import json
+import logging
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from tests.helpers.configs import REPO
 
@@ -15,6 +20,30 @@ def run_script(script: str, *overrides: str, timeout: float = 300) -> subprocess
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def run_in_process(
+    script: str, *overrides: str, capsys, monkeypatch, cwd: Path = REPO, check: bool = True
+) -> SimpleNamespace:
+    """``python scripts/<script> overrides...`` run in this process from ``cwd``: its exit status
+    (0 when the command returns), stdout and stderr (``capsys``'s), as ``subprocess.run`` gives them;
+    with ``check``, assert that it exits 0. The run's log handlers are closed afterwards."""
+    command = importlib.import_module(f"frcnn.cli.{script.removesuffix('.py')}").command
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [script, *overrides])
+    capsys.readouterr()
+    returncode = 0
+    try:
+        command()
+    except SystemExit as exit_info:
+        returncode = 0 if exit_info.code is None else exit_info.code
+    finally:
+        for handler in list(logging.getLogger().handlers):  # close the run's log file
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    out, err = capsys.readouterr()
+    assert not check or returncode == 0, err[-3000:]
+    return SimpleNamespace(returncode=returncode, stdout=out, stderr=err)
 
 
 def logged_iterations(run_dir: Path) -> list[int]:
