@@ -16,6 +16,7 @@ pytest.register_assert_rewrite("tests.helpers")
 pytest_plugins = [
     "tests.helpers.configs",
     "tests.helpers.checkpoints",
+    "tests.helpers.commands",
     "tests.helpers.datasets",
     "tests.helpers.fakes",
     "tests.helpers.models",

@@ -1,4 +1,5 @@
-"""scripts/evaluate.py and scripts/predict.py end to end on a tiny checkpoint; their arguments."""
+"""scripts/evaluate.py and scripts/predict.py end to end on a tiny checkpoint (their commands run in the
+test process); their arguments."""
 
 import json
 
@@ -8,17 +9,16 @@ from PIL import Image
 from frcnn.config.commands import check_evaluate_source
 from frcnn.data import build_dataset
 from frcnn.inference.predictor import check_output_dir, list_images
-from tests.helpers.commands import run_script
 from tests.helpers.configs import compose_config
 
 COCO_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
 
 @pytest.mark.slow
-def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, tmp_path):
+def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, tmp_path, in_process):
     checkpoint, train_cfg = tiny_checkpoint
     run = tmp_path / "run"
-    result = run_script("evaluate.py", f"checkpoint={checkpoint}", f"hydra.run.dir={run}", "device=cpu",
+    result = in_process("evaluate.py", f"checkpoint={checkpoint}", f"hydra.run.dir={run}", "device=cpu",
                         "model.roi_head.score_thresh=0.0", "voc_results_dir=voc",
                         f"tensorboard_dir={tmp_path / 'tb'}")  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
@@ -51,7 +51,7 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
     # the results file alone, against the same test split, gives the same numbers
     shapes = [f"dataset.shapes.{key}={value}" for key, value in train_cfg.dataset.shapes.items()]
     rescored = tmp_path / "rescored"
-    run_script("evaluate.py", f"predictions={run / 'predictions.json'}", f"hydra.run.dir={rescored}",
+    in_process("evaluate.py", f"predictions={run / 'predictions.json'}", f"hydra.run.dir={rescored}",
                f"dataset.root={train_cfg.dataset.root}", *shapes)  # fmt: skip
     del metrics["val_loss"]  # needs the model
     assert json.loads((rescored / "metrics.json").read_text()) == metrics
@@ -59,7 +59,7 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
 
 
 @pytest.mark.slow
-def test_predict_script_on_a_folder(tiny_checkpoint, tmp_path):
+def test_predict_script_on_a_folder(tiny_checkpoint, tmp_path, in_process):
     checkpoint, train_cfg = tiny_checkpoint
     test_set = build_dataset(train_cfg.dataset, "test")
     images = tmp_path / "images"
@@ -69,7 +69,7 @@ def test_predict_script_on_a_folder(tiny_checkpoint, tmp_path):
     (images / "c.jpg").write_bytes(b"not an image")
     (images / "notes.txt").write_text("not an image either")
     output = tmp_path / "out"
-    result = run_script("predict.py", f"checkpoint={checkpoint}", f"input={images}", f"output={output}",
+    result = in_process("predict.py", f"checkpoint={checkpoint}", f"input={images}", f"output={output}",
                         "score_threshold=0.2", "batch_size=2", "device=cpu")  # fmt: skip
 
     assert sorted(path.name for path in output.iterdir()) == ["a.jpg", "b.png", "predictions.json"]

@@ -18,14 +18,13 @@ from frcnn.engine.resume import (
 from frcnn.engine.trainer import train
 from tests.engine.test_trainer import read_losses
 from tests.helpers.checkpoints import stand_in_checkpoint
-from tests.helpers.commands import run_in_process
 from tests.helpers.configs import compose_train
 
 
 @pytest.fixture
-def run_script(capsys, monkeypatch):
+def run_script(in_process):
     """``run_script(*args)``: ``python scripts/train.py args`` (in this process): its exit status and output."""
-    return lambda *args: run_in_process("train.py", *args, capsys=capsys, monkeypatch=monkeypatch, check=False)
+    return lambda *args: in_process("train.py", *args, check=False)
 
 
 def test_saved_overrides_come_first_and_the_command_line_wins(tmp_path):

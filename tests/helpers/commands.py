@@ -2,6 +2,7 @@
 root, in a subprocess, or in this process (what ``scripts/<name>.py`` runs: ``frcnn.cli.<name>.command()``,
 without a new interpreter's imports of torch and frcnn)."""
 
+import functools
 import importlib
 import json
 import logging
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from tests.helpers.configs import REPO
 
@@ -44,6 +47,13 @@ def run_in_process(
     out, err = capsys.readouterr()
     assert not check or returncode == 0, err[-3000:]
     return SimpleNamespace(returncode=returncode, stdout=out, stderr=err)
+
+
+@pytest.fixture
+def in_process(capsys, monkeypatch):
+    """``in_process(script, *overrides, cwd=REPO, check=True)``: :func:`run_in_process` with this test's
+    ``capsys`` and ``monkeypatch``."""
+    return functools.partial(run_in_process, capsys=capsys, monkeypatch=monkeypatch)
 
 
 def logged_iterations(run_dir: Path) -> list[int]:
