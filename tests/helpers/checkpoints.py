@@ -133,7 +133,9 @@ def exported(tmp_path_factory, shapes_root):
                 "fpn": (2, 1e-3),
                 "fpn_v2": (2, 1e-3),
                 "mobilenet": (20, 2e-3),
-                "mobilenet_320": (20, 2e-3),
+                # 24, not 20: after 20 steps two overlapping proposals tie in objectness to float32
+                # noise on some CPUs, and ONNX Runtime and PyTorch keep a different one of them.
+                "mobilenet_320": (24, 2e-3),
             }.get(variant, (2, 1e-2))
             train_tiny_checkpoint(directory / "last.pt", cfg, steps=steps, lr=lr, optimizer="adamw")
             export_checkpoint(directory / "last.pt", directory / "exported")
