@@ -1,5 +1,5 @@
 """scripts/train.py as users run it: SIGTERM then resume=auto, multirun, and torchrun with 2
-CPU processes."""
+CPU processes (the resumed run and the sweep run the command in the test process)."""
 
 import csv
 import json
@@ -26,15 +26,7 @@ def tiny_args(tiny_root, run_dir, *overrides):
     return ["debug=tiny", f"dataset.root={tiny_root}", "device=cpu", f"hydra.run.dir={run_dir}", *overrides]
 
 
-def run_train(*args, timeout=240):
-    result = subprocess.run(
-        [sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
+def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path, in_process):
     run_dir = tmp_path / "run"
     args = tiny_args(
         tiny_root, run_dir, "train.max_iters=200", "train.checkpoint_period=1000", "train.eval_at_end=false"
@@ -49,15 +41,17 @@ def test_sigterm_saves_and_resume_auto_continues(tiny_root, tmp_path):
     assert logged_iterations(run_dir) == list(range(1, stopped_at + 1))  # the step was finished
     assert "received SIGTERM" in (run_dir / "train.log").read_text()
 
-    run_train(*args[:-3], f"train.max_iters={stopped_at + 2}", "train.eval_at_end=false", "train.resume=auto")
+    in_process("train.py", *args[:-3], f"train.max_iters={stopped_at + 2}", "train.eval_at_end=false",
+               "train.resume=auto")  # fmt: skip
     assert f"at iteration {stopped_at}" in (run_dir / "train.log").read_text()
     assert logged_iterations(run_dir) == list(range(1, stopped_at + 3))  # nothing lost, nothing repeated
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt").iteration == stopped_at + 2
 
 
-def test_multirun_sweeps_into_separate_run_dirs(tiny_root, tmp_path):
+def test_multirun_sweeps_into_separate_run_dirs(tiny_root, tmp_path, in_process):
     sweep = tmp_path / "sweep"
-    run_train(
+    in_process(
+        "train.py",
         "-m",
         "debug=tiny",
         f"dataset.root={tiny_root}",
