@@ -4,9 +4,6 @@ of its classes. Offline: a randomly initialised detector's state dict is placed 
 cache under the weights' file name, as a download would leave it."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -129,7 +126,7 @@ def test_other_torchvision_detectors_are_refused_by_name():
 
 
 @pytest.mark.slow
-def test_evaluate_script_scores_it_on_a_coco_file_of_some_of_its_classes(torch_home, tmp_path):
+def test_evaluate_script_scores_it_on_a_coco_file_of_some_of_its_classes(torch_home, tmp_path, in_process, monkeypatch):
     home, _ = torch_home
     root = Path(
         generate_shapes(str(tmp_path / "shapes"), num_train=1, num_test=4, min_image_size=80, max_image_size=96)
@@ -141,13 +138,11 @@ def test_evaluate_script_scores_it_on_a_coco_file_of_some_of_its_classes(torch_h
         annotation["category_id"] = [18, 1, 62][annotation["category_id"] - 1]
     (root / "coco" / "instances_val.json").write_text(json.dumps(coco))
     run = tmp_path / "run"
-    command = [sys.executable, "scripts/evaluate.py", f"checkpoint={SOURCE}", "dataset=coco", f"dataset.root={root}",
-               "dataset.test.images=JPEGImages", "dataset.test.annotations=coco/instances_val.json",
-               "dataset.test_min_size=96", "dataset.max_size=96", "model.roi_head.score_thresh=0.0",
-               "device=cpu", f"hydra.run.dir={run}"]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TORCH_HOME": str(home)})  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    result = in_process("evaluate.py", f"checkpoint={SOURCE}", "dataset=coco", f"dataset.root={root}",
+                        "dataset.test.images=JPEGImages", "dataset.test.annotations=coco/instances_val.json",
+                        "dataset.test_min_size=96", "dataset.max_size=96", "model.roi_head.score_thresh=0.0",
+                        "device=cpu", f"hydra.run.dir={run}")  # fmt: skip
     assert "the dataset's 3 classes are 3 of the model's 90" in result.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     predictions = json.loads((run / "predictions.json").read_text())

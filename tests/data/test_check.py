@@ -1,16 +1,11 @@
 """scripts/check_dataset.py: every problem listed, per-class counts, non-zero exit on errors."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from frcnn.data.check import check_dataset, format_report
 from frcnn.data.config import DatasetConfig
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _bad_voc(make_voc):
@@ -58,13 +53,11 @@ def test_check_dataset_clean_shapes(tiny_shapes_cfg):
     assert reports[0].objects.sum() > 12
 
 
-def test_check_dataset_script_exits_non_zero(make_voc, tmp_path):
+def test_check_dataset_script_exits_non_zero(make_voc, tmp_path, in_process):
     root = _bad_voc(make_voc)
-    run = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "check_dataset.py"), "dataset=voc", f"dataset.root={root}",
-         "dataset.classes=[cat,dog]", "dataset.train_sets=[train]", "dataset.test_sets=[train]", "num_workers=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    run = in_process("check_dataset.py", "dataset=voc", f"dataset.root={root}", "dataset.classes=[cat,dog]",
+                     "dataset.train_sets=[train]", "dataset.test_sets=[train]", "num_workers=0", cwd=tmp_path,
+                     check=False)  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert "unknown class name 'unicorn'" in run.stdout and "label  class" in run.stdout
     assert not (tmp_path / "outputs").exists()  # a check leaves no run directory behind
