@@ -107,11 +107,17 @@ def test_the_contenders_share_the_weights_and_differ_in_pooling(tiny_model_confi
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_an_autocast_training_step_updates_both_models(two_images, tiny_model_config, dtype):
-    """The timed step under autocast (fp16 through a GradScaler) is a real step for ours and torchvision's."""
+    """The timed step under autocast (fp16 through a GradScaler) is a real step for ours and torchvision's.
+    On the two images at half size with few proposals and RoIs: the CPU's float16 convolutions are slow."""
     images, sizes, targets = two_images
+    images = torch.nn.functional.interpolate(images, scale_factor=0.5)
+    sizes = [(height // 2, width // 2) for height, width in sizes]
+    targets = [{"boxes": target["boxes"] / 2, "labels": target["labels"]} for target in targets]
     batch = Batch(images, sizes, targets, image_ids=[0, 1], indices=[0, 1], orig_sizes=sizes, scales=torch.ones(2, 2))
+    cfg = tiny_model_config(pooler="roi_align", batch_size_per_image=4)
+    cfg.rpn.post_nms_top_n_train, cfg.rpn.post_nms_top_n_test = 16, 8
     torch.manual_seed(0)
-    models = build_contenders(tiny_model_config(pooler="roi_align"), 2, torch.device("cpu"))
+    models = build_contenders(cfg, 2, torch.device("cpu"))
     for name in ("ours", "torchvision"):
         contender = Contender.of(models[name], lr=0.01, amp=dtype)
         assert contender.scaler.is_enabled() == (dtype == torch.float16)
