@@ -59,6 +59,7 @@ def test_the_fpn_pair_trains_alike(tiny_cfg, tmp_path):
         assert 0.0 <= run["voc07_mAP"] <= 1.0 and 0.0 <= run["coco_AP"] <= 1.0 and run["step_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_an_ema_run_scores_its_average_beside_the_raw_weights_for_both_detectors(tiny_cfg, tmp_path):
     ema = ("train.ema_decay=0.5", "train.ema_warmup_iters=0")
     result = benchmark_training_parity(lambda overrides: tiny_cfg(*SHORT, *ema, *overrides), [0],

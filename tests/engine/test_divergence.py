@@ -217,6 +217,7 @@ def _exploded(model, losses):
     return {name: value * 1e6 for name, value in losses.items()}
 
 
+@pytest.mark.slow
 def test_a_finite_explosion_stops_the_run_and_keeps_the_checkpoint_before_it(tiny_cfg, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(FasterRCNN, "forward", forward_with(_exploded, {4, 5, 6}))
     cfg = tiny_cfg("train.checkpoint_period=1", "train.eval_at_end=false", "train.max_iters=8")

@@ -142,6 +142,7 @@ def test_a_run_evaluates_the_ema_beside_the_weights_and_best_pt_follows_it(tiny_
     assert _equal_states(model_from_checkpoint(best).state_dict(), best.ema.model)  # what inference loads
 
 
+@pytest.mark.slow
 def test_an_interrupted_and_resumed_run_has_the_same_ema_as_an_uninterrupted_one(tiny_cfg, tmp_path):
     short = (*EMA, "train.eval_at_end=false", "train.max_iters=4", "schedule=multistep")
     straight, halves = tmp_path / "straight", tmp_path / "halves"
