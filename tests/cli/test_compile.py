@@ -1,5 +1,6 @@
 """``compile=true`` end to end on the CPU: train.py, evaluate.py and predict.py run the compiled
-detector, its checkpoint is the eager model's, and evaluate.py scores it as the eager model."""
+detector, its checkpoint is the eager model's, and evaluate.py scores it as the eager model. The
+compiling commands run in processes of their own (compiled graphs are cached per process)."""
 
 import json
 
@@ -15,7 +16,7 @@ ONE_SIZE = ("dataset.shapes.num_train=4", "dataset.shapes.num_test=2", "dataset.
 
 
 @pytest.mark.slow
-def test_train_evaluate_and_predict_run_compiled(tmp_path):
+def test_train_evaluate_and_predict_run_compiled(tmp_path, in_process):
     run, data = tmp_path / "run", tmp_path / "shapes"
     common = (f"dataset.root={data}", *ONE_SIZE, "device=cpu")
     run_script("train.py", "debug=tiny", *common, "compile=true", "train.max_iters=1", "train.eval_at_end=false",
@@ -27,12 +28,11 @@ def test_train_evaluate_and_predict_run_compiled(tmp_path):
     assert f"kernels cached in {cache_dir()}" in log and any(cache_dir().iterdir())  # kept for the next run
 
     checkpoint = run / "checkpoints" / "last.pt"
-    metrics = {}
-    for compiled in ("false", "true"):
-        folder = tmp_path / f"eval_{compiled}"
-        run_script("evaluate.py", f"checkpoint={checkpoint}", f"compile={compiled}", "device=cpu",
-                   "model.roi_head.score_thresh=0.0", f"hydra.run.dir={folder}", timeout=600)  # fmt: skip
-        metrics[compiled] = json.loads((folder / "metrics.json").read_text())
+    scored = (f"checkpoint={checkpoint}", "device=cpu", "model.roi_head.score_thresh=0.0")
+    in_process("evaluate.py", *scored, "compile=false", f"hydra.run.dir={tmp_path / 'eval_false'}")  # eager: here
+    run_script("evaluate.py", *scored, "compile=true", f"hydra.run.dir={tmp_path / 'eval_true'}", timeout=600)
+    metrics = {compiled: json.loads((tmp_path / f"eval_{compiled}" / "metrics.json").read_text())
+               for compiled in ("false", "true")}  # fmt: skip
     assert metrics["true"]["voc07"]["mAP"] == pytest.approx(metrics["false"]["voc07"]["mAP"], abs=1e-6)
 
     output = tmp_path / "detections"
