@@ -94,11 +94,6 @@ def setting(default: Any, doc: str, range: Optional[Range] = None) -> Any:
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def doc(schema: type, name: str) -> str:
-    """The one-line doc of ``schema``'s field ``name``."""
-    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(schema)}[name]
-
-
 def check_settings(node: Any, prefix: str = "") -> None:
     """Raise ValueError naming the first key of the dataclass tree ``node`` whose value is outside
     its declared :class:`Range`, is not one of its Enum's choices, or breaks an ``ORDERED`` pair.
