@@ -9,9 +9,10 @@ from collections.abc import Callable
 import numpy as np
 
 from frcnn.bench.timing import interleaved_times, medians
-from frcnn.evaluation.coco_eval import COCO_BACKENDS, coco_from_dict, coco_metrics
+from frcnn.data.ground_truth import GroundTruth, coco_ground_truth
+from frcnn.evaluation.coco_eval import COCO_BACKENDS, coco_metrics
 from frcnn.evaluation.results_io import predictions_from_detections
-from frcnn.evaluation.voc_eval import Detections, GroundTruth, voc_metrics, voc_pr_curves
+from frcnn.evaluation.voc_eval import Detections, voc_metrics, voc_pr_curves
 
 
 def synthetic_split(
@@ -44,18 +45,11 @@ def synthetic_split(
     return gts, dets
 
 
-def coco_ground_truth(gts: GroundTruth, num_images: int, class_names: list[str]):
+def synthetic_coco_ground_truth(gts: GroundTruth, num_images: int, class_names: list[str]):
     """``gts`` as a COCO ground-truth object: image ids 0..num_images-1 (500x375), category ids
     1..K named ``class_names``, boxes as COCO's [x, y, w, h]."""
-    return coco_from_dict({
-        "images": [{"id": i, "height": 375, "width": 500} for i in range(num_images)],
-        "categories": [{"id": c, "name": n} for c, n in enumerate(class_names, start=1)],
-        "annotations": [
-            {"id": n + 1, "image_id": int(i), "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
-             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
-            for n, (i, c, (x1, y1, x2, y2)) in enumerate(zip(gts.image_index, gts.labels, gts.boxes.tolist()))
-        ],
-    })  # fmt: skip
+    images = [{"id": i, "height": 375, "width": 500} for i in range(num_images)]
+    return coco_ground_truth(gts, images, list(range(1, len(class_names) + 1)), class_names)
 
 
 def benchmark_eval(num_images: int = 4952, dets_per_image: int = 100, num_classes: int = 20, seed: int = 0,
@@ -73,7 +67,7 @@ def benchmark_eval(num_images: int = 4952, dets_per_image: int = 100, num_classe
     voc = voc_metrics(voc_pr_curves(dets, gts, num_classes), class_names)
     voc_seconds = time.perf_counter() - start
 
-    coco_gt = coco_ground_truth(gts, num_images, class_names)
+    coco_gt = synthetic_coco_ground_truth(gts, num_images, class_names)
     predictions = predictions_from_detections(dets, list(range(num_images)), list(range(1, num_classes + 1)))
     coco: dict[str, dict] = {}
 

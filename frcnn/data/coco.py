@@ -10,9 +10,7 @@ Crowd boxes stay in the index (flag ``iscrowd``) and are left out of training ta
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -23,6 +21,7 @@ from pycocotools.coco import COCO
 from frcnn.data.annotation_index import AnnotationIndex
 from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.dataset import DetectionDataset
+from frcnn.data.ground_truth import coco_from_dict
 from frcnn.data.index_cache import cached_parse
 from frcnn.data.validation import (
     DatasetError,
@@ -225,8 +224,4 @@ class COCODetection(DetectionDataset):
             annotations.append(record)
         selected = set(self.category_ids)  # dataset.classes may select a subset of the file's categories
         categories = [c for c in data["categories"] if c["id"] in selected]
-        coco = COCO()
-        coco.dataset = {**data, "annotations": annotations, "categories": categories}
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco.createIndex()
-        return coco
+        return coco_from_dict({**data, "annotations": annotations, "categories": categories})

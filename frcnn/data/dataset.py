@@ -7,9 +7,7 @@ ground truth for evaluation) comes from the index without decoding images.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 from pycocotools.coco import COCO
 
 from frcnn.data.annotation_index import AnnotationIndex
+from frcnn.data.ground_truth import GroundTruth, coco_ground_truth, ground_truth_arrays
 from frcnn.data.image_io import read_image_checked
 from frcnn.data.transforms import DetectionTransform, PolicyTransform
 
@@ -118,6 +117,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         }
         return image, target
 
+    def ground_truth(self) -> GroundTruth:
+        """Every object of this split as the VOC metric's arrays (built once)."""
+        if not hasattr(self, "_ground_truth"):
+            self._ground_truth = ground_truth_arrays(self)
+        return self._ground_truth
+
     def coco_gt(self) -> COCO:
         """pycocotools COCO ground truth of this split (ids match image_ids/category_ids)."""
         if not hasattr(self, "_coco_gt"):
@@ -125,33 +130,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         return self._coco_gt
 
     def _build_coco_gt(self) -> COCO:
-        """Ground truth converted from the index (VOC and other non-COCO sources).
-
-        Difficult objects are written as ``iscrowd: 0, ignore: 1``; boxes as ``[x, y, w, h]``.
-        """
+        """:meth:`ground_truth` as a COCO index (VOC and other sources that are not COCO files)."""
         ix = self.index
         images = [
             {"id": image_id, "height": int(h), "width": int(w), "file_name": ix.image_path(i)}
             for i, (image_id, h, w) in enumerate(zip(self.image_ids, ix.heights, ix.widths))
         ]
-        image_of_box = ix.box_image_index
-        xywh = ix.boxes.astype(np.float64).copy()
-        xywh[:, 2:] -= xywh[:, :2]
-        annotations = [
-            {
-                "id": k + 1,
-                "image_id": self.image_ids[int(image_of_box[k])],
-                "category_id": self.category_ids[int(ix.labels[k]) - 1],
-                "bbox": xywh[k].tolist(),
-                "area": float(xywh[k, 2] * xywh[k, 3]),
-                "iscrowd": int(ix.iscrowd[k]),
-                "ignore": int(ix.difficult[k]),
-            }
-            for k in range(ix.num_boxes)
-        ]
-        categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
-        coco = COCO()
-        coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco.createIndex()
-        return coco
+        return coco_ground_truth(self.ground_truth(), images, self.category_ids, self.class_names)

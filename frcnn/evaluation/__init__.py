@@ -5,7 +5,6 @@ from frcnn.evaluation.coco_eval import coco_metrics
 from frcnn.evaluation.evaluator import (
     DetectionEvaluator,
     format_metrics_table,
-    ground_truth_arrays,
     run_inference,
     score_predictions,
 )
@@ -18,7 +17,6 @@ __all__ = [
     "add_pr_curves",
     "coco_metrics",
     "format_metrics_table",
-    "ground_truth_arrays",
     "load_predictions",
     "log_metrics",
     "run_inference",

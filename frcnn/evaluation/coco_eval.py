@@ -17,6 +17,8 @@ import faster_coco_eval
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from frcnn.data.ground_truth import coco_from_dict
+
 logger = logging.getLogger(__name__)
 
 COCO_BACKENDS = ("faster_coco_eval", "pycocotools")
@@ -32,15 +34,6 @@ def check_coco_backend(backend: str) -> str:
     if backend not in COCO_BACKENDS:
         raise ValueError(f"evaluation.coco_backend must be one of {list(COCO_BACKENDS)}, got {backend!r}")
     return backend
-
-
-def coco_from_dict(dataset: dict) -> COCO:
-    """A pycocotools COCO object from an in-memory annotation dict (no file, no prints)."""
-    coco = COCO()
-    coco.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
 
 
 def _pycocotools_stats(coco_gt: COCO, predictions: list[dict], image_ids: list | None) -> list[float]:

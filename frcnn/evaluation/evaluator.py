@@ -18,7 +18,7 @@ from frcnn.data.transforms import boxes_to_original
 from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_metrics
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
-from frcnn.evaluation.voc_eval import ClassPR, Detections, GroundTruth, voc_metrics, voc_pr_curves
+from frcnn.evaluation.voc_eval import ClassPR, Detections, voc_metrics, voc_pr_curves
 from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.device import autocast
 from frcnn.utils.dist import all_gather_object, broadcast_object, is_main_process
@@ -27,39 +27,17 @@ from frcnn.utils.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 
-def ground_truth_arrays(dataset) -> GroundTruth:
-    """All objects of ``dataset`` (via get_annotation, no image decoding) flattened over images.
-
-    Difficult and crowd objects are kept and flagged ``ignore`` for the VOC metric.
-    """
-    image_index, labels, boxes, ignore = [], [], [], []
-    for index in range(len(dataset.image_ids)):
-        annotation = dataset.get_annotation(index)
-        count = len(annotation["labels"])
-        image_index.append(np.full(count, index, dtype=np.int64))
-        labels.append(annotation["labels"].numpy().astype(np.int64))
-        boxes.append(annotation["boxes"].numpy().astype(np.float64).reshape(-1, 4))
-        ignore.append((annotation["difficult"] | annotation["iscrowd"]).numpy().astype(bool))
-    return GroundTruth(
-        image_index=np.concatenate(image_index) if image_index else np.zeros(0, dtype=np.int64),
-        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
-        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4)),
-        ignore=np.concatenate(ignore) if ignore else np.zeros(0, dtype=bool),
-    )
-
-
 def score_predictions(
     dataset,
     predictions: list[dict],
     image_indices: Iterable[int] | None = None,
-    ground_truth: GroundTruth | None = None,
     coco_backend: str = DEFAULT_COCO_BACKEND,
 ) -> tuple[dict, list[ClassPR]]:
     """metrics.json dict (voc07, voc, coco) and the per-class VOC PR curves of ``predictions``.
 
     predictions: COCO-results dicts with the dataset's ids (an unknown id raises ValueError).
     image_indices: the evaluated images (default all): objects of other images are not counted
-    and predictions on them are an error. ground_truth: ground_truth_arrays(dataset), if cached.
+    and predictions on them are an error.
     coco_backend: see :data:`frcnn.evaluation.coco_eval.COCO_BACKENDS` (the same numbers).
     """
     if image_indices is None:
@@ -70,10 +48,9 @@ def score_predictions(
     dets = detections_from_predictions(predictions, evaluated_ids, dataset.category_ids)
     dets.image_index = indices[dets.image_index]  # positions in evaluated_ids -> dataset indices
 
-    gts = ground_truth_arrays(dataset) if ground_truth is None else ground_truth
+    gts = dataset.ground_truth()
     if len(indices) < len(dataset.image_ids):
-        keep = np.isin(gts.image_index, indices)
-        gts = GroundTruth(gts.image_index[keep], gts.labels[keep], gts.boxes[keep], gts.ignore[keep])
+        gts = gts.select(np.isin(gts.image_index, indices))
 
     curves = voc_pr_curves(dets, gts, num_classes=len(dataset.class_names))
     metrics = voc_metrics(curves, dataset.class_names)
@@ -92,8 +69,9 @@ def _gather(outputs: dict) -> dict:
 class DetectionEvaluator:
     """VOC07 / VOC / COCO box metrics of a detector's outputs on a dataset.
 
-    dataset: provides ``image_ids``, ``class_names``, ``category_ids``, ``get_annotation(i)`` and
-    ``coco_gt()`` (the DATA API). coco_backend: which COCOeval computes the ``coco`` numbers.
+    dataset: provides ``image_ids``, ``class_names``, ``category_ids``, ``ground_truth()`` and
+    ``coco_gt()`` (the DATA API, :mod:`frcnn.data.ground_truth`). coco_backend: which COCOeval
+    computes the ``coco`` numbers.
     After ``evaluate()``, ``pr_curves`` holds the per-class VOC PR curves (index label-1) and
     ``predictions()`` covers every rank's images.
     """
@@ -103,7 +81,6 @@ class DetectionEvaluator:
         self.coco_backend = check_coco_backend(coco_backend)
         self.pr_curves: list[ClassPR] = []
         self.val_loss = ValidationLoss()
-        self._ground_truth: GroundTruth | None = None  # read once, reused by every evaluation
         self._outputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def reset(self) -> None:
@@ -162,11 +139,7 @@ class DetectionEvaluator:
         result = None
         if is_main_process():
             # one rank scores (COCOeval is slow, and CPU ranks share cores), then shares the result
-            if self._ground_truth is None:
-                self._ground_truth = ground_truth_arrays(self.dataset)
-            result = score_predictions(
-                self.dataset, self.predictions(), self._outputs.keys(), self._ground_truth, self.coco_backend
-            )
+            result = score_predictions(self.dataset, self.predictions(), self._outputs.keys(), self.coco_backend)
         metrics, self.pr_curves = broadcast_object(result)
         if self.val_loss:
             metrics["val_loss"] = self.val_loss.summarize()

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from frcnn.data.ground_truth import GroundTruth
+
 # The VOC2007 11-point thresholds exactly as the classic Python port builds them
 # (0.30000000000000004 etc.), so recall values on a threshold compare as they do there.
 VOC07_RECALL_THRESHOLDS = np.arange(0.0, 1.1, 0.1)
@@ -48,20 +50,6 @@ class Detections:
     labels: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
-
-
-@dataclass
-class GroundTruth:
-    """Ground-truth objects of a split, flattened over images (same fields as Detections).
-
-    ignore: bool [G], True for difficult (and crowd) objects: they count neither as positives
-    nor against a detection that matches them.
-    """
-
-    image_index: np.ndarray
-    labels: np.ndarray
-    boxes: np.ndarray
-    ignore: np.ndarray
 
 
 @dataclass

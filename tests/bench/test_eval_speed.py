@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from frcnn.bench.eval_speed import benchmark_eval, coco_ground_truth, synthetic_split
+from frcnn.bench.eval_speed import benchmark_eval, synthetic_coco_ground_truth, synthetic_split
 
 
 def test_the_synthetic_split_is_voc07_test_like_and_seeded():
@@ -19,7 +19,7 @@ def test_the_synthetic_split_is_voc07_test_like_and_seeded():
 
 def test_the_coco_ground_truth_holds_every_object_as_xywh():
     gts, _ = synthetic_split(num_images=4, dets_per_image=1, num_classes=3)
-    coco = coco_ground_truth(gts, 4, ["a", "b", "c"])
+    coco = synthetic_coco_ground_truth(gts, 4, ["a", "b", "c"])
     assert sorted(coco.getImgIds()) == [0, 1, 2, 3] and sorted(coco.getCatIds()) == [1, 2, 3]
     first = coco.loadAnns(coco.getAnnIds())[0]
     x1, y1, x2, y2 = gts.boxes[0]

@@ -7,16 +7,16 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from frcnn.evaluation.coco_eval import coco_from_dict
+from frcnn.data.ground_truth import coco_ground_truth, ground_truth_arrays
 from frcnn.evaluation.evaluator import DetectionEvaluator
 
 
 class FakeDataset:
-    """image_ids / class_names / category_ids / get_annotation(i) / coco_gt(), as the DATA API.
+    """image_ids / class_names / category_ids / get_annotation(i) / ground_truth() / coco_gt(), as the DATA API.
 
     annotations: per image dict(height, width, boxes [N, 4] 0-based continuous, labels [N] 1..K,
-    difficult [N], iscrowd [N]). coco_gt() follows the DATA conversion: difficult objects are
-    ordinary (iscrowd 0, "ignore": 1), crowd objects are crowd.
+    difficult [N], iscrowd [N]). ground_truth() and coco_gt() are built by the DATA conversion
+    (:mod:`frcnn.data.ground_truth`), as a dataset's are.
     """
 
     def __init__(self, annotations, class_names, category_ids, image_ids):
@@ -24,7 +24,7 @@ class FakeDataset:
         self.class_names = class_names
         self.category_ids = category_ids
         self.image_ids = image_ids
-        self._coco = None
+        self._ground_truth = self._coco = None
 
     def __len__(self):
         return len(self.image_ids)
@@ -32,30 +32,20 @@ class FakeDataset:
     def get_annotation(self, index):
         return dict(self.annotations[index], image_id=self.image_ids[index])
 
+    def ground_truth(self):
+        if self._ground_truth is None:
+            self._ground_truth = ground_truth_arrays(self)
+        return self._ground_truth
+
     def coco_dict(self):
-        images, annotations = [], []
-        for image_id, ann in zip(self.image_ids, self.annotations):
-            images.append({"id": image_id, "height": ann["height"], "width": ann["width"]})
-            columns = (ann["boxes"], ann["labels"], ann["difficult"], ann["iscrowd"])
-            for box, label, difficult, crowd in zip(*(column.tolist() for column in columns)):
-                w, h = box[2] - box[0], box[3] - box[1]
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": self.category_ids[label - 1],
-                        "bbox": [box[0], box[1], w, h],
-                        "area": w * h,
-                        "iscrowd": int(crowd),
-                        "ignore": int(difficult),
-                    }
-                )
-        categories = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
-        return {"images": images, "annotations": annotations, "categories": categories}
+        return self.coco_gt().dataset
 
     def coco_gt(self):
         if self._coco is None:
-            self._coco = coco_from_dict(self.coco_dict())
+            images = [
+                {"id": i, "height": a["height"], "width": a["width"]} for i, a in zip(self.image_ids, self.annotations)
+            ]
+            self._coco = coco_ground_truth(self.ground_truth(), images, self.category_ids, self.class_names)
         return self._coco
 
 
