@@ -7,8 +7,15 @@ the default is the CPU. The other fixtures live with their helpers in :mod:`test
 
 import os
 
-import pytest
-import torch
+# pytest-xdist (pyproject.toml's addopts: -n auto) runs the tests in one worker per core; each
+# worker's PyTorch and the commands it starts get that worker's share of the cores, so that
+# OpenMP threads of different workers do not spin against each other. Set before torch is imported.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # The helpers' asserts report their operands as the tests' own do.
 pytest.register_assert_rewrite("tests.helpers")
@@ -23,6 +30,13 @@ pytest_plugins = [
 ]
 
 TEST_DEVICE = os.environ.get("FRCNN_TEST_DEVICE", "cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With several workers, the slow tests (a few minutes of compiling among them) start first,
+    so that the short ones fill the workers' last minutes rather than one long test."""
+    if WORKERS > 1:
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

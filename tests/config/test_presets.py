@@ -33,6 +33,7 @@ purpose, with the reason.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -202,6 +203,13 @@ def _without_body(text: str, node: dict) -> str:
     return "\n".join(header) + "\n" + (OmegaConf.to_yaml(OmegaConf.create(kept)) if kept else "")
 
 
+@functools.cache
+def _composed(configs: Path, name: str, overrides: tuple[str, ...]) -> Any:
+    """``name`` with ``overrides`` composed from the unedited ``configs`` (in a Hydra context),
+    once: the files meant for the same compositions share them."""
+    return _resolved(compose(name, overrides=list(overrides)))
+
+
 def redundant_values(path: str, configs: Path) -> list[str]:
     """The dotted keys of ``path`` (relative to ``configs``, a copy that this function edits and
     restores) whose value changes none of the file's compositions."""
@@ -214,7 +222,7 @@ def redundant_values(path: str, configs: Path) -> list[str]:
     if not keys:
         return []
     with initialize_config_dir(config_dir=str(configs), version_base=None):
-        with_file = [_resolved(compose(name, overrides=overrides)) for name, overrides in meant_for]
+        with_file = [_composed(configs, name, tuple(overrides)) for name, overrides in meant_for]
         file.write_text(_without_body(text, node))
         try:
             without = [_resolved(compose(name, overrides=overrides)) for name, overrides in meant_for]
