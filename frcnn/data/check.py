@@ -98,7 +98,7 @@ def check_split(cfg, split: str, images: bool = True, num_workers: int = 2) -> S
     if policy is InvalidBoxPolicy.error:
         report.errors += bad_boxes
     else:
-        report.warnings += [Problem(p.file, p.obj, f"{p.reason} (invalid_boxes={policy.value})") for p in bad_boxes]
+        report.warnings += [Problem(p.file, p.obj, f"{p.reason} (invalid_boxes={policy})") for p in bad_boxes]
     if images:
         report.errors += check_images(index, num_workers)
 

@@ -183,7 +183,7 @@ class PolicyTransform:
         elif policy is AugmentationPolicy.ssdlite:
             self.before, self.resize, self.after = [T.RandomIoUCrop()], shortest, []
         else:
-            raise ValueError(f"{policy.value} is DetectionTransform's policy (see build_transform)")
+            raise ValueError(f"{policy} is DetectionTransform's policy (see build_transform)")
         self.after.append(T.RandomHorizontalFlip(flip_prob))  # after the resize: the two commute
         # A resize does not clamp: a box on the edge can end a float32 rounding past the canvas,
         # which SanitizeBoundingBoxes would take for a box outside the image. Then boxes that left

@@ -207,6 +207,6 @@ def apply_invalid_box_policy(
     logger.warning(
         "%s: %d of %d boxes invalid (degenerate or outside the image); invalid_boxes=%s: "
         "%d clipped, %d dropped",
-        name, int(bad.sum()), index.num_boxes, policy.value, clipped, dropped,
+        name, int(bad.sum()), index.num_boxes, policy, clipped, dropped,
     )  # fmt: skip
     return index.with_boxes(keep, boxes)

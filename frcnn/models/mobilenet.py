@@ -74,7 +74,7 @@ def build_mobilenet_v3_large(weights: str | None, norm: Norm = Norm.auto) -> tor
     classifier's 1e-3).
     """
     if norm == Norm.gn:  # GroupNorm is the ResNet's only
-        allowed = [n.value for n in Norm if n != Norm.gn]
+        allowed = [str(n) for n in Norm if n != Norm.gn]
         raise ValueError(f"backbone.norm must be one of {allowed} for mobilenet_v3_large, got {norm!r}")
     if norm == Norm.auto:
         norm = Norm.bn if weights is None else Norm.frozen_bn

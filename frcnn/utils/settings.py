@@ -129,7 +129,7 @@ def _enum_type(annotation: Any) -> Optional[type[Enum]]:
 def _check_choice(key: str, value: Any, choices: type[Enum]) -> None:
     for item in value if isinstance(value, (list, tuple)) else [value]:
         if item not in choices.__members__.values() and item not in choices.__members__:
-            raise ValueError(f"{key} must be one of {[c.value for c in choices]}, got {item!r}")
+            raise ValueError(f"{key} must be one of {[str(c) for c in choices]}, got {item!r}")
 
 
 def typed(cfg: Any, schema: Optional[type[T]] = None, prefix: str = "") -> T:

@@ -139,8 +139,7 @@ except RuntimeError as e:
 @pytest.mark.slow
 def test_a_stalled_rank_ends_the_job_with_its_rank_named(tmp_path):
     """Two gloo processes under torchrun; rank 1 stops (SIGSTOP). Rank 0 names it after the 2 s
-    collective timeout, and torchrun ends the job: no process is left behind (the stopped one is
-    killed when the shutdown timeout has passed)."""
+    collective timeout, and torchrun ends the job: no process is left behind."""
     (tmp_path / "worker.py").write_text(STALL_WORKER)
     env = dict(os.environ, PYTHONPATH=str(REPO), PID_DIR=str(tmp_path), OMP_NUM_THREADS="1")
     command = [
@@ -150,7 +149,6 @@ def test_a_stalled_rank_ends_the_job_with_its_rank_named(tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "--max-restarts=0",
-        "--shutdown-timeout=2",  # rank 1 cannot take SIGTERM while stopped: SIGKILL 2 s after it, not 30
         str(tmp_path / "worker.py"),
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
