@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import logging
 import os
 
 from hydra.utils import to_absolute_path
 
 from frcnn.data.coco import COCODetection
 from frcnn.data.config import DatasetFormat, Split
+from frcnn.data.cvat import parse_cvat
 from frcnn.data.dataset import DetectionDataset
+from frcnn.data.detect import LayoutError, detect_layout
+from frcnn.data.labelme import parse_labelme
+from frcnn.data.parsed import ParsedDetection, ParsedSplit
 from frcnn.data.shapes import generate_shapes
 from frcnn.data.transforms import build_transform
 from frcnn.data.voc import VOCDetection
+from frcnn.data.yolo import parse_yolo
 from frcnn.utils.settings import plain
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_path(path: str, base: str | None = None) -> str:
@@ -25,7 +35,7 @@ def resolve_path(path: str, base: str | None = None) -> str:
 
 def _uses_root(cfg) -> bool:
     """Whether any file of the dataset is found through ``root`` (COCO files may all be absolute)."""
-    if cfg.format == DatasetFormat.voc:
+    if cfg.format != DatasetFormat.coco:
         return True
     paths = [getattr(files, kind) for files in (cfg.train, cfg.test) for kind in ("images", "annotations")]
     return any(path is not None and not os.path.isabs(path) for path in paths)
@@ -53,6 +63,11 @@ def build_dataset(cfg, split: Split | str) -> DetectionDataset:
     decoded lazily in ``ds[i]``.
     """
     train = Split(split) == Split.train
+    layout = None
+    if cfg.format == DatasetFormat.auto:
+        layout, cfg = resolve_layout(cfg)
+        if not train and layout.splits[1] is None:
+            raise LayoutError(f"{layout.describe(cfg.root)}: there is no split to test on")
     root = prepare_root(cfg)
     common = dict(
         class_names=list(cfg.classes) if cfg.classes is not None else None,
@@ -63,9 +78,58 @@ def build_dataset(cfg, split: Split | str) -> DetectionDataset:
         use_difficult=cfg.use_difficult,
         name=f"{cfg.name} {split}",  # for log messages
     )
+    dataset = _read(cfg, root, train, split, common)
+    if layout is not None:
+        names = ", ".join(dataset.class_names)
+        logger.info("%s; %s: %d images, %d boxes, %d classes (%s)", layout.describe(cfg.root), split, len(dataset),
+                    dataset.index.num_boxes, len(dataset.class_names), names)  # fmt: skip
+    return dataset
+
+
+def split_sets(cfg, train: bool) -> list[str]:
+    """The sets (VOC sets, YOLO split keys, LabelMe folders, CVAT subsets) of the split; an empty
+    list is a ValueError naming the key."""
+    key = "train_sets" if train else "test_sets"
+    sets = list(getattr(cfg, key))
+    if not sets:
+        raise ValueError(f"dataset.{key} is empty: name the {cfg.format} splits to read")
+    return sets
+
+
+def parse_split(cfg, root: str, train: bool) -> ParsedSplit:
+    """The YOLO, LabelMe or CVAT split of ``cfg`` as its parser reads it (policies not yet applied)."""
+    classes = list(cfg.classes) if cfg.classes is not None else None
+    sets = split_sets(cfg, train)
+    if cfg.format == DatasetFormat.yolo:
+        return parse_yolo(root, sets, classes)
+    if cfg.format == DatasetFormat.labelme:
+        return parse_labelme(root, sets, classes)
+    return parse_cvat(root, sets, classes, occluded_as_difficult=cfg.occluded_as_difficult)
+
+
+def _read(cfg, root: str, train: bool, split: str, common: dict) -> DetectionDataset:
+    """The reader of ``cfg.format`` on ``root``'s split."""
     if cfg.format == DatasetFormat.voc:
-        return VOCDetection(root, list(cfg.train_sets if train else cfg.test_sets), **common)
+        return VOCDetection(root, split_sets(cfg, train), **common)
+    if cfg.format in (DatasetFormat.yolo, DatasetFormat.labelme, DatasetFormat.cvat):
+        del common["class_names"]  # the parser selected them
+        return ParsedDetection(parse_split(cfg, root, train), **common)
     files = cfg.train if train else cfg.test
     if files.images is None or files.annotations is None:
         raise ValueError(f"dataset.{split}.images and dataset.{split}.annotations must be set for COCO-format data")
     return COCODetection(resolve_path(files.annotations, root), resolve_path(files.images, root), **common)
+
+
+def resolve_layout(cfg):
+    """(the layout ``dataset=auto`` finds in ``cfg.root``, ``cfg`` with its keys: the format, the
+    split sets or files, and the classes where the layout has no list of its own and ``cfg`` none)."""
+    layout = detect_layout(resolve_path(cfg.root))
+    resolved = copy.deepcopy(cfg)
+    keys = {"format": layout.format, **layout.keys}
+    if cfg.classes is None and layout.class_names is not None:
+        keys["classes"] = layout.class_names
+    for key, value in keys.items():
+        *parents, last = key.split(".")
+        node = functools.reduce(getattr, parents, resolved)
+        setattr(node, last, value)
+    return layout, resolved

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from frcnn.data.annotation_index import AnnotationIndex
-from frcnn.data.build import prepare_root, resolve_path
+from frcnn.data.build import parse_split, prepare_root, resolve_layout, resolve_path
 from frcnn.data.coco import parse_coco
 from frcnn.data.config import VOC_CLASSES, DatasetFormat, InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.image_io import read_image_checked
@@ -41,8 +41,13 @@ class SplitReport:
 
 def _parse(cfg, split: str) -> tuple[AnnotationIndex, list[str], list[Problem], object]:
     """(index, class names, problems, describe(k) -> (file, object)) of a split."""
+    if cfg.format == DatasetFormat.auto:
+        cfg = resolve_layout(cfg)[1]
     root = prepare_root(cfg)
     classes = list(cfg.classes) if cfg.classes is not None else None
+    if cfg.format in (DatasetFormat.yolo, DatasetFormat.labelme, DatasetFormat.cvat):
+        parsed = parse_split(cfg, root, train=split == "train")
+        return parsed.index, parsed.class_names, parsed.problems, parsed.describe
     if DatasetFormat(cfg.format) is DatasetFormat.voc:
         classes = classes or list(VOC_CLASSES)
         index, problems = parse_voc(root, list(cfg.train_sets if split == "train" else cfg.test_sets), classes)

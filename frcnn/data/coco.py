@@ -87,11 +87,23 @@ def _image_table(path: str, images: list[dict]) -> tuple[np.ndarray, list[str], 
     return image_ids, file_names, heights, widths
 
 
+def roboflow_placeholder(cats: list[dict]) -> dict | None:
+    """The category a Roboflow export adds for the project itself (``supercategory: "none"``, named as
+    every other category's supercategory, never used by an annotation), or None."""
+    for cat in cats:
+        others = [c for c in cats if c is not cat]
+        if cat.get("supercategory") == "none" and others and all(c.get("supercategory") == cat["name"] for c in others):
+            return cat
+    return None
+
+
 def _select_categories(path: str, cats: list[dict], class_names: Sequence[str] | None) -> tuple[list[str], list[int]]:
-    """(class names, their category ids): all categories by id, or those of ``class_names`` in its order."""
+    """(class names, their category ids): all categories by id (but a Roboflow export's placeholder),
+    or those of ``class_names`` in its order."""
     cats = sorted(cats, key=lambda c: c["id"])
     if class_names is None:
-        class_names = [c["name"] for c in cats]
+        placeholder = roboflow_placeholder(cats)
+        class_names = [c["name"] for c in cats if c is not placeholder]
     id_of_name = {c["name"]: c["id"] for c in cats}
     missing = [n for n in class_names if n not in id_of_name]
     if missing:

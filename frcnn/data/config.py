@@ -25,6 +25,10 @@ VOC_CLASSES = (
 class DatasetFormat(StrEnum):
     voc = "voc"  # VOCdevkit tree: Annotations/*.xml, JPEGImages/, ImageSets/Main/<split>.txt
     coco = "coco"  # an images folder + an instances_*.json file
+    yolo = "yolo"  # Ultralytics: data.yaml, images/<split>/, labels/<split>/*.txt (class cx cy w h, normalised)
+    labelme = "labelme"  # a folder of LabelMe JSON files (one per image), splits as subfolders
+    cvat = "cvat"  # CVAT for images 1.1: annotations.xml + images/, splits as the images' subsets
+    auto = "auto"  # whichever of these root holds (frcnn.data.detect)
 
 
 class Split(StrEnum):
@@ -95,10 +99,13 @@ class DatasetConfig:
         list(SHAPES_CLASSES), "class names in label order (null: VOC's 20, or a COCO file's categories)"
     )
     train_sets: list[str] = setting(
-        ["train"], 'VOC: "YEAR-SPLIT" (root/VOC<YEAR>/ImageSets/Main/<SPLIT>.txt) or "SPLIT" (root itself)'
+        ["train"],
+        'VOC: "YEAR-SPLIT" (root/VOC<YEAR>/ImageSets/Main/<SPLIT>.txt) or "SPLIT" (root itself); YOLO: data.yaml '
+        "split keys; LabelMe: subfolders of root (. for root itself); CVAT: image subsets",
     )
-    test_sets: list[str] = setting(["test"], "VOC: as train_sets, for the test split")
+    test_sets: list[str] = setting(["test"], "as train_sets, for the test split")
     use_difficult: bool = setting(True, 'keep VOC "difficult" objects in the training targets')
+    occluded_as_difficult: bool = setting(False, "CVAT: occluded objects count as difficult (VOC metric: ignored)")
     train: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_train.json"))
     test: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_test.json"))
     invalid_boxes: InvalidBoxPolicy = setting(InvalidBoxPolicy.error, "error | clip | drop")

@@ -36,4 +36,4 @@ def test_schema_rejects_unknown_keys_and_values():
     with pytest.raises(ConfigKeyError):
         OmegaConf.merge(cfg, {"min_sizes": [600]})
     with pytest.raises(ValidationError):
-        OmegaConf.merge(cfg, {"format": "yolo"})
+        OmegaConf.merge(cfg, {"format": "kitti"})
