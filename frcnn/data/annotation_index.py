@@ -130,6 +130,27 @@ class AnnotationIndex:
             object_ids=self.object_ids[keep],
         )
 
+    def select_images(self, keep: np.ndarray) -> AnnotationIndex:
+        """A copy with the images where ``keep`` (bool[N]) holds, and their boxes."""
+        counts = np.diff(self.box_offsets)[keep]
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        boxes = np.repeat(keep, np.diff(self.box_offsets))
+        return AnnotationIndex(
+            image_ids=self.image_ids[keep],
+            image_dirs=self.image_dirs,
+            dir_index=self.dir_index[keep],
+            file_names=self.file_names[keep],
+            heights=self.heights[keep],
+            widths=self.widths[keep],
+            box_offsets=offsets,
+            boxes=self.boxes[boxes],
+            labels=self.labels[boxes],
+            difficult=self.difficult[boxes],
+            iscrowd=self.iscrowd[boxes],
+            object_ids=self.object_ids[boxes],
+        )
+
     def nbytes(self) -> int:
         """Memory held by the index arrays, in bytes."""
         arrays = [getattr(self, name) for name in self.__dataclass_fields__]

@@ -13,7 +13,8 @@ from frcnn.data.coco import COCODetection
 from frcnn.data.config import DatasetFormat, Split
 from frcnn.data.cvat import parse_cvat
 from frcnn.data.dataset import DetectionDataset
-from frcnn.data.detect import LayoutError, detect_layout
+from frcnn.data.detect import detect_layout
+from frcnn.data.holdout import held_out_split
 from frcnn.data.labelme import parse_labelme
 from frcnn.data.parsed import ParsedDetection, ParsedSplit
 from frcnn.data.shapes import generate_shapes
@@ -60,14 +61,14 @@ def build_dataset(cfg, split: Split | str) -> DetectionDataset:
 
     The shapes dataset is generated into ``cfg.root`` on first use. Annotations are parsed
     and validated here (bad data raises DatasetError before any training starts); images are
-    decoded lazily in ``ds[i]``.
+    decoded lazily in ``ds[i]``. ``dataset=auto`` on a layout without a validation split holds
+    ``cfg.val_fraction`` of the training split out for it (:mod:`frcnn.data.holdout`).
     """
     train = Split(split) == Split.train
     layout = None
     if cfg.format == DatasetFormat.auto:
         layout, cfg = resolve_layout(cfg)
-        if not train and layout.splits[1] is None:
-            raise LayoutError(f"{layout.describe(cfg.root)}: there is no split to test on")
+    held_out = layout is not None and layout.splits[1] is None
     root = prepare_root(cfg)
     common = dict(
         class_names=list(cfg.classes) if cfg.classes is not None else None,
@@ -78,7 +79,10 @@ def build_dataset(cfg, split: Split | str) -> DetectionDataset:
         use_difficult=cfg.use_difficult,
         name=f"{cfg.name} {split}",  # for log messages
     )
-    dataset = _read(cfg, root, train, split, common)
+    dataset = _read(cfg, root, train or held_out, split, common)
+    if held_out:
+        kept = held_out_split(dataset.index, cfg.val_fraction, cfg.seed, cfg.split_file)[0 if train else 1]
+        dataset = dataset.select_images(kept)
     if layout is not None:
         names = ", ".join(dataset.class_names)
         logger.info("%s; %s: %d images, %d boxes, %d classes (%s)", layout.describe(cfg.root), split, len(dataset),

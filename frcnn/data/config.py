@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Optional
 
-from frcnn.utils.settings import FRACTION, NONNEGATIVE, POSITIVE, POSITIVE_FRACTION, setting
+from frcnn.utils.settings import FRACTION, NONNEGATIVE, OPEN_FRACTION, POSITIVE, POSITIVE_FRACTION, setting
 
 SHAPES_CLASSES = ("circle", "square", "triangle")
 
@@ -34,6 +34,13 @@ class DatasetFormat(StrEnum):
 class Split(StrEnum):
     train = "train"
     test = "test"
+
+
+class Sampler(StrEnum):
+    """Which training images an epoch holds (:mod:`frcnn.data.sampling`); both are aspect-ratio grouped."""
+
+    uniform = "uniform"  # every image once per epoch
+    repeat_factor = "repeat_factor"  # LVIS repeat-factor sampling: images of rare classes repeated
 
 
 class InvalidBoxPolicy(StrEnum):
@@ -106,6 +113,12 @@ class DatasetConfig:
     test_sets: list[str] = setting(["test"], "as train_sets, for the test split")
     use_difficult: bool = setting(True, 'keep VOC "difficult" objects in the training targets')
     occluded_as_difficult: bool = setting(False, "CVAT: occluded objects count as difficult (VOC metric: ignored)")
+    val_fraction: float = setting(
+        0.1, "dataset=auto without a validation split: the share of images held out for it", OPEN_FRACTION
+    )
+    split_file: Optional[str] = setting(
+        None, "the held-out split's image lists (JSON; train.py: its run folder's dataset_split.json)"
+    )
     train: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_train.json"))
     test: SplitFilesConfig = field(default_factory=lambda: SplitFilesConfig("JPEGImages", "coco/instances_test.json"))
     invalid_boxes: InvalidBoxPolicy = setting(InvalidBoxPolicy.error, "error | clip | drop")
@@ -123,6 +136,10 @@ class DatasetConfig:
     # compile=true: each padded side is one of this many lengths from the shortest resize to
     # max_size, so that a compiled model meets a handful of batch shapes.
     size_buckets: int = setting(4, "compile=true: padded side lengths per batch dimension", POSITIVE)
+    sampler: Sampler = setting(Sampler.uniform, "training images per epoch: uniform | repeat_factor (rare classes)")
+    repeat_threshold: float = setting(
+        0.001, "repeat_factor: a class in fewer than this fraction of images is repeated", POSITIVE_FRACTION
+    )
     num_workers: int = setting(2, "DataLoader worker processes (0: load in the main process)", NONNEGATIVE)
-    seed: int = setting(0, "shapes: generation seed", NONNEGATIVE)
+    seed: int = setting(0, "shapes: generation seed; val_fraction: the held-out split's seed", NONNEGATIVE)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)

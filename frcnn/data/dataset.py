@@ -7,6 +7,7 @@ ground truth for evaluation) comes from the index without decoding images.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -68,6 +69,14 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def image_path(self, i: int) -> str:
         return self.index.image_path(i)
+
+    def select_images(self, keep: np.ndarray) -> DetectionDataset:
+        """This dataset with only the images where ``keep`` (bool[N]) holds."""
+        subset = copy.copy(self)
+        for cached in ("image_ids", "_ground_truth", "_coco_gt"):
+            subset.__dict__.pop(cached, None)
+        subset.index = self.index.select_images(keep)
+        return subset
 
     def get_annotation(self, i: int) -> dict[str, Any]:
         """Ground truth of image ``i`` without decoding it: all objects, crowd and difficult

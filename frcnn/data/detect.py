@@ -56,7 +56,7 @@ class Layout:
     class_names: list[str] | None = None
 
     def describe(self, root: str) -> str:
-        test = self.splits[1] or "none (no validation split)"
+        test = self.splits[1] or "none: dataset.val_fraction of the training split held out"
         return f"dataset=auto: {root} holds a {self.name} layout (training split {self.splits[0]}, test split {test})"
 
 

@@ -28,6 +28,7 @@ from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
 from frcnn.checkpoint.format import Checkpoint, TrainingState
 from frcnn.config.schema import NonFinitePolicy, TrainConfig
 from frcnn.data import build_train_loader
+from frcnn.data.config import DatasetFormat
 from frcnn.engine.distributed import (
     check_replicas_in_sync,
     destroy_distributed,
@@ -139,6 +140,9 @@ def run_training(
     run_dir = shared_run_dir(run_dir)
     with own_run_folder(run_dir, tc.resume, tc.overwrite):
         seed_everything(cfg.seed + get_rank(), deterministic=tc.deterministic)
+        if cfg.dataset.format == DatasetFormat.auto and cfg.dataset.split_file is None:
+            # a validation split held out of the data is kept with the run (frcnn.data.holdout)
+            cfg.dataset.split_file = str(run_dir / "dataset_split.json")
         # The test split first: for shapes it generates the data (safe from several processes).
         split = build_evaluation_split(cfg)
         checkpoints = CheckpointDir(run_dir / "checkpoints", tc.keep_checkpoints, writes=is_main_process())

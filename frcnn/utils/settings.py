@@ -83,6 +83,7 @@ NONNEGATIVE = Range(lambda v: v >= 0, ">= 0")
 FRACTION = Range(lambda v: 0 <= v <= 1, "in [0, 1]")
 POSITIVE_FRACTION = Range(lambda v: 0 < v <= 1, "in (0, 1]")
 BELOW_ONE = Range(lambda v: 0 <= v < 1, "in [0, 1)")
+OPEN_FRACTION = Range(lambda v: 0 < v < 1, "in (0, 1)")
 
 
 def setting(default: Any, doc: str, range: Optional[Range] = None) -> Any:

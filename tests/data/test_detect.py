@@ -110,9 +110,17 @@ def test_no_layout_or_several_is_one_line_naming_what_was_looked_for(tmp_path, t
         detect_layout(str(tmp_path / "missing"))
 
 
-def test_a_layout_without_a_test_split_is_refused_when_tested(tiny_shapes_root, tmp_path):
-    root = coco_layout(tiny_shapes_root, tmp_path)
+def test_a_layout_without_a_validation_split_holds_one_out_and_keeps_its_lists(tiny_shapes_root, tmp_path):
+    root = coco_layout(tiny_shapes_root, tmp_path / "data")
     (root / "annotations" / "val.json").unlink()
-    assert len(build_dataset(auto_config(root), "train")) == 12
-    with pytest.raises(LayoutError, match="test split none"):
-        build_dataset(auto_config(root), "test")
+    split_file = tmp_path / "run" / "dataset_split.json"
+    cfg = auto_config(root, val_fraction=0.25, split_file=str(split_file))
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "test")
+    assert len(train) + len(val) == 12 and 2 <= len(val) <= 4
+    assert not set(train.image_ids) & set(val.image_ids)
+    assert val.transform is not train.transform and not val.train
+    listed = json.loads(split_file.read_text())
+    assert (listed["train"], listed["val"]) == ([str(i) for i in train.image_ids], [str(i) for i in val.image_ids])
+    # read back, not drawn again: another seed changes nothing once the lists exist
+    again = auto_config(root, val_fraction=0.25, split_file=str(split_file), seed=7)
+    assert build_dataset(again, "test").image_ids == val.image_ids
