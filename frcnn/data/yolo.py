@@ -238,6 +238,10 @@ def _class_id(text: str, config: DataYaml) -> int:
     return int(value)
 
 
+# Pixels a normalised coordinate may fall outside the image by float rounding alone (_snap_to_image).
+EDGE_TOLERANCE = 1e-3
+
+
 def parse_row(values: Sequence[str], height: int, width: int, config: DataYaml) -> tuple[int, list[float]]:
     """(class id, box ``x1, y1, x2, y2`` in continuous 0-based pixels) of one label row."""
     if len(values) != 5 and (len(values) < 7 or len(values) % 2 == 0):
@@ -251,9 +255,22 @@ def parse_row(values: Sequence[str], height: int, width: int, config: DataYaml) 
             raise _RowError(f"non-numeric value {text!r} in column {column}") from None
     if len(coords) == 4:
         cx, cy, w, h = coords
-        return class_id, [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
-    xs, ys = coords[0::2], coords[1::2]
-    return class_id, [min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height]
+        box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+    else:
+        xs, ys = coords[0::2], coords[1::2]
+        box = [min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height]
+    return class_id, _snap_to_image(box, height, width)
+
+
+def _snap_to_image(box: list[float], height: int, width: int) -> list[float]:
+    """``box`` with the coordinates within :data:`EDGE_TOLERANCE` px outside the image moved onto its
+    edge: the rounding of normalised values (a box touching the edge written as ``cy - h/2 = -5e-8``),
+    not an error of the labels; boxes farther out are left to ``dataset.invalid_boxes``."""
+    limits = (width, height, width, height)
+    return [
+        min(max(v, 0.0), limit) if -EDGE_TOLERANCE <= v <= limit + EDGE_TOLERANCE else v
+        for v, limit in zip(box, limits)
+    ]
 
 
 def read_labels(
