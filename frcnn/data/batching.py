@@ -8,6 +8,11 @@ they fill; a group's last partial batch is completed with the first members of t
 in the epoch. So every index appears at least once per epoch, no batch mixes groups, and
 the stream depends only on ``(seed, rank, world_size)``: starting at ``start_iter`` yields
 exactly the batches an uninterrupted run yields from that iteration on.
+
+With ``dataset.sampler=repeat_factor`` the epoch's list is first drawn from the same stream:
+index i appears ``floor(r_i)`` times plus once more with probability ``frac(r_i)``
+(:mod:`frcnn.data.sampling`), then that list is shuffled, given sample seeds, sharded and
+grouped as above; it too depends only on ``(seed, epoch)``, so resuming is unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from frcnn.data.build import build_dataset
+from frcnn.data.sampling import repeated_indices, train_repeat_factors
 from frcnn.utils.dist import get_rank, get_world_size
 
 
@@ -134,26 +140,41 @@ class GroupedBatchSampler(Sampler[list[tuple[int, int]]]):
         seed: shuffling seed, shared by all ranks.
         start_iter: number of batches to skip (the iteration to resume at).
         rank, world_size: this process's shard.
+        repeat_factors: float [N], each >= 1: repeat-factor sampling
+            (:func:`frcnn.data.sampling.repeat_factors`); None: each index once per epoch.
     """
 
     def __init__(self, group_ids: Sequence[int], batch_size: int, seed: int = 0, start_iter: int = 0,
-                 rank: int = 0, world_size: int = 1):  # fmt: skip
+                 rank: int = 0, world_size: int = 1, repeat_factors: Sequence[float] | None = None):  # fmt: skip
         if len(group_ids) < max(world_size, 1):
             raise ValueError(f"a training set of {len(group_ids)} images cannot feed {world_size} ranks")
         if batch_size < 1 or start_iter < 0:
             raise ValueError(f"need batch_size >= 1 and start_iter >= 0, got {batch_size}, {start_iter}")
+        if repeat_factors is not None:
+            repeat_factors = np.asarray(repeat_factors, dtype=np.float64)
+            if repeat_factors.shape != (len(group_ids),) or not (repeat_factors >= 1).all():
+                raise ValueError(f"need one repeat factor >= 1 for each of the {len(group_ids)} indices")
         self.group_ids = np.asarray(group_ids, dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
         self.start_iter = start_iter
         self.rank = rank
         self.world_size = world_size
+        self.repeat_factors = repeat_factors
+
+    def epoch_samples(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole epoch, every rank's shard: int64 dataset indices in their order and one int64
+        sample seed for each, drawn from ``numpy.random.default_rng([seed, epoch])`` alone."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.repeat_factors is None:
+            order = rng.permutation(len(self.group_ids))
+        else:
+            order = rng.permutation(repeated_indices(self.repeat_factors, rng))
+        return order, rng.integers(0, 2**31 - 1, size=len(order))
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
         """The batches of one epoch of this rank's shard."""
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.group_ids))[self.rank :: self.world_size]
-        seeds = rng.integers(0, 2**31 - 1, size=len(self.group_ids))[self.rank :: self.world_size]
+        order, seeds = (part[self.rank :: self.world_size] for part in self.epoch_samples(epoch))
         samples = list(zip(order.tolist(), seeds.tolist()))
         groups = self.group_ids[order].tolist()
         batches, pending = [], {}
@@ -200,8 +221,9 @@ def build_train_loader(
     """Infinite DataLoader of training :class:`Batch` es (``batch_size`` per rank).
 
     Deterministic given ``(seed, rank, world_size)``; resumes at ``start_iter``. The dataset
-    is ``loader.dataset``. ``num_workers`` defaults to ``cfg.num_workers``. ``bucketed`` (for a
-    compiled model): batches are padded to :func:`size_buckets`.
+    is ``loader.dataset``; ``cfg.sampler`` chooses uniform or repeat-factor epochs. ``num_workers``
+    defaults to ``cfg.num_workers``. ``bucketed`` (for a compiled model): batches are padded to
+    :func:`size_buckets`.
     """
     dataset = build_dataset(cfg, "train")
     if batch_size > len(dataset):  # refused before any image is decoded or any batch allocated
@@ -210,7 +232,10 @@ def build_train_loader(
             f"{cfg.name}: choose at most {len(dataset)} images per process"
         )
     rank, world_size = get_rank(), get_world_size()
-    sampler = GroupedBatchSampler(aspect_groups(dataset.aspect_ratios), batch_size, seed, start_iter, rank, world_size)
+    sampler = GroupedBatchSampler(
+        aspect_groups(dataset.aspect_ratios), batch_size, seed, start_iter, rank, world_size,
+        repeat_factors=train_repeat_factors(cfg, dataset),
+    )  # fmt: skip
     return _loader(dataset, sampler, cfg, num_workers, bucketed)
 
 
