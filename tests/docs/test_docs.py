@@ -91,6 +91,8 @@ def detector_detected(workspace: Path, result: subprocess.CompletedProcess) -> N
 OUTCOMES = {
     "dataset=voc dataset.root=data/mydata ": own_data_trained("mydata"),
     "dataset=coco dataset.root=data/mydata_coco ": own_data_trained("mydata_coco"),
+    "dataset=auto dataset.root=data/mydata ": own_data_trained("mydata"),
+    "dataset=auto dataset.root=data/mydata_yolo ": own_data_trained("mydata_yolo"),
     'frcnn.Detector.from_checkpoint("outputs/tiny/': detector_detected,
 }
 

@@ -5,6 +5,7 @@
     data/shapes_tiny/        the tiny shapes set that run generated (debug=tiny's dataset.root)
     data/mydata/             a dozen shapes images renamed cat/dog/bird, in the VOC layout of docs/own-data.md
     data/mydata_coco/        the same in its COCO layout (category ids 11..13)
+    data/mydata_yolo/, data/mydata_labelme/, data/mydata_cvat/   the same as YOLO, LabelMe and CVAT
     exported/                outputs/run/checkpoints/last.pt exported to ONNX
     photos/, photo.jpg       shapes test images
 
@@ -22,11 +23,12 @@ from pathlib import Path
 from frcnn.data import generate_shapes
 from frcnn.export import export_checkpoint
 from tests.docs.blocks import REPO
+from tests.helpers.formats import write_format
 
 RENAMED = {"circle": "cat", "square": "dog", "triangle": "bird"}
 # The datasets write_own_data lays out (docs/own-data.md's layouts): a config-only command naming one
 # of them as its dataset.root is checked against it (test_config_only_block_reads_its_data).
-OWN_DATASETS = ("data/mydata", "data/mydata_coco")
+OWN_DATASETS = ("data/mydata", "data/mydata_coco", "data/mydata_yolo", "data/mydata_labelme", "data/mydata_cvat")
 
 
 def command_environment() -> dict[str, str]:
@@ -42,8 +44,8 @@ def train_tiny_run(root: Path) -> None:
 
 
 def write_own_data(root: Path) -> None:
-    """Twelve shapes images with classes cat/dog/bird under root/data, in the VOC and COCO layouts
-    of docs/own-data.md (splits train and val)."""
+    """Twelve shapes images with classes cat/dog/bird under root/data, in the layouts of
+    docs/own-data.md: VOC, COCO, YOLO, LabelMe and CVAT (splits train and val)."""
     shapes = root / "own_shapes"
     generate_shapes(str(shapes), seed=0, num_train=8, num_test=4, min_image_size=64, max_image_size=96)
     voc = root / "data" / "mydata"
@@ -68,6 +70,9 @@ def write_own_data(root: Path) -> None:
         for annotation in data["annotations"]:
             annotation["category_id"] += 10
         (coco / "annotations" / f"{name}.json").write_text(json.dumps(data))
+        (shapes / "coco" / f"instances_{split}.json").write_text(json.dumps(data))  # renamed for the writers below
+    for layout in ("yolo", "labelme", "cvat"):
+        write_format(layout, shapes, root / "data" / f"mydata_{layout}")
     shutil.rmtree(shapes)
 
 
