@@ -3,13 +3,14 @@ declared once with its default, doc and allowed values (:mod:`frcnn.utils.settin
 :func:`compose`, the training config as ``scripts/train.py`` composes it, from any directory.
 
 Importing this package registers the schemas with Hydra's ConfigStore (``train_schema``,
-``evaluate_schema``, ``predict_schema``, ``export_schema``, ``check_dataset_schema``). The
+``evaluate_schema``, ``predict_schema``, ``export_schema``, ``check_dataset_schema``,
+``convert_dataset_schema``). The
 ``dataset`` and ``model`` nodes are the data and model packages' own
 (:class:`frcnn.data.config.DatasetConfig`, :class:`frcnn.models.config.ModelConfig`).
 :func:`typed` turns a composed config into these dataclasses, checked: each command does it once.
 """
 
-from frcnn.config.commands import CheckDatasetConfig, EvaluateConfig, PredictConfig
+from frcnn.config.commands import CheckDatasetConfig, ConvertDatasetConfig, EvaluateConfig, PredictConfig
 from frcnn.config.compose import compose, config_dir, group_option, preset_warning
 from frcnn.config.export import ExportConfig
 from frcnn.config.schema import (
@@ -25,6 +26,7 @@ from frcnn.utils.settings import plain, typed
 
 __all__ = [
     "CheckDatasetConfig",
+    "ConvertDatasetConfig",
     "Device",
     "EvaluateConfig",
     "EvaluationConfig",

@@ -1,4 +1,5 @@
-"""Schemas of ``configs/evaluate.yaml``, ``configs/predict.yaml`` and ``configs/check_dataset.yaml``.
+"""Schemas of ``configs/evaluate.yaml``, ``configs/predict.yaml``, ``configs/check_dataset.yaml`` and
+``configs/convert_dataset.yaml``.
 
 Their ``model`` and ``dataset`` nodes hold the command line's overrides; a run on a checkpoint
 applies them on top of the checkpoint's own config
@@ -80,18 +81,40 @@ class CheckDatasetConfig:
     """Root of configs/check_dataset.yaml (scripts/check_dataset.py)."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    # Its anchors (model.anchors) and model.rpn.pos_iou_thresh: the training boxes are compared with
+    # them (frcnn.data.anchor_fit); the group is train.yaml's (model=resnet50_fpn ...).
+    model: ModelConfig = field(default_factory=ModelConfig)
     splits: list[Split] = setting([Split.train, Split.test], "the splits to check: train | test")
     images: bool = setting(True, "decode every image too (false: annotations only)")
     num_workers: int = setting(2, "processes decoding the images", NONNEGATIVE)
 
 
+class DatasetOutput(StrEnum):
+    """The layouts scripts/convert_dataset.py writes (frcnn.data.convert)."""
+
+    coco = "coco"  # images/ + annotations/{train,val}.json
+    voc = "voc"  # JPEGImages/, Annotations/<id>.xml, ImageSets/Main/{train,val}.txt
+    yolo = "yolo"  # data.yaml, images/{train,val}/, labels/{train,val}/<stem>.txt
+
+
+@dataclass
+class ConvertDatasetConfig:
+    """Root of configs/convert_dataset.yaml (scripts/convert_dataset.py)."""
+
+    output: str = setting("???", "the folder to write the converted dataset to (new or empty)")
+    format: DatasetOutput = setting("???", "the layout to write: coco | voc | yolo")
+    overwrite: bool = setting(False, "write into a non-empty output, replacing only the files written")
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+
 def register_configs() -> None:
-    """Register the schemas as ``evaluate_schema``, ``predict_schema`` and ``check_dataset_schema``
-    (first in their configs' defaults)."""
+    """Register the schemas as ``evaluate_schema``, ``predict_schema``, ``check_dataset_schema`` and
+    ``convert_dataset_schema`` (first in their configs' defaults)."""
     store = ConfigStore.instance()
     store.store(name="evaluate_schema", node=EvaluateConfig)
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="check_dataset_schema", node=CheckDatasetConfig)
+    store.store(name="convert_dataset_schema", node=ConvertDatasetConfig)
 
 
 register_configs()

@@ -28,6 +28,7 @@ from frcnn.checkpoint.folder import CheckpointDir, load_resume_checkpoint
 from frcnn.checkpoint.format import Checkpoint, TrainingState
 from frcnn.config.schema import NonFinitePolicy, TrainConfig
 from frcnn.data import build_train_loader
+from frcnn.data.check import check_training_set
 from frcnn.data.config import DatasetFormat
 from frcnn.engine.distributed import (
     check_replicas_in_sync,
@@ -175,11 +176,11 @@ def train_and_finish(
     metrics, stopped = None, False
     try:
         with StopRequest() as stop:
-            batches = iter(
-                build_train_loader(
-                    run.cfg.dataset, tc.batch_size, run.cfg.seed, start_iter=run.iteration, bucketed=run.cfg.compile
-                )
+            loader = build_train_loader(
+                run.cfg.dataset, tc.batch_size, run.cfg.seed, start_iter=run.iteration, bucketed=run.cfg.compile
             )
+            check_training_set(loader.dataset, run.cfg.dataset)  # no object at all: refused before any step
+            batches = iter(loader)
             # Restored only now: starting the loader draws from the global RNG, as it did at the
             # start of the original run, not at the point where the checkpoint was taken.
             if rng_states is not None:

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # What ``python scripts/<name>.py`` runs: ``frcnn.cli.<name>.command()``.
 SCRIPTS = {
-    name: importlib.import_module(f"frcnn.cli.{name}") for name in ("train", "predict", "evaluate", "check_dataset")
+    name: importlib.import_module(f"frcnn.cli.{name}")
+    for name in ("train", "predict", "evaluate", "check_dataset", "convert_dataset")
 }
 
 

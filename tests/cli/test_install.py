@@ -13,7 +13,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-COMMANDS = {"frcnn-train", "frcnn-evaluate", "frcnn-predict", "frcnn-check-dataset", "frcnn-export", "frcnn-benchmark"}
+COMMANDS = {
+    "frcnn-train",
+    "frcnn-evaluate",
+    "frcnn-predict",
+    "frcnn-check-dataset",
+    "frcnn-convert-dataset",
+    "frcnn-export",
+    "frcnn-benchmark",
+}
 
 
 def test_every_subpackage_and_config_ships_in_the_wheel():

@@ -51,7 +51,7 @@ import frcnn.config  # registers the train, evaluate, predict and export schemas
 SNAPSHOT = Path(__file__).with_name("resolved_presets.json")
 CONFIGS = frcnn.config.config_dir()
 GROUPS = ("dataset", "model", "optimizer", "schedule")
-COMMANDS = ("evaluate", "predict", "export", "benchmark", "check_dataset")
+COMMANDS = ("evaluate", "predict", "export", "benchmark", "check_dataset", "convert_dataset")
 UPDATE = "if the change is meant: python -m tests.config.test_presets --update, and review the diff"
 
 # Values equal to what the config has without them, stated on purpose: code reads these files by

@@ -12,11 +12,19 @@ import pytest
 from omegaconf import OmegaConf
 
 from frcnn.bench.config import BenchmarkConfig
-from frcnn.config import CheckDatasetConfig, EvaluateConfig, ExportConfig, PredictConfig, TrainConfig
+from frcnn.config import (
+    CheckDatasetConfig,
+    ConvertDatasetConfig,
+    EvaluateConfig,
+    ExportConfig,
+    PredictConfig,
+    TrainConfig,
+)
 from frcnn.models.config import ModelConfig
 from frcnn.utils.settings import check_settings, numeric_keys_without_range, typed
 
-ROOTS = (TrainConfig, EvaluateConfig, PredictConfig, ExportConfig, BenchmarkConfig, CheckDatasetConfig)
+ROOTS = (TrainConfig, EvaluateConfig, PredictConfig, ExportConfig, BenchmarkConfig, CheckDatasetConfig,
+         ConvertDatasetConfig)  # fmt: skip
 PACKAGE = Path(__file__).resolve().parents[2] / "frcnn"
 
 # String keys whose values are open (names, paths, patterns): every other str key would be a closed
@@ -24,6 +32,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "frcnn"
 OPEN_STRING_KEYS = {
     "dataset.name", "dataset.root", "dataset.classes", "dataset.train_sets", "dataset.test_sets",
     "dataset.train.images", "dataset.train.annotations", "dataset.test.images", "dataset.test.annotations",
+    "dataset.split_file",
     "model.backbone.weights", "model.weights", "train.resume", "train.best_metric",
     "checkpoint", "predictions", "exported_model", "voc_results_dir", "tensorboard_dir", "input", "output",
     "zoo.models", "accuracy.experiment", "accuracy.overrides", "accuracy.variants",
