@@ -94,7 +94,7 @@ def split_sets(cfg, train: bool) -> list[str]:
     """The sets (VOC sets, YOLO split keys, LabelMe folders, CVAT subsets) of the split; an empty
     list is a ValueError naming the key."""
     key = "train_sets" if train else "test_sets"
-    sets = list(getattr(cfg, key))
+    sets = list(cfg.train_sets if train else cfg.test_sets)
     if not sets:
         raise ValueError(f"dataset.{key} is empty: name the {cfg.format} splits to read")
     return sets
