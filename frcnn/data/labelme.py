@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import glob
 import hashlib
 import json
@@ -29,6 +30,7 @@ import os
 from collections.abc import Sequence
 
 from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
+from frcnn.data.index_cache import cached_split
 from frcnn.data.parsed import ObjectTable, ParsedDetection, ParsedSplit
 from frcnn.data.validation import DatasetError, Problem
 
@@ -202,13 +204,27 @@ def parse_labelme(root: str, sets: Sequence[str], class_names: Sequence[str] | N
     shapes that are not boxes are left out of their image (one problem each). Box validity
     (degenerate, outside the image) is checked later, by the invalid-box policy.
     """
+    files = {name: set_files(root, name) for name in dict.fromkeys(sets)}
+    # What the parse reads: the JSON files of the sets (every one under root when the classes are
+    # its labels), then the images they name, checked when the cache is read.
+    read = sorted({path for paths in files.values() for path in paths}) if class_names is not None else json_files(root)
+    key = ["labelme", os.path.abspath(root), list(sets), list(class_names) if class_names is not None else None]
+    num_images = sum(len(files[name]) for name in sets)
+    parse = functools.partial(_parse, root, sets, files, class_names)
+    return cached_split(read, key, num_images, parse, check_images=True)
+
+
+def _parse(
+    root: str, sets: Sequence[str], files: dict[str, list[str]], class_names: Sequence[str] | None
+) -> ParsedSplit:
+    """:func:`parse_labelme` of the JSON files ``files`` of each set."""
     class_names = list(class_names) if class_names is not None else labelme_classes(root)
     if not class_names:
         raise DatasetError(Problem(root, None, "no shape label in any LabelMe file: set dataset.classes"))
     table = ObjectTable.for_classes(class_names)
     seen: dict[str, str] = {}
     for name in sets:
-        for json_path in set_files(root, name):
+        for json_path in files[name]:
             image_id = _image_id(root, json_path)
             if image_id in seen:
                 table.problems.append(Problem(json_path, None, f"read twice: in set {seen[image_id]!r} and {name!r}"))

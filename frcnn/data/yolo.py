@@ -18,6 +18,7 @@ sizes are not the reader's to judge: they make out-of-image or degenerate boxes,
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import yaml
 from PIL import Image
 
 from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
+from frcnn.data.index_cache import cached_split
 from frcnn.data.parsed import ObjectTable, ParsedDetection, ParsedSplit
 from frcnn.data.validation import DatasetError, Problem
 
@@ -314,20 +316,38 @@ def parse_yolo(root: str, sets: Sequence[str], class_names: Sequence[str] | None
         raise DatasetError(Problem(root, None, f"not a YOLO dataset: none of {names} found"))
     problems: list[Problem] = []
     config = load_data_yaml(yaml_path, problems)
-    class_names, category_ids = _select_classes(config, class_names, problems)
+    selected, category_ids = _select_classes(config, class_names, problems)
+    images = [(key, image_path) for key in sets for image_path in split_images(config, key, problems)]
+    # What the parse reads: the yaml, every image (its header) and its label file (absent: no objects).
+    files = [yaml_path, *(path for _, image_path in images for path in (image_path, label_path(image_path)))]
+    key = ["yolo", list(sets), list(class_names) if class_names is not None else None]
+    parse = functools.partial(_parse, config, images, selected, category_ids, problems)
+    if problems:  # found before the parse (a bad list-file line): a result that is never cached
+        return parse()
+    return cached_split(files, key, len(images), parse)
+
+
+def _parse(
+    config: DataYaml,
+    images: list[tuple[str, str]],
+    class_names: list[str],
+    category_ids: list[int],
+    problems: list[Problem],
+) -> ParsedSplit:
+    """The split of ``images`` ((split key, image path) pairs, in order) with these classes and their
+    YOLO ids; ``problems`` holds those found so far."""
     table = ObjectTable.for_classes(class_names)
     table.problems = problems  # one list, in the order found
     seen: dict[str, tuple[str, str]] = {}  # image id -> (split, image path)
-    for key in sets:
-        for image_path in split_images(config, key, problems):
-            image_id = os.path.splitext(os.path.relpath(image_path, config.base))[0].replace(os.sep, "/")
-            if image_id in seen:
-                other_key, other = seen[image_id]
-                also = f"split {other_key!r}" if other == image_path else other  # a.jpg beside a.png: one id
-                problems.append(Problem(image_path, None, f"image id {image_id!r} listed twice (also in {also})"))
-                continue
-            seen[image_id] = key, image_path
-            _add_image(table, config, image_id, image_path)
+    for key, image_path in images:
+        image_id = os.path.splitext(os.path.relpath(image_path, config.base))[0].replace(os.sep, "/")
+        if image_id in seen:
+            other_key, other = seen[image_id]
+            also = f"split {other_key!r}" if other == image_path else other  # a.jpg beside a.png: one id
+            problems.append(Problem(image_path, None, f"image id {image_id!r} listed twice (also in {also})"))
+            continue
+        seen[image_id] = key, image_path
+        _add_image(table, config, image_id, image_path)
     return table.split(class_names, category_ids)
 
 
