@@ -18,6 +18,7 @@ import pytest
 from frcnn.checkpoint.io import load_checkpoint
 from frcnn.data.shapes import generate_shapes
 from frcnn.utils.finite import nonfinite_tensors
+from tests.helpers.formats import write_format
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -328,3 +329,50 @@ def test_a_permission_error_with_a_message_of_its_own_is_one_line():
 
     error = PermissionError("output folder /mnt/ro/exported is not writable")
     assert exit_code(error) == 2 and error_message(error, "export.py") == str(error)
+
+
+def _break_yolo_columns(root: Path) -> str:
+    label = sorted((root / "labels" / "train").glob("*.txt"))[0]
+    label.write_text(label.read_text() + "0 0.5 0.5\n")
+    return f"{label.name}: line {len(label.read_text().splitlines())}: 3 values"
+
+
+def _break_yolo_class(root: Path) -> str:
+    label = sorted((root / "labels" / "train").glob("*.txt"))[0]
+    label.write_text("7 0.5 0.5 0.2 0.2\n")
+    return f"{label.name}: line 1: class id 7 is not in names"
+
+
+def _break_labelme_shape(root: Path) -> str:
+    path = sorted((root / "train").glob("*.json"))[0]
+    record = json.loads(path.read_text())
+    record["shapes"].append({"label": "circle", "points": [[1, 1], [5, 5]], "shape_type": "line"})
+    path.write_text(json.dumps(record))
+    return f"{path.name}: shape {len(record['shapes']) - 1} ('circle'): shape_type 'line' is not a box"
+
+
+def _break_cvat_box(root: Path) -> str:
+    path = root / "annotations.xml"
+    text = path.read_text()
+    start = text.index("<box ")
+    xbr = text.index('xbr="', start) + len('xbr="')
+    path.write_text(text[:xbr] + "1000" + text[text.index('"', xbr) :])
+    return "box extends outside the image: ["
+
+
+@pytest.mark.parametrize(
+    "layout, damage",
+    [("yolo", _break_yolo_columns), ("yolo", _break_yolo_class), ("labelme", _break_labelme_shape),
+     ("cvat", _break_cvat_box)],
+    ids=["yolo-columns", "yolo-class", "labelme-shape", "cvat-outside"],
+)  # fmt: skip
+def test_a_fault_in_any_layout_is_one_line_naming_file_object_and_reason(
+    tiny_shapes_root, tmp_path, capsys, monkeypatch, layout, damage
+):
+    root = write_format(layout, tiny_shapes_root, tmp_path / layout)
+    expected = damage(root)
+    run = tmp_path / "run"
+    arguments = ("debug=tiny", "dataset=auto", f"dataset.root={root}", "device=cpu", f"hydra.run.dir={run}")
+    result = run_script("train.py", *arguments, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 2
+    assert expected in error_line(result, "train.py")
