@@ -54,6 +54,9 @@ class DataBenchConfig:  # section data: the training loader (frcnn.bench.data_sp
     batch_size: int = setting(8, "images per batch (the shapes_cpu training batch)", POSITIVE)
     num_workers: Optional[int] = setting(None, "null: the dataset's own (dataset.num_workers)", NONNEGATIVE.or_null())
     num_batches: int = setting(30, "batches timed", POSITIVE)
+    index_images: int = setting(
+        20000, "images of the indexing timing (YOLO, LabelMe, COCO; index cache); 0: not timed", NONNEGATIVE
+    )
 
 
 @dataclass

@@ -52,7 +52,7 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
         result.update(benchmark_models(cfg.model, cfg.compare, device, run_dir, cfg.seed, fpn_model_cfg))
     if "data" in cfg.sections:
         result["data"] = benchmark_data_pipeline(cfg.dataset, cfg.data.batch_size, cfg.data.num_workers,
-                                                 cfg.data.num_batches)  # fmt: skip
+                                                 cfg.data.num_batches, cfg.data.index_images)  # fmt: skip
         log.info("data pipeline: %s", result["data"])
     if "eval" in cfg.sections:
         result["eval"] = benchmark_eval(cfg.eval.num_images, cfg.eval.dets_per_image, cfg.eval.num_classes, cfg.seed)

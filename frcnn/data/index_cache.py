@@ -34,9 +34,9 @@ from frcnn.data.annotation_index import AnnotationIndex
 
 CACHE_VERSION = 2
 MIN_CACHED_BYTES = 32 * 2**20
-# Below ~1000 images a folder layout parses in well under a second (docs/benchmarks.md: about 0.1 ms per
-# YOLO image, 0.2 ms per LabelMe JSON on 2 cores), which the cache could barely shorten; the small
-# datasets of tests and examples are then always parsed, as before.
+# Below 1000 images a folder layout parses in about 0.1 s (docs/benchmarks.md: 0.11-0.14 ms per YOLO
+# image, 0.06-0.07 ms per LabelMe JSON on a 2-core Xeon), less than the cache could save is worth a
+# file per split in the user's cache; and the small datasets of tests and examples are parsed as before.
 MIN_CACHED_IMAGES = 1000
 
 ParseResult = tuple[AnnotationIndex, list[str], list[int], list]  # index, names, category ids, problems
@@ -137,7 +137,7 @@ def cached_parse(path: str, class_names, parse: Callable[[], ParseResult]) -> Pa
 
 
 def _image_paths(index: AnnotationIndex) -> list[str]:
-    return [os.path.join(index.image_dirs[d], name) for d, name in zip(index.dir_index.tolist(), index.file_names)]
+    return [index.image_path(i) for i in range(index.num_images)]
 
 
 def _save_split(cache_path: str, split, images_digest: str) -> None:

@@ -19,8 +19,9 @@ from tests.helpers.configs import REPO, compose_config
 TINY_DATA = ("dataset.min_size=[64]", "dataset.test_min_size=64", "dataset.max_size=96", "dataset.num_workers=0",
              "dataset.shapes.num_train=4", "dataset.shapes.num_test=4", "dataset.shapes.min_image_size=64",
              "dataset.shapes.max_image_size=96", "model.backbone.depth=18", "model.rpn.post_nms_top_n_test=10",
-             "data.batch_size=2", "data.num_batches=1", "eval.num_images=10", "eval.dets_per_image=5",
-             "eval.num_classes=3", "val_loss.batch_size=2", "val_loss.num_batches=1", "val_loss.repeats=1")  # fmt: skip
+             "data.batch_size=2", "data.num_batches=1", "data.index_images=30", "eval.num_images=10",
+             "eval.dets_per_image=5", "eval.num_classes=3", "val_loss.batch_size=2", "val_loss.num_batches=1",
+             "val_loss.repeats=1")  # fmt: skip
 
 
 def _never(result):

@@ -78,8 +78,8 @@ def test_yolo_split_is_read_from_the_cache_until_a_file_changes(tmp_path, cache,
 
 
 def test_labelme_split_is_read_from_the_cache_until_a_file_changes(tmp_path, cache, count_parses):
-    a = write_labelme(tmp_path / "train" / "a.json", [shape("cat", [[30.5, 20], [10, 2.25]]),
-                                                      shape("dog", [[5, 6], [20, 4], [12, 18]], "polygon")])  # fmt: skip
+    shapes = [shape("cat", [[30.5, 20], [10, 2.25]]), shape("dog", [[5, 6], [20, 4], [12, 18]], "polygon")]
+    a = write_labelme(tmp_path / "train" / "a.json", shapes)
     write_labelme(tmp_path / "train" / "sub" / "b.json", [])
     write_labelme(tmp_path / "train" / "e.json", [shape("dog", [[1, 1], [9, 9]])], image="embedded")
     write_labelme(tmp_path / "test" / "c.json", [shape("bird", [[1, 1], [9, 9]])])
