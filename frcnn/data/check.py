@@ -239,7 +239,14 @@ def check_dataset(
     cfg, splits=("train", "test"), images: bool = True, num_workers: int = 2, anchors: AnchorSpec | None = None
 ) -> list[SplitReport]:
     """Validate the given splits of a ``dataset`` config (shapes: generated first if needed);
-    ``anchors``: the model's, compared with the training split's boxes."""
+    ``anchors``: the model's, compared with the training split's boxes. A ``dataset=auto`` layout
+    without a validation split has its training split checked whole (training holds
+    ``dataset.val_fraction`` of it out): its test split is not checked apart."""
+    if cfg.format == DatasetFormat.auto and "test" in splits:
+        layout = resolve_layout(cfg)[0]
+        if layout.splits[1] is None:
+            logger.info("%s: the training split is checked whole", layout.describe(cfg.root))
+            splits = [split for split in splits if split != "test"]
     return [check_split(cfg, split, images, num_workers, anchors) for split in splits]
 
 

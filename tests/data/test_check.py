@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 from frcnn.data import DatasetError, build_dataset
 from frcnn.data.anchor_fit import AnchorSpec
 from frcnn.data.check import check_dataset, check_training_set, format_report
-from frcnn.data.config import DatasetConfig
+from frcnn.data.config import DatasetConfig, DatasetFormat
 from tests.helpers.datasets import write_image
+from tests.helpers.formats import write_format
 
 
 def _bad_voc(make_voc):
@@ -185,3 +186,15 @@ def test_training_refuses_a_split_without_objects_and_warns_of_a_class_without_b
         f"invalid dataset: dataset.root={root}, dataset.train_sets=[train]: the training split of dataset 'mine' has "
         "no object in its 2 images (1 crowd or difficult objects left out): nothing to train on"
     )
+
+
+def test_a_layout_without_a_validation_split_is_checked_whole(tiny_shapes_root, tmp_path):
+    root = write_format("labelme", tiny_shapes_root, tmp_path / "labelme")
+    for path in (root / "val").iterdir():  # one flat folder: no validation split
+        path.rename(root / "train" / path.name)
+    (root / "val").rmdir()
+    cfg = OmegaConf.structured(
+        DatasetConfig(name="auto", format=DatasetFormat.auto, root=str(root / "train"), classes=None)
+    )
+    reports = check_dataset(cfg, images=False)
+    assert [r.split for r in reports] == ["train"] and reports[0].num_images == 18 and not reports[0].errors
