@@ -22,8 +22,7 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
-from frcnn.data.parsed import ObjectTable, ParsedDetection, ParsedSplit
+from frcnn.data.parsed import ObjectTable, ParsedSplit, ReaderDetection
 from frcnn.data.validation import DatasetError, Problem
 
 ANNOTATION_FILE = "annotations.xml"
@@ -198,26 +197,12 @@ def parse_cvat(
     return table.split(class_names)
 
 
-class CVATDetection(ParsedDetection):
-    """CVAT for images dataset; ``image_ids`` are the image names without extension, ``category_ids``
-    1..K.
+class CVATDetection(ReaderDetection):
+    """CVAT for images dataset (:func:`parse_cvat`, arguments as :class:`ReaderDetection`'s, and
+    ``occluded_as_difficult``); ``image_ids`` are the image names without extension, ``category_ids`` 1..K."""
 
-    Any problem found while parsing raises DatasetError listing them all (objects of classes not
-    in ``class_names`` follow ``unlisted_classes``); invalid boxes follow ``invalid_boxes``. Other
-    keyword arguments go to :class:`~frcnn.data.dataset.DetectionDataset`.
-    """
+    format_name = "cvat"
+    parse = staticmethod(parse_cvat)
 
-    def __init__(
-        self,
-        root: str,
-        sets: Sequence[str],
-        class_names: Sequence[str] | None = None,
-        invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
-        unlisted_classes: UnlistedClassPolicy | str = UnlistedClassPolicy.error,
-        occluded_as_difficult: bool = False,
-        **kwargs,
-    ):
-        self.root = root
-        kwargs.setdefault("name", f"cvat {'+'.join(sets)}")
-        parsed = parse_cvat(root, sets, class_names, occluded_as_difficult)
-        super().__init__(parsed, invalid_boxes=invalid_boxes, unlisted_classes=unlisted_classes, **kwargs)
+    def __init__(self, *args, occluded_as_difficult: bool = False, **kwargs):
+        super().__init__(*args, parse_options={"occluded_as_difficult": occluded_as_difficult}, **kwargs)

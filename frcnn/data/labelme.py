@@ -29,9 +29,8 @@ import math
 import os
 from collections.abc import Sequence
 
-from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.index_cache import cached_split
-from frcnn.data.parsed import ObjectTable, ParsedDetection, ParsedSplit
+from frcnn.data.parsed import ObjectTable, ParsedSplit, ReaderDetection
 from frcnn.data.validation import DatasetError, Problem
 
 BOX_SHAPES = ("rectangle", "polygon", "circle")
@@ -241,25 +240,9 @@ def _parse(
     return table.split(class_names)
 
 
-class LabelMeDetection(ParsedDetection):
-    """LabelMe dataset; ``image_ids`` are the JSON paths relative to ``root`` without ``.json``,
-    ``category_ids`` 1..K.
+class LabelMeDetection(ReaderDetection):
+    """LabelMe dataset (:func:`parse_labelme`, arguments as :class:`ReaderDetection`'s); ``image_ids``
+    are the JSON paths relative to ``root`` without ``.json``, ``category_ids`` 1..K."""
 
-    Any problem found while parsing raises DatasetError listing them all (objects of classes not
-    in ``class_names`` follow ``unlisted_classes``); invalid boxes follow ``invalid_boxes``. Other
-    keyword arguments go to :class:`~frcnn.data.dataset.DetectionDataset`.
-    """
-
-    def __init__(
-        self,
-        root: str,
-        sets: Sequence[str],
-        class_names: Sequence[str] | None = None,
-        invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
-        unlisted_classes: UnlistedClassPolicy | str = UnlistedClassPolicy.error,
-        **kwargs,
-    ):
-        self.root = root
-        kwargs.setdefault("name", f"labelme {'+'.join(sets)}")
-        parsed = parse_labelme(root, sets, class_names)
-        super().__init__(parsed, invalid_boxes=invalid_boxes, unlisted_classes=unlisted_classes, **kwargs)
+    format_name = "labelme"
+    parse = staticmethod(parse_labelme)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from frcnn.data.annotation_index import AnnotationIndex
 from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
@@ -66,6 +67,33 @@ class ParsedDetection(DetectionDataset):
 
 COLUMNS = ("image_ids", "dir_index", "file_names", "heights", "widths", "boxes_per_image", "boxes", "labels",
            "difficult", "iscrowd", "object_ids")  # fmt: skip
+
+
+class ReaderDetection(ParsedDetection):
+    """The dataset of a format read from ``root``'s ``sets`` by the subclass's parser
+    (:attr:`parse`: ``parse(root, sets, class_names, **parse_options) -> ParsedSplit``), named
+    ``"<format> <set>+<set>"`` in messages unless ``name`` is given. Any problem found raises
+    DatasetError listing them all (objects of classes not in ``class_names`` follow
+    ``unlisted_classes``); invalid boxes follow ``invalid_boxes``. Other keyword arguments go to
+    :class:`DetectionDataset`."""
+
+    format_name: ClassVar[str]
+    parse: ClassVar[Callable[..., ParsedSplit]]
+
+    def __init__(
+        self,
+        root: str,
+        sets: Sequence[str],
+        class_names: Sequence[str] | None = None,
+        invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
+        unlisted_classes: UnlistedClassPolicy | str = UnlistedClassPolicy.error,
+        parse_options: dict | None = None,
+        **kwargs,
+    ):
+        self.root = root
+        kwargs.setdefault("name", f"{self.format_name} {'+'.join(sets)}")
+        parsed = type(self).parse(root, sets, class_names, **(parse_options or {}))
+        super().__init__(parsed, invalid_boxes=invalid_boxes, unlisted_classes=unlisted_classes, **kwargs)
 
 
 @dataclass

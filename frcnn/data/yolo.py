@@ -26,9 +26,8 @@ from dataclasses import dataclass
 import yaml
 from PIL import Image
 
-from frcnn.data.config import InvalidBoxPolicy, UnlistedClassPolicy
 from frcnn.data.index_cache import cached_split
-from frcnn.data.parsed import ObjectTable, ParsedDetection, ParsedSplit
+from frcnn.data.parsed import ObjectTable, ParsedSplit, ReaderDetection
 from frcnn.data.validation import DatasetError, Problem
 
 DATA_YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml")
@@ -367,25 +366,9 @@ def _add_image(table: ObjectTable, config: DataYaml, image_id: str, image_path: 
     table.add_image(image_id, folder, file_name, height, width, objects, label_file)
 
 
-class YOLODetection(ParsedDetection):
-    """YOLO-format dataset (:func:`parse_yolo`); ``image_ids`` are paths relative to the yaml's
-    ``path`` and ``category_ids`` the YOLO class ids.
+class YOLODetection(ReaderDetection):
+    """YOLO-format dataset (:func:`parse_yolo`, arguments as :class:`ReaderDetection`'s); ``image_ids``
+    are paths relative to the yaml's ``path`` and ``category_ids`` the YOLO class ids."""
 
-    Any problem found raises DatasetError listing them all (objects of classes not in
-    ``class_names`` follow ``unlisted_classes``); invalid boxes follow ``invalid_boxes``. Other
-    keyword arguments go to :class:`DetectionDataset`.
-    """
-
-    def __init__(
-        self,
-        root: str,
-        sets: Sequence[str],
-        class_names: Sequence[str] | None = None,
-        invalid_boxes: InvalidBoxPolicy | str = InvalidBoxPolicy.error,
-        unlisted_classes: UnlistedClassPolicy | str = UnlistedClassPolicy.error,
-        **kwargs,
-    ):
-        self.root = root
-        kwargs.setdefault("name", f"yolo {'+'.join(sets)}")
-        parsed = parse_yolo(root, sets, class_names)
-        super().__init__(parsed, invalid_boxes=invalid_boxes, unlisted_classes=unlisted_classes, **kwargs)
+    format_name = "yolo"
+    parse = staticmethod(parse_yolo)
