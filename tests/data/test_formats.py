@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from frcnn.data import build_dataset
@@ -60,3 +61,21 @@ def test_a_tiny_training_runs_on_each_layout_through_dataset_auto(layouts, name,
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= metrics["voc07"]["mAP"] <= 1.0
     assert "holds a" in (run / "train.log").read_text(), result.stdout
+
+
+@pytest.mark.slow
+def test_a_training_holds_a_validation_split_out_and_keeps_its_lists_in_the_run(layouts, tmp_path, in_process):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for split in ("train", "val"):  # one LabelMe folder: no validation split
+        for path in (layouts["labelme"] / split).iterdir():
+            (flat / path.name).write_bytes(path.read_bytes())
+    run = tmp_path / "run"
+    in_process("train.py", "debug=tiny", "dataset=auto", f"dataset.root={flat}", "dataset.val_fraction=0.25",
+               "device=cpu", "train.max_iters=2", "train.checkpoint_period=2", f"hydra.run.dir={run}")  # fmt: skip
+    listed = json.loads((run / "dataset_split.json").read_text())
+    assert len(listed["train"]) + len(listed["val"]) == 18 and 3 <= len(listed["val"]) <= 6
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["dataset"]
+    assert saved["split_file"] == str(run / "dataset_split.json")  # evaluation reads the same lists
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["voc07"]["mAP"] <= 1.0
