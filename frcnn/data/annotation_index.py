@@ -130,6 +130,11 @@ class AnnotationIndex:
             object_ids=self.object_ids[keep],
         )
 
+    def trained_boxes(self, use_difficult: bool) -> np.ndarray:
+        """bool[M]: the boxes a training split gives the model: not crowd, and not difficult unless
+        ``use_difficult`` (the targets :class:`~frcnn.data.dataset.DetectionDataset` trains on)."""
+        return ~self.iscrowd & (use_difficult | ~self.difficult)
+
     def select_images(self, keep: np.ndarray) -> AnnotationIndex:
         """A copy with the images where ``keep`` (bool[N]) holds, and their boxes."""
         counts = np.diff(self.box_offsets)[keep]

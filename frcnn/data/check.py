@@ -157,12 +157,6 @@ def orphan_label_files(index: AnnotationIndex) -> list[Problem]:
     return problems
 
 
-def training_boxes(index: AnnotationIndex, use_difficult: bool) -> np.ndarray:
-    """bool[M]: the boxes a training split gives the model (not crowd; difficult only with
-    ``use_difficult``), as :class:`~frcnn.data.dataset.DetectionDataset` does."""
-    return ~index.iscrowd & (use_difficult | ~index.difficult)
-
-
 def class_balance(counts: np.ndarray, class_names: list[str], cfg, split: str) -> list[Problem]:
     """Warnings of the training split's per-class box ``counts`` (int [K]): each class without a
     box, and the rarest class under 1/IMBALANCE_RATIO of the commonest one's boxes."""
@@ -220,7 +214,7 @@ def check_split(
     report.difficult = np.bincount(index.labels[index.difficult] - 1, minlength=k)
     report.crowd = np.bincount(index.labels[index.iscrowd] - 1, minlength=k)
     if split == "train":
-        trained = training_boxes(index, cfg.use_difficult) & ~invalid.any
+        trained = index.trained_boxes(cfg.use_difficult) & ~invalid.any
         if not trained.any():
             reason = f"no object to train on in its {index.num_images} images: training refuses this split"
             report.errors.append(Problem(f"{split} split", None, reason))
@@ -256,7 +250,7 @@ def check_training_set(dataset, cfg) -> None:
     the split (a detector trained on it learns nothing and scores 0). Each class without a box is a
     warning in the log."""
     index = dataset.index
-    trained = training_boxes(index, dataset.use_difficult)
+    trained = index.trained_boxes(dataset.use_difficult)
     if not trained.any():
         where = f"dataset.root={cfg.root}"
         if cfg.format == DatasetFormat.coco:

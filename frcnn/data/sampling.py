@@ -30,14 +30,6 @@ from frcnn.data.config import Sampler
 logger = logging.getLogger(__name__)
 
 
-def trained_boxes(index: AnnotationIndex, use_difficult: bool = True) -> np.ndarray:
-    """bool [M]: the boxes training learns from (not crowd; not difficult unless ``use_difficult``)."""
-    keep = ~index.iscrowd
-    if not use_difficult:
-        keep &= ~index.difficult
-    return keep
-
-
 def class_image_fractions(index: AnnotationIndex, keep: Optional[np.ndarray] = None) -> np.ndarray:
     """float64 [K + 1]: ``f_c``, the fraction of the N images holding an object of label c (entry 0,
     the background, is 0). ``keep`` (bool [M]): the boxes that count (default: all)."""
@@ -50,10 +42,11 @@ def class_image_fractions(index: AnnotationIndex, keep: Optional[np.ndarray] = N
 
 
 def repeat_factors(index: AnnotationIndex, threshold: float, use_difficult: bool = True) -> np.ndarray:
-    """float64 [N]: ``r_i`` of each image (module docstring), counting only :func:`trained_boxes`."""
+    """float64 [N]: ``r_i`` of each image (module docstring), counting only the boxes training learns from
+    (:meth:`AnnotationIndex.trained_boxes`)."""
     if not 0 < threshold <= 1:
         raise ValueError(f"the repeat threshold must be in (0, 1], got {threshold}")
-    keep = trained_boxes(index, use_difficult)
+    keep = index.trained_boxes(use_difficult)
     fractions = class_image_fractions(index, keep)
     with np.errstate(divide="ignore"):  # a class no image holds has no factor and is never looked up
         class_factors = np.maximum(1.0, np.sqrt(threshold / fractions))
