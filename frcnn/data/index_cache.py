@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from frcnn.data.annotation_index import AnnotationIndex
+from frcnn.utils.cache import frcnn_cache_dir
 
 CACHE_VERSION = 2
 MIN_CACHED_BYTES = 32 * 2**20
@@ -42,18 +43,14 @@ MIN_CACHED_IMAGES = 1000
 ParseResult = tuple[AnnotationIndex, list[str], list[int], list]  # index, names, category ids, problems
 
 
-def _cache_base() -> str:
-    return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-
-
 def cache_dir() -> str:
     """Where COCO indexes are cached: ``$XDG_CACHE_HOME/frcnn/coco_index``."""
-    return os.path.join(_cache_base(), "frcnn", "coco_index")
+    return frcnn_cache_dir("coco_index")
 
 
 def split_cache_dir() -> str:
     """Where the splits of folder layouts are cached: ``$XDG_CACHE_HOME/frcnn/index``."""
-    return os.path.join(_cache_base(), "frcnn", "index")
+    return frcnn_cache_dir("index")
 
 
 def fingerprint(paths: Iterable[str]) -> str:

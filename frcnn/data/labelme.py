@@ -32,14 +32,14 @@ from collections.abc import Sequence
 from frcnn.data.index_cache import cached_split
 from frcnn.data.parsed import ObjectTable, ParsedSplit, ReaderDetection
 from frcnn.data.validation import DatasetError, Problem
+from frcnn.utils.cache import frcnn_cache_dir
 
 BOX_SHAPES = ("rectangle", "polygon", "circle")
 
 
 def image_cache_dir() -> str:
     """Where embedded images are written: ``$XDG_CACHE_HOME/frcnn/labelme_images``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "frcnn", "labelme_images")
+    return frcnn_cache_dir("labelme_images")
 
 
 def json_files(folder: str) -> list[str]:

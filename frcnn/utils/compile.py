@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from frcnn.utils.cache import frcnn_cache_dir
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -40,8 +42,7 @@ def cache_dir() -> Path:
     chosen = os.environ.get(CACHE_ENV)
     if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
         return Path(chosen)
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "frcnn" / "inductor"
+    return Path(frcnn_cache_dir("inductor"))
 
 
 def configure_dynamo() -> None:
