@@ -37,7 +37,7 @@ from frcnn.data.config import VOC_CLASSES, DatasetFormat, InvalidBoxPolicy, Samp
 from frcnn.data.image_io import read_image_checked
 from frcnn.data.validation import DatasetError, Problem, box_problems, find_invalid_boxes, split_unlisted
 from frcnn.data.voc import describe_voc_box, parse_voc
-from frcnn.data.yolo import folder_images
+from frcnn.data.yolo import folder_images, labels_folder
 from frcnn.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -135,12 +135,7 @@ def orphan_label_files(index: AnnotationIndex) -> list[Problem]:
     of the split's image folders by Ultralytics' rule (the last ``images`` folder of the path
     becomes ``labels``), with their subfolders; ``labels/<sub>/a.txt`` is an orphan when
     ``images/<sub>/`` holds no image ``a.*``. Labels kept beside their images are not scanned."""
-    folders = set()
-    for folder in index.image_dirs:
-        parts = folder.split(os.sep)
-        if "images" in parts:
-            at = len(parts) - 1 - parts[::-1].index("images")
-            folders.add((folder, os.sep.join([*parts[:at], "labels", *parts[at + 1 :]])))
+    folders = {(folder, labels_folder(folder)) for folder in index.image_dirs if labels_folder(folder)}
     # a folder inside another one is scanned with it
     tops = [pair for pair in folders if not any(pair[0].startswith(other + os.sep) for other, _ in folders)]
     problems = []

@@ -203,14 +203,21 @@ def split_images(config: DataYaml, key: str, problems: list[Problem]) -> list[st
     return images
 
 
+def labels_folder(folder: str) -> str | None:
+    """Ultralytics' rule: the folder of ``folder``'s labels is ``folder`` with its last ``images``
+    component made ``labels`` (None: no ``images`` component, labels beside the images)."""
+    parts = folder.split(os.sep)
+    if "images" not in parts:
+        return None
+    parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
+    return os.sep.join(parts)
+
+
 def label_path(image_path: str) -> str:
-    """Ultralytics' label file of an image: the last ``images`` folder of its path becomes
-    ``labels`` and its extension ``.txt`` (no ``images`` folder: the ``.txt`` beside the image)."""
-    parts = image_path.split(os.sep)
-    folders = parts[:-1]
-    if "images" in folders:
-        parts[len(folders) - 1 - folders[::-1].index("images")] = "labels"
-    return os.path.splitext(os.sep.join(parts))[0] + ".txt"
+    """Ultralytics' label file of an image: in :func:`labels_folder` of the image's folder (or beside
+    the image), with the extension ``.txt``."""
+    folder, name = os.path.split(image_path)
+    return os.path.join(labels_folder(folder) or folder, os.path.splitext(name)[0] + ".txt")
 
 
 def displayed_size(path: str) -> tuple[int, int]:
