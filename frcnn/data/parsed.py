@@ -110,6 +110,8 @@ class ObjectTable:
     columns: dict[str, list] = field(default_factory=lambda: {key: [] for key in COLUMNS})
     # (annotation file, object description) of every box added, for messages
     sources: list[tuple[str, str]] = field(default_factory=list)
+    # folder -> its position in image_dirs: one dict lookup per image, not a search of the list
+    _dir_position: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_classes(cls, class_names: Sequence[str]) -> ObjectTable:
@@ -117,9 +119,10 @@ class ObjectTable:
 
     def image_dir(self, folder: str) -> int:
         """The position of ``folder`` in ``image_dirs`` (added on first use)."""
-        if folder not in self.image_dirs:
+        position = self._dir_position.setdefault(folder, len(self.image_dirs))
+        if position == len(self.image_dirs):
             self.image_dirs.append(folder)
-        return self.image_dirs.index(folder)
+        return position
 
     def add_image(
         self,
