@@ -53,6 +53,9 @@ _CODE = {"cls": CLS, "loc": LOC, "both": BOTH, "dupe": DUPE, "bkg": BKG}
 # COCO's 101 recall points, written as tidecv writes them.
 RECALL_POINTS = np.arange(101) / 100.0
 
+# COCO's foreground IoUs, 0.5:0.95 in steps of 0.05.
+COCO_IOUS = np.linspace(0.5, 0.95, 10)
+
 
 def tide_ap(curve: ClassPR) -> float:
     """101-point interpolated AP (fraction) of a ranked class, ``tidecv``'s ``APDataObject.get_ap``."""
@@ -67,9 +70,10 @@ def tide_ap(curve: ClassPR) -> float:
 
 
 def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COCO box IoU and crowd IoU (intersection over the area of ``boxes1``), both [N, M]."""
-    boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 1, 4)
-    boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(1, -1, 4)
+    """COCO box IoU and crowd IoU (intersection over the area of ``boxes1``) of boxes1 [..., 4]
+    and boxes2 [..., 4], broadcast against each other (``(x1, y1, x2, y2)``)."""
+    boxes1 = np.asarray(boxes1, dtype=np.float64)
+    boxes2 = np.asarray(boxes2, dtype=np.float64)
     iw = np.minimum(boxes1[..., 2], boxes2[..., 2]) - np.maximum(boxes1[..., 0], boxes2[..., 0])
     ih = np.minimum(boxes1[..., 3], boxes2[..., 3]) - np.maximum(boxes1[..., 1], boxes2[..., 1])
     inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
@@ -81,12 +85,14 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> tuple[np.ndarray, np.ndar
     return iou, crowd
 
 
-class _Outcome:
-    """What matching and error assignment make of each detection and object (all numpy arrays).
+class ErrorAssignment:
+    """Matching and TIDE error types of a split's detections at one foreground IoU.
 
-    Detections: kept [D] (within the image's max_dets), tp [D], ignored [D], error [D] (code),
-    target [D] (the object of a Cls/Loc error, else -1), fixable [D] (fixing that error gives a
-    true positive). Objects: matched [G], missed [G].
+    Detections, in input order: kept [D] (among the image's ``max_dets`` best), tp [D], ignored [D]
+    (on an ignore region: neither a true nor a false positive), error [D] (a code, NONE for a true
+    positive and for a detection not kept), target [D] (the object of a Cls / Loc error, else -1),
+    fixable [D] (fixing that error gives a true positive). Objects: matched [G] (by a true
+    positive), missed [G] (TIDE's missed: non-ignored, never matched, claimed by no fixable error).
     """
 
     def __init__(self, num_dets: int, num_gts: int):
@@ -100,101 +106,175 @@ class _Outcome:
         self.missed = np.zeros(num_gts, dtype=bool)
 
 
-def _evaluate_image(dets: np.ndarray, gts: np.ndarray, ignore_gts: np.ndarray, data, out, t_f, t_b):
-    """Match and classify one image: dets (ranked, kept), gts / ignore_gts: indices into the split."""
-    d_labels, d_boxes = data["d_labels"][dets], data["d_boxes"][dets]
-    out.kept[dets] = True
-    if len(gts):
-        iou, _ = box_iou(d_boxes, data["g_boxes"][gts])  # [n, m]
-        same = d_labels[:, None] == data["g_labels"][gts][None, :]
-        cls_iou = iou * same
-        buffer = cls_iou.copy()
-        for row in range(len(dets)):
-            col = int(np.argmax(buffer[row]))
-            if buffer[row, col] >= t_f:
-                out.tp[dets[row]] = True
-                out.matched[gts[col]] = True
-                buffer[:, col] = 0.0
-    for region in ignore_gts:
-        _, crowd = box_iou(d_boxes, data["g_boxes"][region][None])
-        hit = (crowd[:, 0] > t_f) & (d_labels == data["g_labels"][region]) & ~out.tp[dets]
-        out.ignored[dets[hit]] = True
+class _Pairs:
+    """Every (kept detection, object of its image) pair of a split with its IoUs, built once and
+    shared by the foreground thresholds.
 
-    negatives = np.nonzero(~out.tp[dets])[0]
-    if len(gts) == 0:
-        out.error[dets[negatives]] = BKG
-        return
-    used = out.matched[gts][None, :]
-    other_iou = iou * ~same
-    used_cls_iou = cls_iou * used
-    best_score = {}  # object -> (score, detection) of its best fixable Cls/Loc error
-    for row in negatives:
-        det = dets[row]
-        loc_col, cls_col = int(np.argmax(cls_iou[row])), int(np.argmax(other_iou[row]))
-        if t_b <= cls_iou[row, loc_col] <= t_f:
-            out.error[det], out.target[det] = LOC, gts[loc_col]
-        elif other_iou[row, cls_col] >= t_f:
-            out.error[det], out.target[det] = CLS, gts[cls_col]
-        elif used_cls_iou[row].max() >= t_f:
-            out.error[det] = DUPE
-        elif iou[row].max() <= t_b:
-            out.error[det] = BKG
-        else:
-            out.error[det] = BOTH
-        target = out.target[det]
-        if target >= 0 and not out.matched[target]:
-            score = data["d_scores"][det]
-            if target not in best_score or best_score[target][0] < score:
-                best_score[target] = (score, det)
-    for _, det in best_score.values():
-        out.fixable[det] = True
-    usable = np.isin(gts, list(best_score))
-    out.missed[gts] = ~out.matched[gts] & ~usable
+    Kept detections are numbered by rank: by image, then by descending score (input order on
+    ties), so each comes after the better ones of its image, as tidecv walks them. The P pairs are
+    grouped by rank, each detection's objects in the image's input order (the order argmax ties
+    break in); ``rank`` [P] and ``gt`` [P] name their two ends.
+    """
 
-
-def _assign(dets: Detections, gts: GroundTruth, t_f: float, t_b: float, max_dets: int | None) -> _Outcome:
-    """Run the per-image matching and error assignment over the split."""
-    num_dets, num_gts = len(dets.labels), len(gts.labels)
-    out = _Outcome(num_dets, num_gts)
-    data = {
-        "d_labels": np.asarray(dets.labels, dtype=np.int64),
-        "d_scores": np.asarray(dets.scores, dtype=np.float64),
-        "d_boxes": np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4),
-        "g_labels": np.asarray(gts.labels, dtype=np.int64),
-        "g_boxes": np.asarray(gts.boxes, dtype=np.float64).reshape(-1, 4),
-    }
-    ignore = np.asarray(gts.ignore, dtype=bool)
-    # Detections by image, then descending score (stable); objects by image, in input order.
-    det_order = np.lexsort((-data["d_scores"], dets.image_index))
-    gt_order = np.argsort(gts.image_index, kind="stable")
-    det_images = np.asarray(dets.image_index)[det_order]
-    gt_images = np.asarray(gts.image_index)[gt_order]
-    for image in np.union1d(det_images, gt_images):
-        image_dets = det_order[np.searchsorted(det_images, image) : np.searchsorted(det_images, image, "right")]
-        image_gts = gt_order[np.searchsorted(gt_images, image) : np.searchsorted(gt_images, image, "right")]
+    def __init__(self, dets: Detections, gts: GroundTruth, max_dets: int | None):
+        scores = np.asarray(dets.scores, dtype=np.float64)
+        det_images = np.asarray(dets.image_index, dtype=np.int64)
+        order = np.lexsort((-scores, det_images))
+        images = det_images[order]
         if max_dets is not None:
-            image_dets = image_dets[:max_dets]
-        positives, regions = image_gts[~ignore[image_gts]], image_gts[ignore[image_gts]]
-        if len(image_dets) == 0:
-            out.missed[positives] = True
-            continue
-        _evaluate_image(image_dets, positives, regions, data, out, t_f, t_b)
+            order = order[np.arange(len(order)) - np.searchsorted(images, images) < max_dets]
+        self.detection = order  # rank -> index of the detection
+        self.num_gts = len(gts.labels)
+        self.positive_gt = ~np.asarray(gts.ignore, dtype=bool)  # [G]
+
+        gt_images = np.asarray(gts.image_index, dtype=np.int64)
+        gt_order = np.argsort(gt_images, kind="stable")
+        first = np.searchsorted(gt_images[gt_order], det_images[order], "left")
+        count = np.searchsorted(gt_images[gt_order], det_images[order], "right") - first
+        self.rank = np.repeat(np.arange(len(order)), count)
+        within = np.arange(len(self.rank)) - np.repeat(np.cumsum(count) - count, count)
+        self.gt = gt_order[np.repeat(first, count) + within]
+
+        d_boxes = np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)[order][self.rank]
+        g_boxes = np.asarray(gts.boxes, dtype=np.float64).reshape(-1, 4)[self.gt]
+        self.iou, self.crowd = box_iou(d_boxes, g_boxes)
+        self.same = np.asarray(dets.labels, dtype=np.int64)[order][self.rank] == np.asarray(gts.labels)[self.gt]
+        self.positive = ~np.asarray(gts.ignore, dtype=bool)[self.gt]
+
+        # Per detection with non-ignored objects in its image (a "segment" of positive pairs): the
+        # threshold-free maxima of tidecv's error tests.
+        self.pos = np.nonzero(self.positive)[0]
+        pos_rank = self.rank[self.pos]
+        starts = np.r_[True, pos_rank[1:] != pos_rank[:-1]] if len(pos_rank) else np.zeros(0, dtype=bool)
+        self.segment_start = np.nonzero(starts)[0]
+        self.segment_of = np.cumsum(starts) - 1  # [len(pos)] -> segment
+        self.segment_rank = pos_rank[self.segment_start]
+        iou = self.iou[self.pos]
+        self.cls_iou = iou * self.same[self.pos]
+        self.cls_max, self.cls_gt = self._segment_argmax(self.cls_iou)
+        self.other_max, self.other_gt = self._segment_argmax(iou * ~self.same[self.pos])
+        self.any_max = self._segment_max(iou)
+
+    def _segment_max(self, values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values, self.segment_start) if len(values) else values
+
+    def _segment_argmax(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per segment, the max of ``values`` [len(pos)] and the object of its first max."""
+        maxima = self._segment_max(values)
+        at_max = np.nonzero(values == maxima[self.segment_of])[0]
+        segment = self.segment_of[at_max]
+        first = at_max[np.r_[True, segment[1:] != segment[:-1]]] if len(at_max) else at_max
+        return maxima, self.gt[self.pos[first]]
+
+    def match(self, t_f: float) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy matching at IoU ``t_f``: the object of each rank (-1: none) and matched [G].
+
+        Each detection in rank order takes the unmatched same-class non-ignored object of highest
+        IoU >= t_f. Computed in rounds over the candidate pairs: a detection whose best remaining
+        object is no remaining candidate of any better unresolved detection gets it (the better
+        ones can only take other objects), and each round resolves at least the best unresolved one.
+        """
+        candidate = np.nonzero(self.positive & self.same & (self.iou >= t_f))[0]
+        candidate = candidate[np.lexsort((-self.iou[candidate], self.rank[candidate]))]  # stable: object order
+        rank, gt = self.rank[candidate], self.gt[candidate]
+        match = np.full(len(self.detection), -1, dtype=np.int64)
+        done = np.zeros(len(self.detection), dtype=bool)
+        taken = np.zeros(self.num_gts, dtype=bool)
+        holder = np.zeros(self.num_gts, dtype=np.int64)
+        while len(rank):
+            best = np.r_[True, rank[1:] != rank[:-1]]  # each detection's first remaining pair
+            objects, first = np.unique(gt, return_index=True)  # pairs are by rank: first = best claimant
+            holder[objects] = rank[first]
+            win = best & (holder[gt] == rank)
+            match[rank[win]], done[rank[win]], taken[gt[win]] = gt[win], True, True
+            alive = ~done[rank] & ~taken[gt]
+            rank, gt = rank[alive], gt[alive]
+        return match, taken
+
+
+def assign_errors(
+    dets: Detections, gts: GroundTruth, fg_iou: float = 0.5, bg_iou: float = 0.1, max_dets: int | None = 100
+) -> ErrorAssignment:
+    """Match the split's detections to its objects at ``fg_iou`` and give each detection that is
+    not a true positive its TIDE error type (the rules in the module docstring)."""
+    return _assign(_Pairs(dets, gts, max_dets), len(dets.labels), fg_iou, bg_iou)
+
+
+def _assign(pairs: _Pairs, num_dets: int, t_f: float, t_b: float) -> ErrorAssignment:
+    out = ErrorAssignment(num_dets, pairs.num_gts)
+    detection = pairs.detection
+    match, out.matched = pairs.match(t_f)
+    tp = match >= 0
+    out.kept[detection] = True
+    out.tp[detection] = tp
+
+    region = np.nonzero(~pairs.positive & pairs.same & (pairs.crowd > t_f))[0]
+    on_region = np.zeros(len(detection), dtype=bool)
+    on_region[pairs.rank[region]] = True
+    out.ignored[detection] = on_region & ~tp
+
+    # Error tests of the negatives, in tidecv's order; a detection without a non-ignored object in
+    # its image is Background.
+    error = np.where(tp, NONE, BKG)
+    target = np.full(len(detection), -1, dtype=np.int64)
+    seg_rank = pairs.segment_rank
+    used_max = pairs._segment_max(pairs.cls_iou * out.matched[pairs.gt[pairs.pos]])
+    seg_error = np.full(len(seg_rank), BOTH, dtype=np.int64)
+    seg_target = np.full(len(seg_rank), -1, dtype=np.int64)
+    is_loc = (t_b <= pairs.cls_max) & (pairs.cls_max <= t_f)
+    is_cls = ~is_loc & (pairs.other_max >= t_f)
+    rest = ~is_loc & ~is_cls
+    seg_error[rest & (pairs.any_max <= t_b)] = BKG
+    seg_error[rest & (used_max >= t_f)] = DUPE
+    seg_error[is_cls], seg_target[is_cls] = CLS, pairs.other_gt[is_cls]
+    seg_error[is_loc], seg_target[is_loc] = LOC, pairs.cls_gt[is_loc]
+    negative = ~tp[seg_rank]
+    error[seg_rank[negative]] = seg_error[negative]
+    target[seg_rank[negative]] = seg_target[negative]
+    out.error[detection], out.target[detection] = error, target
+
+    # The best (first-ranked) Cls / Loc error of each unmatched object is fixable; objects it
+    # claims are not missed.
+    claims = np.nonzero((target >= 0) & ~out.matched[np.maximum(target, 0)])[0]
+    claimed, first = np.unique(target[claims], return_index=True)
+    out.fixable[detection[claims[first]]] = True
+    is_claimed = np.zeros(pairs.num_gts, dtype=bool)
+    is_claimed[claimed] = True
+    out.missed = pairs.positive_gt & ~out.matched & ~is_claimed
     return out
 
 
-def _class_aps(labels, scores, tp, positives, num_classes, ap_fn) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class AP [K] (index label-1) of the rows (labels, scores, tp) and positives [K + 1],
-    and whether each class is empty (no positives and no rows)."""
-    aps = np.zeros(num_classes)
-    empty = np.zeros(num_classes, dtype=bool)
-    for label in range(1, num_classes + 1):
-        rows = np.nonzero(labels == label)[0]
-        rows = rows[np.argsort(-scores[rows], kind="stable")]
-        num_positives = int(positives[label])
-        empty[label - 1] = num_positives <= 0 and len(rows) == 0
-        if num_positives > 0:
-            aps[label - 1] = ap_fn(ClassPR(scores=scores[rows], tp=tp[rows], num_positives=num_positives))
-    return aps, empty
+class _ClassAP:
+    """Per-class AP of row subsets of one split's detections, ranked once: rows by label, then
+    descending score (input order on ties), as each fix re-ranks them."""
+
+    def __init__(self, labels: np.ndarray, scores: np.ndarray, num_classes: int, ap_fn, has_gt: np.ndarray):
+        self.labels, self.scores = labels, scores
+        self.by_class = np.lexsort((-scores, labels))
+        self.num_classes, self.ap_fn, self.has_gt = num_classes, ap_fn, has_gt
+
+    def __call__(self, rows: np.ndarray, tp: np.ndarray, positives: np.ndarray, labels: np.ndarray | None = None):
+        """(per-class AP [K], NaN without ground truth; mAP) of the rows where bool [D] ``rows``
+        holds, true positives where ``tp`` [D] does; positives [K + 1] per label; ``labels`` [D]:
+        relabelled rows (re-ranked)."""
+        if labels is None:
+            ranked = self.by_class[rows[self.by_class]]
+            labels = self.labels
+        else:
+            ranked = np.nonzero(rows)[0]
+            ranked = ranked[np.lexsort((-self.scores[ranked], labels[ranked]))]
+        bounds = np.searchsorted(labels[ranked], np.arange(1, self.num_classes + 2))
+        aps = np.full(self.num_classes, np.nan)
+        empty = np.zeros(self.num_classes, dtype=bool)
+        for label in range(1, self.num_classes + 1):
+            part = ranked[bounds[label - 1] : bounds[label]]
+            num_positives = int(positives[label])
+            empty[label - 1] = num_positives <= 0 and len(part) == 0
+            if self.has_gt[label - 1]:
+                curve = ClassPR(scores=self.scores[part], tp=tp[part], num_positives=num_positives)
+                aps[label - 1] = self.ap_fn(curve) if num_positives > 0 else 0.0
+        mean_over = self.has_gt & ~empty
+        return aps, float(np.mean(aps[mean_over])) if mean_over.any() else 0.0
 
 
 def tide_errors(
@@ -206,7 +286,8 @@ def tide_errors(
     bg_iou: float = 0.1,
     max_dets: int | None = 100,
 ) -> dict:
-    """TIDE's dAP of each error type (see the module docstring), as fractions.
+    """TIDE's dAP of each error type at foreground IoU ``fg_iou`` (see the module docstring), as
+    fractions.
 
     ap_fn: a class's AP from its ranked detections (``ClassPR``: scores descending, tp,
     num_positives > 0); default the 101-point COCO AP :func:`tide_ap`. max_dets: detections kept
@@ -215,53 +296,60 @@ def tide_errors(
     dAP}, "per_class": {"ap": [K], "main": {type: [K]}, "special": {type: [K]}}}``; the per-class
     arrays (index label-1) are NaN for a class without non-ignored ground truth.
     """
-    out = _assign(dets, gts, fg_iou, bg_iou, max_dets)
+    return tide_errors_at(dets, gts, num_classes, [fg_iou], ap_fn, bg_iou, max_dets)[0]
+
+
+def tide_errors_at(
+    dets: Detections,
+    gts: GroundTruth,
+    num_classes: int,
+    fg_ious,
+    ap_fn: Callable[[ClassPR], float] = tide_ap,
+    bg_iou: float = 0.1,
+    max_dets: int | None = 100,
+) -> list[dict]:
+    """:func:`tide_errors` at each foreground IoU of ``fg_ious`` (e.g. :data:`COCO_IOUS`), the
+    pairs' IoUs computed once."""
+    pairs = _Pairs(dets, gts, max_dets)
     labels = np.asarray(dets.labels, dtype=np.int64)
-    scores = np.asarray(dets.scores, dtype=np.float64)
     g_labels = np.asarray(gts.labels, dtype=np.int64)
-    ignore = np.asarray(gts.ignore, dtype=bool)
-    positives = np.bincount(g_labels[~ignore], minlength=num_classes + 1)
-    has_gt = positives[1:] > 0
+    has_gt = np.bincount(g_labels[pairs.positive_gt], minlength=num_classes + 1)[1:] > 0
+    class_ap = _ClassAP(labels, np.asarray(dets.scores, dtype=np.float64), num_classes, ap_fn, has_gt)
+    return [
+        _breakdown(_assign(pairs, len(labels), t_f, bg_iou), class_ap, g_labels, pairs.positive_gt) for t_f in fg_ious
+    ]
 
+
+def _breakdown(out: ErrorAssignment, class_ap: _ClassAP, g_labels: np.ndarray, positive_gt: np.ndarray) -> dict:
+    """The base AP and each oracle's dAP (overall and per class) of one assignment; positive_gt:
+    the non-ignored objects [G]."""
+    num_classes = class_ap.num_classes
+    positives = np.bincount(g_labels[positive_gt], minlength=num_classes + 1)
     counted = out.kept & ~out.ignored  # the detections the base AP ranks
-
-    def score(rows: np.ndarray, row_labels: np.ndarray, row_tp: np.ndarray, row_positives: np.ndarray):
-        aps, empty = _class_aps(row_labels, scores[rows], row_tp, row_positives, num_classes, ap_fn)
-        aps = np.where(has_gt, aps, np.nan)
-        mean_over = has_gt & ~empty
-        return aps, float(np.mean(aps[mean_over])) if mean_over.any() else 0.0
-
-    rows = np.nonzero(counted)[0]
-    base_aps, base_ap = score(rows, labels[rows], out.tp[rows], positives)
+    base_aps, base_ap = class_ap(counted, out.tp, positives)
 
     per_class_main, main = {}, {}
     for name in MAIN_ERRORS:
-        fixed_positives = positives
         if name == "miss":
-            rows = np.nonzero(counted)[0]
-            row_labels, row_tp = labels[rows], out.tp[rows]
-            fixed_positives = positives - np.bincount(g_labels[out.missed], minlength=num_classes + 1)
+            fixed = positives - np.bincount(g_labels[out.missed], minlength=num_classes + 1)
+            aps, ap = class_ap(counted, out.tp, fixed)
         else:
             code = _CODE[name]
-            keep = counted & (out.error != code)
             # A fixed Cls / Loc error: the best one of an unmatched object, ignored or not.
             promoted = out.kept & (out.error == code) & out.fixable
-            rows = np.nonzero(keep | promoted)[0]
-            row_labels, row_tp = labels[rows].copy(), out.tp[rows] | promoted[rows]
+            rows = (counted & (out.error != code)) | promoted
+            labels = None
             if name == "cls":
-                moved = promoted[rows]
-                row_labels[moved] = g_labels[out.target[rows[moved]]]
-        aps, ap = score(rows, row_labels, row_tp, fixed_positives)
+                labels = class_ap.labels.copy()
+                labels[promoted] = g_labels[out.target[promoted]]
+            aps, ap = class_ap(rows, out.tp | promoted, positives, labels)
         main[name] = max(ap - base_ap, 0.0)
         per_class_main[name] = np.maximum(aps - base_aps, 0.0)
 
     # FP: only the true positives stay; FN: only the matched objects are positives.
-    tp_rows = np.nonzero(counted & out.tp)[0]
-    fp_aps, fp_ap = score(tp_rows, labels[tp_rows], out.tp[tp_rows], positives)
-    rows = np.nonzero(counted)[0]
-    unmatched = ~out.matched & ~ignore
-    fn_positives = positives - np.bincount(g_labels[unmatched], minlength=num_classes + 1)
-    fn_aps, fn_ap = score(rows, labels[rows], out.tp[rows], fn_positives)
+    fp_aps, fp_ap = class_ap(counted & out.tp, out.tp, positives)
+    unmatched = np.bincount(g_labels[~out.matched & positive_gt], minlength=num_classes + 1)
+    fn_aps, fn_ap = class_ap(counted, out.tp, positives - unmatched)
     return {
         "ap": base_ap,
         "main": main,
