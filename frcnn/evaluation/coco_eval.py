@@ -14,6 +14,7 @@ import io
 import logging
 
 import faster_coco_eval
+import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -27,6 +28,8 @@ DEFAULT_COCO_BACKEND = "faster_coco_eval"
 # COCOeval.stats order (summarize()): AP@[.5:.95], AP50, AP75, AP small/medium/large,
 # AR with 1/10/100 detections, AR small/medium/large.
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# COCOeval's area ranges (params.areaRng order), the keys of a class's AP in ``coco_per_class``.
+COCO_AREA_NAMES = ("AP", "APs", "APm", "APl")
 
 
 def check_coco_backend(backend: str) -> str:
@@ -36,7 +39,7 @@ def check_coco_backend(backend: str) -> str:
     return backend
 
 
-def _pycocotools_stats(coco_gt: COCO, predictions: list[dict], image_ids: list | None) -> list[float]:
+def _pycocotools_eval(coco_gt: COCO, predictions: list[dict], image_ids: list | None):
     with contextlib.redirect_stdout(io.StringIO()) as captured:
         if predictions:
             # loadRes adds keys (area, id, segmentation...) to the dicts it is given: give it copies
@@ -55,10 +58,10 @@ def _pycocotools_stats(coco_gt: COCO, predictions: list[dict], image_ids: list |
         evaluator.accumulate()
         evaluator.summarize()
     logger.debug("pycocotools:\n%s", captured.getvalue())
-    return list(evaluator.stats)
+    return evaluator
 
 
-def _faster_coco_eval_stats(coco_gt: COCO, predictions: list[dict], image_ids: list | None) -> list[float]:
+def _faster_coco_eval(coco_gt: COCO, predictions: list[dict], image_ids: list | None):
     # faster-coco-eval takes int image ids only (VOC's are file stems): number the images in the
     # sorted order of their ids, the order COCOeval walks them in (it decides how score ties
     # between images are broken), on copies of the dicts.
@@ -83,7 +86,32 @@ def _faster_coco_eval_stats(coco_gt: COCO, predictions: list[dict], image_ids: l
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    return list(evaluator.stats)
+    return evaluator
+
+
+def class_aps(precision: np.ndarray) -> np.ndarray:
+    """Per-class AP [K, A] from COCOeval's ``eval["precision"]`` [T, R, K, A, M]: the mean over
+    IoUs and recall points at the largest max-detections setting, as ``summarize()`` takes it over
+    all classes; -1 where undefined (no ground truth of the class in that area range)."""
+    values = precision[..., -1]  # [T, R, K, A]
+    defined = values > -1
+    total = np.where(defined, values, 0.0).sum(axis=(0, 1))
+    count = defined.sum(axis=(0, 1))
+    return np.where(count > 0, total / np.maximum(count, 1), -1.0)
+
+
+def coco_evaluation(
+    coco_gt: COCO, predictions: list[dict], image_ids: list | None = None, backend: str = DEFAULT_COCO_BACKEND
+) -> tuple[dict, dict]:
+    """COCOeval (bbox) of ``predictions``: (the 12 summary numbers by name, the per-class APs
+    ``{category id: {"AP", "APs", "APm", "APl"}}``). Arguments as in :func:`coco_metrics`."""
+    evaluate = {"faster_coco_eval": _faster_coco_eval, "pycocotools": _pycocotools_eval}
+    evaluator = evaluate[check_coco_backend(backend)](coco_gt, predictions, image_ids)
+    stats = {name: float(value) for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
+    aps = class_aps(np.asarray(evaluator.eval["precision"]))
+    categories = [int(c) for c in evaluator.params.catIds]  # the precision array's class order
+    per_class = {category: dict(zip(COCO_AREA_NAMES, map(float, aps[k]))) for k, category in enumerate(categories)}
+    return stats, per_class
 
 
 def coco_metrics(
@@ -97,6 +125,4 @@ def coco_metrics(
     as in pycocotools, -1 means undefined (no ground truth in that area range). Without any
     prediction every defined number is 0.
     """
-    stats_of = {"faster_coco_eval": _faster_coco_eval_stats, "pycocotools": _pycocotools_stats}
-    stats = stats_of[check_coco_backend(backend)](coco_gt, predictions, image_ids)
-    return {name: float(value) for name, value in zip(COCO_METRIC_NAMES, stats)}
+    return coco_evaluation(coco_gt, predictions, image_ids, backend)[0]

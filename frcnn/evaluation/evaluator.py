@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from frcnn.data.transforms import boxes_to_original
-from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_metrics
+from frcnn.evaluation.coco_eval import DEFAULT_COCO_BACKEND, check_coco_backend, coco_evaluation
 from frcnn.evaluation.results_io import detections_from_predictions, predictions_from_detections
 from frcnn.evaluation.val_loss import ValidationLoss, batch_seed, forked_rng, loss_targets, reseed
 from frcnn.evaluation.voc_eval import ClassPR, Detections, voc_metrics, voc_pr_curves
@@ -33,7 +33,9 @@ def score_predictions(
     image_indices: Iterable[int] | None = None,
     coco_backend: str = DEFAULT_COCO_BACKEND,
 ) -> tuple[dict, list[ClassPR]]:
-    """metrics.json dict (voc07, voc, coco) and the per-class VOC PR curves of ``predictions``.
+    """metrics.json dict (voc07, voc, coco, and coco_per_class: each class's COCO AP overall and
+    by object size, ``{"<class>": {"AP", "APs", "APm", "APl"}}``, -1 undefined) and the per-class
+    VOC PR curves of ``predictions``.
 
     predictions: COCO-results dicts with the dataset's ids (an unknown id raises ValueError).
     image_indices: the evaluated images (default all): objects of other images are not counted
@@ -54,7 +56,12 @@ def score_predictions(
 
     curves = voc_pr_curves(dets, gts, num_classes=len(dataset.class_names))
     metrics = voc_metrics(curves, dataset.class_names)
-    metrics["coco"] = coco_metrics(dataset.coco_gt(), predictions, image_ids=evaluated_ids, backend=coco_backend)
+    metrics["coco"], coco_classes = coco_evaluation(
+        dataset.coco_gt(), predictions, image_ids=evaluated_ids, backend=coco_backend
+    )
+    metrics["coco_per_class"] = {
+        name: coco_classes[category] for name, category in zip(dataset.class_names, dataset.category_ids)
+    }
     return metrics, curves
 
 

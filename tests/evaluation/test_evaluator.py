@@ -45,7 +45,9 @@ def test_ground_truth_as_predictions_scores_one(fake_dataset, coco_backend):
     assert all(ap == pytest.approx(1.0) for ap in metrics["voc"]["AP"].values())
     for name in ("AP", "AP50", "AP75", "AR100"):
         assert metrics["coco"][name] == pytest.approx(1.0)
-    assert set(metrics) == {"voc07", "voc", "coco"}
+    assert set(metrics) == {"voc07", "voc", "coco", "coco_per_class"}
+    assert list(metrics["coco_per_class"]) == fake_dataset.class_names
+    assert all(aps["AP"] == pytest.approx(1.0) for aps in metrics["coco_per_class"].values())
     assert list(metrics["coco"]) == [
         "AP",
         "AP50",
