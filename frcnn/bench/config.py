@@ -24,6 +24,7 @@ class Section(StrEnum):
     model = "model"
     data = "data"
     eval = "eval"
+    analysis = "analysis"
     val_loss = "val_loss"
     export = "export"
     zoo = "zoo"
@@ -64,6 +65,15 @@ class EvalBenchConfig:  # section eval: scoring a synthetic result set (frcnn.be
     num_images: int = setting(4952, "images (VOC2007 test's count)", POSITIVE)
     dets_per_image: int = setting(100, "detections per image", POSITIVE)
     num_classes: int = setting(20, "object classes", POSITIVE)
+
+
+@dataclass
+class AnalysisBenchConfig:  # section analysis: the error analysis vs the scoring (frcnn.bench.analysis_speed)
+    num_images: int = setting(5000, "images (COCO val2017's count)", POSITIVE)
+    objects_per_image: float = setting(7.3, "mean objects per image (COCO val2017: 36,781 in 5,000)", POSITIVE)
+    dets_per_image: int = setting(100, "detections per image", POSITIVE)
+    num_classes: int = setting(80, "object classes", POSITIVE)
+    repeats: int = setting(1, "interleaved timed runs of each", POSITIVE)
 
 
 @dataclass
@@ -126,6 +136,7 @@ class BenchmarkConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     data: DataBenchConfig = field(default_factory=DataBenchConfig)
     eval: EvalBenchConfig = field(default_factory=EvalBenchConfig)
+    analysis: AnalysisBenchConfig = field(default_factory=AnalysisBenchConfig)
     val_loss: ValLossBenchConfig = field(default_factory=ValLossBenchConfig)
     export: ExportBenchConfig = field(default_factory=ExportBenchConfig)
     zoo: ZooBenchConfig = field(default_factory=ZooBenchConfig)

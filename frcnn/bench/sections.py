@@ -8,6 +8,7 @@ entry function, and its result to ``benchmark.json``.
 | model | :mod:`frcnn.bench.model_speed` | top level: ``train_ratio``, ``infer_ratio``, ``fpn_*``, ... |
 | data | :mod:`frcnn.bench.data_speed` | ``data`` |
 | eval | :mod:`frcnn.bench.eval_speed` | ``eval`` |
+| analysis | :mod:`frcnn.bench.analysis_speed` | ``analysis`` |
 | val_loss | :mod:`frcnn.bench.val_loss_speed` | ``val_loss`` |
 | export | :mod:`frcnn.bench.export_speed` | ``export``, and ``onnx_infer_ratio`` at the top level |
 | zoo | :mod:`frcnn.bench.zoo` | ``zoo`` |
@@ -28,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from frcnn.bench.accuracy import benchmark_training_parity
+from frcnn.bench.analysis_speed import benchmark_analysis
 from frcnn.bench.data_speed import benchmark_data_pipeline
 from frcnn.bench.eval_speed import benchmark_eval
 from frcnn.bench.export_speed import benchmark_export, padded_test_size
@@ -57,6 +59,11 @@ def run_sections(cfg, device: torch.device, run_dir: Path, write: Callable[[dict
     if "eval" in cfg.sections:
         result["eval"] = benchmark_eval(cfg.eval.num_images, cfg.eval.dets_per_image, cfg.eval.num_classes, cfg.seed)
         log.info("evaluation: %s", result["eval"])
+    if "analysis" in cfg.sections:
+        a = cfg.analysis
+        result["analysis"] = benchmark_analysis(a.num_images, a.objects_per_image, a.dets_per_image, a.num_classes,
+                                                a.repeats, cfg.seed)  # fmt: skip
+        log.info("analysis: %s", {k: v for k, v in result["analysis"].items() if k != "tide"})
     if "val_loss" in cfg.sections:
         vl = cfg.val_loss
         result["val_loss"] = benchmark_val_loss(cfg.dataset, cfg.model, device, vl.batch_size, vl.num_batches,

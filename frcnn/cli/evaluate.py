@@ -4,15 +4,20 @@
     python scripts/evaluate.py checkpoint=... dataset.test_sets=[2007-test] model.roi_head.score_thresh=0.01
     python scripts/evaluate.py predictions=outputs/<run>/predictions.json
     python scripts/evaluate.py onnx=exported/model.onnx   # an exported model
+    python scripts/evaluate.py checkpoint=... analysis=true   # + analysis.json and report/ (scripts/analyze.py)
 
-Writes metrics.json (voc07, voc, coco; with checkpoint= on an annotated split also val_loss, the
-training loss terms on it) and predictions.json in the run directory and logs the summary with the
-per-class AP table. evaluation.coco_backend=pycocotools scores COCO with the reference COCOeval.
+Writes metrics.json (voc07, voc, coco, coco_per_class; with checkpoint= on an annotated split also
+val_loss, the training loss terms on it) and predictions.json in the run directory and logs the
+summary with the per-class AP table. evaluation.coco_backend=pycocotools scores COCO with the
+reference COCOeval. With analysis=true it also writes analysis.json and report/index.html (see
+frcnn.evaluation.analysis) and adds their summary to metrics.json as ``analysis``.
 """
 
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +43,7 @@ from frcnn.evaluation import (
     score_predictions,
     write_voc_devkit_results,
 )
+from frcnn.evaluation.analysis import analyze, draw_worst_images, format_analysis_table, metrics_summary
 from frcnn.evaluation.class_subset import check_classes, model_for_dataset
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.evaluation.val_loss import has_annotations
@@ -89,16 +95,47 @@ def score_file(cfg: EvaluateConfig) -> Evaluation:
     return Evaluation(cfg.dataset, dataset, predictions, metrics, curves, 0)
 
 
-@hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base=None)
-def main(raw: DictConfig) -> None:
+def write_json(path: Path, value) -> None:
+    """``value`` as indented JSON at ``path``, atomically (tmp file + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def write_analysis(run_dir: Path, cfg: EvaluateConfig, run: Evaluation, seconds: float) -> None:
+    """analysis.json and report/index.html of the evaluation ``run`` (which took ``seconds``), and
+    its summary added to ``run.metrics`` as ``analysis``."""
+    from frcnn.evaluation.report import write_report  # matplotlib: loaded by the analysis only
+
+    options = cfg.evaluation.analysis
+    start = time.perf_counter()
+    analysis, worst = analyze(
+        run.dataset, run.predictions, run.metrics, run.pr_curves,
+        score_threshold=options.score_threshold, num_worst=options.worst_images,
+    )  # fmt: skip
+    write_json(run_dir / "analysis.json", analysis)
+    index = write_report(analysis, draw_worst_images(run.dataset, worst), run_dir / "report")
+    run.metrics["analysis"] = metrics_summary(analysis)
+    log.info("analysis:\n%s", format_analysis_table(analysis))
+    log.info(
+        "wrote %s and the report %s (analysis %.1f s, evaluation %.1f s)",
+        run_dir / "analysis.json", index, time.perf_counter() - start, seconds,
+    )  # fmt: skip
+
+
+def evaluate(raw: DictConfig, log_name: str) -> None:
+    """The evaluate and analyze commands: evaluate, then write the outputs in the run folder."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    setup_logging(run_dir / "evaluate.log")
+    setup_logging(run_dir / log_name)
     cfg: EvaluateConfig = typed(raw)
     check_evaluate_source(cfg)
+    start = time.perf_counter()
     run = score_file(cfg) if cfg.predictions is not None else evaluate_model(cfg)
+    if cfg.analysis:
+        write_analysis(run_dir, cfg, run, time.perf_counter() - start)
 
     save_predictions(run_dir / "predictions.json", run.predictions)
-    (run_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
+    write_json(run_dir / "metrics.json", run.metrics)
     log.info("metrics:\n%s", format_metrics_table(run.metrics))
     log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "predictions.json")
 
@@ -114,6 +151,11 @@ def main(raw: DictConfig) -> None:
             log_metrics(writer, run.metrics, run.step)
             add_pr_curves(writer, run.pr_curves, run.dataset.class_names, run.step)
         log.info("added metrics and PR curves at step %d to %s", run.step, cfg.tensorboard_dir)
+
+
+@hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base=None)
+def main(raw: DictConfig) -> None:
+    evaluate(raw, "evaluate.log")
 
 
 def command() -> None:

@@ -3,17 +3,24 @@ declared once with its default, doc and allowed values (:mod:`frcnn.utils.settin
 :func:`compose`, the training config as ``scripts/train.py`` composes it, from any directory.
 
 Importing this package registers the schemas with Hydra's ConfigStore (``train_schema``,
-``evaluate_schema``, ``predict_schema``, ``export_schema``, ``check_dataset_schema``,
+``evaluate_schema``, ``analyze_schema``, ``predict_schema``, ``export_schema``, ``check_dataset_schema``,
 ``convert_dataset_schema``). The
 ``dataset`` and ``model`` nodes are the data and model packages' own
 (:class:`frcnn.data.config.DatasetConfig`, :class:`frcnn.models.config.ModelConfig`).
 :func:`typed` turns a composed config into these dataclasses, checked: each command does it once.
 """
 
-from frcnn.config.commands import CheckDatasetConfig, ConvertDatasetConfig, EvaluateConfig, PredictConfig
+from frcnn.config.commands import (
+    AnalyzeConfig,
+    CheckDatasetConfig,
+    ConvertDatasetConfig,
+    EvaluateConfig,
+    PredictConfig,
+)
 from frcnn.config.compose import compose, config_dir, group_option, preset_warning
 from frcnn.config.export import ExportConfig
 from frcnn.config.schema import (
+    AnalysisConfig,
     EvaluationConfig,
     NonFinitePolicy,
     OptimizerConfig,
@@ -25,6 +32,8 @@ from frcnn.utils.device import Device
 from frcnn.utils.settings import plain, typed
 
 __all__ = [
+    "AnalysisConfig",
+    "AnalyzeConfig",
     "CheckDatasetConfig",
     "ConvertDatasetConfig",
     "Device",

@@ -56,6 +56,14 @@ class EvaluateConfig:
     compile: bool = setting(False, "torch.compile the model (runtime=torch; frcnn.utils.compile)")
     voc_results_dir: Optional[str] = setting(None, "write VOC devkit comp4_det_<set>_<class>.txt files here")
     tensorboard_dir: Optional[str] = setting(None, "add metric scalars and PR curves to this event folder")
+    analysis: bool = setting(False, "also write analysis.json and report/index.html (evaluation.analysis.*)")
+
+
+@dataclass
+class AnalyzeConfig(EvaluateConfig):
+    """Root of configs/analyze.yaml (scripts/analyze.py): evaluate.py's keys, the analysis on."""
+
+    analysis: bool = setting(True, "write analysis.json and report/index.html (evaluation.analysis.*)")
 
 
 @dataclass
@@ -108,10 +116,11 @@ class ConvertDatasetConfig:
 
 
 def register_configs() -> None:
-    """Register the schemas as ``evaluate_schema``, ``predict_schema``, ``check_dataset_schema`` and
-    ``convert_dataset_schema`` (first in their configs' defaults)."""
+    """Register the schemas as ``evaluate_schema``, ``analyze_schema``, ``predict_schema``,
+    ``check_dataset_schema`` and ``convert_dataset_schema`` (first in their configs' defaults)."""
     store = ConfigStore.instance()
     store.store(name="evaluate_schema", node=EvaluateConfig)
+    store.store(name="analyze_schema", node=AnalyzeConfig)
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="check_dataset_schema", node=CheckDatasetConfig)
     store.store(name="convert_dataset_schema", node=ConvertDatasetConfig)

@@ -83,12 +83,25 @@ class ScheduleConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """The ``evaluation.analysis`` node: what analyze.py (and evaluate.py analysis=true) writes,
+    and the error breakdown a training run logs at each evaluation (frcnn.evaluation.analysis)."""
+
+    score_threshold: Optional[float] = setting(
+        None, "confusion matrix, worst images: detections scoring >= this (null: the suggested one)", FRACTION.or_null()
+    )
+    worst_images: int = setting(12, "images with the most errors drawn in the report", NONNEGATIVE)
+    tensorboard: bool = setting(True, "training: log analysis/* (TIDE errors, confusion matrix) at each evaluation")
+
+
+@dataclass
 class EvaluationConfig:
     """The ``evaluation`` node, shared by train.py and evaluate.py."""
 
     coco_backend: CocoBackend = setting(
         CocoBackend.faster_coco_eval, "faster_coco_eval (the same numbers, faster) | pycocotools"
     )
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from frcnn.evaluation.tensorboard import add_pr_curves, log_metrics
+from frcnn.evaluation.tensorboard import add_pr_curves, log_analysis, log_metrics
 from frcnn.models.faster_rcnn import LOSS_TERMS
 from frcnn.utils.progress import eta_text, progress_bar
 
@@ -156,6 +156,13 @@ class TrainingEvents:
         add_pr_curves(self.writer, pr_curves, class_names, iteration)
         for i, image in enumerate(images):
             self.writer.add_image(f"predictions/{i}", image, iteration)
+        self.writer.flush()
+
+    def analysis(self, iteration: int, analysis: dict) -> None:
+        """Record an evaluation's error analysis (``analysis/*``: :func:`log_analysis`)."""
+        if not self.enabled:
+            return
+        log_analysis(self.writer, analysis, iteration)
         self.writer.flush()
 
     def ema_evaluation(self, iteration: int, metrics: dict) -> None:

@@ -16,6 +16,7 @@ from frcnn.data.image_io import read_image
 from frcnn.data.validation import raise_if_any
 from frcnn.engine.events import TrainingEvents
 from frcnn.evaluation import DetectionEvaluator, format_metrics_table, run_inference
+from frcnn.evaluation.analysis import analyze
 from frcnn.evaluation.val_loss import has_annotations
 from frcnn.utils.dist import is_main_process
 from frcnn.utils.visualize import draw_detections
@@ -29,11 +30,13 @@ VIS_MIN_SIDE = 320
 @dataclass
 class EvaluationSplit:
     """What a training run evaluates on: the test loader (every rank its shard), the evaluator
-    over its dataset, and whether the validation loss is computed."""
+    over its dataset, whether the validation loss is computed and whether the error analysis is
+    logged (``evaluation.analysis.tensorboard``)."""
 
     loader: DataLoader
     evaluator: DetectionEvaluator
     val_loss: bool
+    analysis: bool = False
 
     @property
     def dataset(self):
@@ -54,7 +57,7 @@ def build_evaluation_split(cfg: DictConfig) -> EvaluationSplit:
     if cfg.train.val_loss and not val_loss:
         log.warning("train.val_loss: the test split has no annotated objects, no validation loss")
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend)
-    return EvaluationSplit(loader, evaluator, val_loss)
+    return EvaluationSplit(loader, evaluator, val_loss, cfg.evaluation.analysis.tensorboard)
 
 
 def draw_test_images(dataset, predictions: list[dict], count: int) -> list[torch.Tensor]:
@@ -104,11 +107,14 @@ def evaluate(
     events: TrainingEvents,
     val_loss_seed: Optional[int] = None,
     ema: bool = False,
+    analysis: bool = False,
 ) -> dict:
     """Run ``model`` over the test ``loader`` (every rank its shard; the evaluator gathers them)
     and return the metrics.json dict, with ``val_loss`` when ``val_loss_seed`` is given (see
     :func:`frcnn.evaluation.run_inference`). Rank 0 logs the table and records the TensorBoard
-    views; for ``ema`` (the EMA weights: :meth:`TrainingEvents.ema_evaluation`) the scalars only."""
+    views, with ``analysis`` the error analysis too (TIDE at IoU 0.5 and the confusion matrix, at
+    the suggested threshold: :func:`frcnn.evaluation.analysis.analyze`); for ``ema`` (the EMA
+    weights: :meth:`TrainingEvents.ema_evaluation`) the scalars only."""
     metrics = run_inference(model, loader, evaluator, device, amp=amp, val_loss_seed=val_loss_seed)
     if is_main_process():
         weights = " of the EMA weights" if ema else ""
@@ -116,6 +122,11 @@ def evaluate(
         if ema:
             events.ema_evaluation(iteration, metrics)
         else:
-            images = draw_test_images(evaluator.dataset, evaluator.predictions(), vis_images)
+            predictions = evaluator.predictions()
+            images = draw_test_images(evaluator.dataset, predictions, vis_images)
             events.evaluation(iteration, metrics, evaluator.pr_curves, evaluator.dataset.class_names, images)
+            if analysis and len(evaluator.pr_curves):
+                errors, _ = analyze(evaluator.dataset, predictions, metrics, evaluator.pr_curves, coco_ious=False,
+                                    num_worst=0)  # fmt: skip
+                events.analysis(iteration, errors)
     return metrics

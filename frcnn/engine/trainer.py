@@ -424,7 +424,7 @@ def evaluate_and_track_best(
 
     def scored(model: nn.Module, ema: bool = False) -> dict:
         return evaluate(model, split.evaluator, split.loader, run.device, run.amp, tc.vis_images, run.iteration,
-                        events, val_loss_seed=val_loss_seed, ema=ema)  # fmt: skip
+                        events, val_loss_seed=val_loss_seed, ema=ema, analysis=split.analysis)  # fmt: skip
 
     broadcast_buffers(run.model)
     metrics = tracked = scored(run.model)

@@ -1,4 +1,4 @@
-"""TensorBoard views of an evaluation: metric scalars and per-class VOC PR curves."""
+"""TensorBoard views of an evaluation: metric scalars, per-class VOC PR curves and the error analysis."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def add_pr_curves(
             num_thresholds=num_thresholds,
             **pr_curve_counts(curve, num_thresholds),
         )
+
+
+def log_analysis(writer: SummaryWriter, analysis: dict, step: int) -> None:
+    """The error analysis (:func:`frcnn.evaluation.analysis.analyze`): TIDE's dAP of each error type
+    at IoU 0.5 as scalars ``analysis/<type>`` (cls, loc, both, dupe, bkg, miss, fp, fn: fractions)
+    and the row-normalised confusion matrix as the image ``analysis/confusion_matrix``."""
+    from frcnn.evaluation.report import confusion_matrix_image  # matplotlib: only when analysing
+
+    for name, value in analysis["tide"].items():
+        if name != "ap":
+            writer.add_scalar(f"analysis/{name}", value, step)
+    writer.add_image("analysis/confusion_matrix", confusion_matrix_image(analysis["confusion_matrix"]), step,
+                     dataformats="HWC")  # fmt: skip

@@ -91,7 +91,8 @@ class ErrorAssignment:
     Detections, in input order: kept [D] (among the image's ``max_dets`` best), tp [D], ignored [D]
     (on an ignore region: neither a true nor a false positive), error [D] (a code, NONE for a true
     positive and for a detection not kept), target [D] (the object of a Cls / Loc error, else -1),
-    fixable [D] (fixing that error gives a true positive). Objects: matched [G] (by a true
+    fixable [D] (fixing that error gives a true positive), match [D] (the object of a true
+    positive, else -1). Objects: matched [G] (by a true
     positive), missed [G] (TIDE's missed: non-ignored, never matched, claimed by no fixable error).
     """
 
@@ -102,6 +103,7 @@ class ErrorAssignment:
         self.error = np.full(num_dets, NONE, dtype=np.int64)
         self.target = np.full(num_dets, -1, dtype=np.int64)
         self.fixable = np.zeros(num_dets, dtype=bool)
+        self.match = np.full(num_dets, -1, dtype=np.int64)
         self.matched = np.zeros(num_gts, dtype=bool)
         self.missed = np.zeros(num_gts, dtype=bool)
 
@@ -207,6 +209,7 @@ def _assign(pairs: _Pairs, num_dets: int, t_f: float, t_b: float) -> ErrorAssign
     tp = match >= 0
     out.kept[detection] = True
     out.tp[detection] = tp
+    out.match[detection] = match
 
     region = np.nonzero(~pairs.positive & pairs.same & (pairs.crowd > t_f))[0]
     on_region = np.zeros(len(detection), dtype=bool)
@@ -310,14 +313,29 @@ def tide_errors_at(
 ) -> list[dict]:
     """:func:`tide_errors` at each foreground IoU of ``fg_ious`` (e.g. :data:`COCO_IOUS`), the
     pairs' IoUs computed once."""
+    return [result for result, _ in tide_breakdowns(dets, gts, num_classes, fg_ious, ap_fn, bg_iou, max_dets)]
+
+
+def tide_breakdowns(
+    dets: Detections,
+    gts: GroundTruth,
+    num_classes: int,
+    fg_ious,
+    ap_fn: Callable[[ClassPR], float] = tide_ap,
+    bg_iou: float = 0.1,
+    max_dets: int | None = 100,
+) -> list[tuple[dict, ErrorAssignment]]:
+    """(:func:`tide_errors`'s result, the assignment it was computed from) at each of ``fg_ious``."""
     pairs = _Pairs(dets, gts, max_dets)
     labels = np.asarray(dets.labels, dtype=np.int64)
     g_labels = np.asarray(gts.labels, dtype=np.int64)
     has_gt = np.bincount(g_labels[pairs.positive_gt], minlength=num_classes + 1)[1:] > 0
     class_ap = _ClassAP(labels, np.asarray(dets.scores, dtype=np.float64), num_classes, ap_fn, has_gt)
-    return [
-        _breakdown(_assign(pairs, len(labels), t_f, bg_iou), class_ap, g_labels, pairs.positive_gt) for t_f in fg_ious
-    ]
+    results = []
+    for t_f in fg_ious:
+        assignment = _assign(pairs, len(labels), t_f, bg_iou)
+        results.append((_breakdown(assignment, class_ap, g_labels, pairs.positive_gt), assignment))
+    return results
 
 
 def _breakdown(out: ErrorAssignment, class_ap: _ClassAP, g_labels: np.ndarray, positive_gt: np.ndarray) -> dict:

@@ -189,3 +189,74 @@ def draw_detections(
     for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
         _caption(draw, box, f"{class_names[label - 1]} {score:.2f}", (palette[label - 1], TEXT), font, taken)
     return _to_tensor(pil)
+
+
+# Error-type colours of draw_error_types: kind -> (RGB, legend text).
+ERROR_STYLE = {
+    "tp": ((0, 220, 90), "correct"),
+    "cls": ((255, 120, 0), "wrong class"),
+    "loc": ((255, 221, 0), "poorly located"),
+    "both": ((170, 110, 255), "class and location"),
+    "dupe": ((0, 235, 255), "duplicate"),
+    "bkg": ((255, 0, 200), "background"),
+    "missed": ((255, 40, 40), "missed object"),
+}
+
+
+def _swatch_legend(draw: ImageDraw.ImageDraw, entries: list[tuple[tuple, str]], size: int, taken: list) -> None:
+    """A bar along the bottom edge: a coloured square and its text per entry, wrapped to the width."""
+    width, height = draw.im.size
+    font = _font(size)
+    rows, row, x = [], [], 2
+    for color, text in entries:
+        span = size + 4 + draw.textlength(text, font=font) + 10
+        if row and x + span > width:
+            rows.append(row)
+            row, x = [], 2
+        row.append((x, color, text))
+        x += span
+    rows.append(row)
+    line = size + 6
+    top = height - line * len(rows)
+    taken.append((0, top, width, height))
+    draw.rectangle(taken[-1], fill=OUTLINE)
+    for r, items in enumerate(rows):
+        y = top + r * line + 3
+        for x, color, text in items:
+            draw.rectangle([x, y, x + size, y + size], fill=color)
+            draw.text((x + size + 4, y), text, fill=GROUND_TRUTH, font=font)
+
+
+def draw_error_types(
+    image: torch.Tensor,
+    gt_boxes: np.ndarray,
+    gt_missed: np.ndarray,
+    boxes: np.ndarray,
+    kinds: list[str],
+    captions: list[str],
+    min_side: int = 0,
+) -> np.ndarray:
+    """An image with its ground truth and its detections coloured by error type, and a legend.
+
+    image: Tensor[3, H, W] uint8 (or float in [0, 1]). gt_boxes: [M, 4] (x1, y1, x2, y2) pixels,
+    dashed: white, or red where ``gt_missed`` [M] (no detection found the object). boxes: [N, 4]
+    detections drawn in the colour of their kind (a key of :data:`ERROR_STYLE`), captioned with
+    ``captions`` [N] (drawn in the given order: put the most confident first). min_side: enlarge a
+    smaller image first. Returns the picture as uint8 [H', W', 3].
+    """
+    pil, factor = _enlarged(_to_pil(image), min_side)
+    draw = ImageDraw.Draw(pil)
+    width, size = line_width(pil.height, pil.width), font_size(pil.height, pil.width)
+    font = _font(size)
+    taken: list[tuple] = []
+    shown = [kind for kind in ERROR_STYLE if kind in kinds or (kind == "missed" and np.any(gt_missed))]
+    entries = [(ERROR_STYLE[kind][0], ERROR_STYLE[kind][1]) for kind in shown]
+    _swatch_legend(draw, entries + [(GROUND_TRUTH, "ground truth (dashed)")], max(8, size - 2), taken)
+    for box, missed in zip((np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4) * factor).tolist(), gt_missed):
+        _rectangle(draw, box, ERROR_STYLE["missed"][0] if missed else GROUND_TRUTH, width, dashed=True)
+    scaled = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * factor).tolist()
+    for box, kind in zip(scaled, kinds):
+        _rectangle(draw, box, ERROR_STYLE[kind][0], width)
+    for box, kind, caption in zip(scaled, kinds, captions):
+        _caption(draw, box, caption, (ERROR_STYLE[kind][0], TEXT), font, taken)
+    return np.array(pil)

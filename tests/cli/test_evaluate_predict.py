@@ -25,7 +25,7 @@ def test_evaluate_script_on_checkpoint_then_on_its_predictions(tiny_checkpoint, 
     predictions = json.loads((run / "predictions.json").read_text())
     test_set = build_dataset(train_cfg.dataset, "test")
 
-    assert set(metrics) == {"voc07", "voc", "coco", "val_loss"}
+    assert set(metrics) == {"voc07", "voc", "coco", "coco_per_class", "val_loss"}
     assert list(metrics["coco"]) == COCO_KEYS
     assert list(metrics["val_loss"]) == ["rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"]
     assert all(value > 0 for value in metrics["val_loss"].values())

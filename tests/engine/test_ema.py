@@ -118,8 +118,8 @@ EMA = ("train.ema_decay=0.8", "train.ema_warmup_iters=0")
 def test_a_run_evaluates_the_ema_beside_the_weights_and_best_pt_follows_it(tiny_cfg, tmp_path):
     metrics = train(tiny_cfg(*EMA, "train.eval_period=3", "train.best_metric=val_loss/total"), tmp_path)
 
-    assert set(metrics) == {"voc07", "voc", "coco", "val_loss", "ema"}
-    assert set(metrics["ema"]) == {"voc07", "voc", "coco", "val_loss"}
+    assert set(metrics) == {"voc07", "voc", "coco", "coco_per_class", "val_loss", "ema"}
+    assert set(metrics["ema"]) == {"voc07", "voc", "coco", "coco_per_class", "val_loss"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     ema_val_loss = read_losses(tmp_path, "val_loss_ema")
     assert sorted(ema_val_loss) == [3, 6] and ema_val_loss[6] == [metrics["ema"]["val_loss"][k] for k in LOSS_TERMS]

@@ -40,7 +40,7 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
     cfg = tiny_cfg()
     metrics = train(cfg, tmp_path)
 
-    assert set(metrics) == {"voc07", "voc", "coco", "val_loss"}
+    assert set(metrics) == {"voc07", "voc", "coco", "coco_per_class", "val_loss"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert sorted(read_losses(tmp_path)) == [1, 2, 3, 4, 5, 6]
     assert read_losses(tmp_path, "val_loss") == {6: [metrics["val_loss"][k] for k in LOSS_TERMS]}
