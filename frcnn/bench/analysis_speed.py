@@ -12,6 +12,7 @@ from frcnn.bench.timing import interleaved_times, medians
 from frcnn.data.ground_truth import GroundTruth, coco_ground_truth
 from frcnn.evaluation.analysis import analyze_split, objects_by_size
 from frcnn.evaluation.coco_eval import coco_evaluation
+from frcnn.evaluation.report import write_report
 from frcnn.evaluation.results_io import predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections, voc_metrics, voc_pr_curves
 
@@ -73,8 +74,6 @@ def benchmark_analysis(
     at 0.5 and 0.5:0.95, the confusion matrix, the thresholds and the worst images, then the
     report's figures and page, written to a temporary folder), medians of ``repeats``
     interleaved runs; ``analysis_ratio`` = analysis / scoring."""
-    from frcnn.evaluation.report import write_report  # matplotlib: only this section needs it
-
     gts, dets = synthetic_coco_split(num_images, objects_per_image, dets_per_image, num_classes, seed)
     class_names = [f"class{k}" for k in range(1, num_classes + 1)]
     category_ids = list(range(1, num_classes + 1))

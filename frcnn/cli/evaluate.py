@@ -45,6 +45,7 @@ from frcnn.evaluation import (
 )
 from frcnn.evaluation.analysis import analyze, draw_worst_images, format_analysis_table, metrics_summary
 from frcnn.evaluation.class_subset import check_classes, model_for_dataset
+from frcnn.evaluation.report import write_report
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.evaluation.val_loss import has_annotations
 from frcnn.utils.device import autocast_dtype
@@ -105,8 +106,6 @@ def write_json(path: Path, value) -> None:
 def write_analysis(run_dir: Path, cfg: EvaluateConfig, run: Evaluation, seconds: float) -> None:
     """analysis.json and report/index.html of the evaluation ``run`` (which took ``seconds``), and
     its summary added to ``run.metrics`` as ``analysis``."""
-    from frcnn.evaluation.report import write_report  # matplotlib: loaded by the analysis only
-
     options = cfg.evaluation.analysis
     start = time.perf_counter()
     analysis, worst = analyze(

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from frcnn.evaluation.figures import confusion_matrix_image
 from frcnn.evaluation.voc_eval import ClassPR
 
 if TYPE_CHECKING:  # the writer is the caller's; importing tensorboard here would slow every import
@@ -67,8 +68,6 @@ def log_analysis(writer: SummaryWriter, analysis: dict, step: int) -> None:
     """The error analysis (:func:`frcnn.evaluation.analysis.analyze`): TIDE's dAP of each error type
     at IoU 0.5 as scalars ``analysis/<type>`` (cls, loc, both, dupe, bkg, miss, fp, fn: fractions)
     and the row-normalised confusion matrix as the image ``analysis/confusion_matrix``."""
-    from frcnn.evaluation.report import confusion_matrix_image  # matplotlib: only when analysing
-
     for name, value in analysis["tide"].items():
         if name != "ap":
             writer.add_scalar(f"analysis/{name}", value, step)

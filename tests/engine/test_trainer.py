@@ -84,8 +84,11 @@ def test_short_run_writes_checkpoints_tensorboard_and_metrics(tiny_cfg, tmp_path
     layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for chart in layout.category[0].chart}
     assert charts == {k: [f"loss/{k}", f"val_loss/{k}"] for k in LOSS_TERMS}  # one chart per term, both curves
-    assert {"predictions/0", "predictions/1"} <= set(events.Tags()["images"])
+    assert {"predictions/0", "predictions/1", "analysis/confusion_matrix"} <= set(events.Tags()["images"])
     assert any(tag.startswith("pr/") for tag in events.Tags()["tensors"])
+    assert {f"analysis/{k}" for k in ("cls", "loc", "both", "dupe", "bkg", "miss", "fp", "fn")} <= scalars
+    confusion = events.Images("analysis/confusion_matrix")[0]
+    assert confusion.step == 6 and confusion.width > 100
 
 
 @pytest.mark.slow

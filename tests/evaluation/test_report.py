@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from frcnn.evaluation.report import confusion_matrix_image, write_report
+from frcnn.evaluation.figures import confusion_matrix_image
+from frcnn.evaluation.report import write_report
 from frcnn.evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS
 
 # Names and ids as a user's files may spell them: the page must show them, not parse them.
