@@ -87,6 +87,15 @@ def detector_detected(workspace: Path, result: subprocess.CompletedProcess) -> N
     assert len([line for line in result.stdout.splitlines() if line.startswith("torch.Size([")]) == 2
 
 
+def analysis_written(workspace: Path, result: subprocess.CompletedProcess) -> None:
+    """docs/analysis.md's analyze.py example: analysis.json, the report and the printed headline."""
+    run = workspace / "outputs" / "analysis"
+    analysis = json.loads((run / "analysis.json").read_text())
+    assert set(analysis["tide"]) == {"ap", "cls", "loc", "both", "dupe", "bkg", "miss", "fp", "fn"}
+    assert (run / "report" / "index.html").is_file() and (run / "report" / "tide.png").is_file()
+    assert "TIDE dAP" in result.stdout + result.stderr
+
+
 # Blocks whose outcome is checked beyond their exit status: a text the block holds -> the check.
 OUTCOMES = {
     "dataset=voc dataset.root=data/mydata ": own_data_trained("mydata"),
@@ -94,6 +103,7 @@ OUTCOMES = {
     "dataset=auto dataset.root=data/mydata ": own_data_trained("mydata"),
     "dataset=auto dataset.root=data/mydata_yolo ": own_data_trained("mydata_yolo"),
     'frcnn.Detector.from_checkpoint("outputs/tiny/': detector_detected,
+    "scripts/analyze.py checkpoint=outputs/<run>/checkpoints/last.pt hydra.run.dir=outputs/analysis": analysis_written,
 }
 
 
@@ -146,7 +156,7 @@ def compose_command(program: str, arguments: list[str]) -> list[DictConfig]:
     """The configs ``scripts/<program>.py arguments`` runs with: one, or one per job of a ``-m`` sweep."""
     importlib.import_module(f"frcnn.cli.{program}")  # registers the program's config schema
     jobs = config_jobs(arguments)
-    if program in ("evaluate", "predict"):
+    if program in ("evaluate", "analyze", "predict"):
         jobs = [route_model_argument(job) for job in jobs]
     return [compose_config(program, *job) for job in jobs]
 
@@ -167,7 +177,7 @@ def dataset_splits(program: str, cfg: DictConfig, arguments: list[str]) -> list[
         return ["train", "test"]
     if program == "check_dataset":
         return list(cfg.splits)
-    if program == "evaluate" and any(override_key(argument).startswith("dataset") for argument in arguments):
+    if program in ("evaluate", "analyze") and any(override_key(argument).startswith("dataset") for argument in arguments):
         return ["test"]
     return []
 
