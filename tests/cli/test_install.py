@@ -16,6 +16,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 COMMANDS = {
     "frcnn-train",
     "frcnn-evaluate",
+    "frcnn-analyze",
     "frcnn-predict",
     "frcnn-check-dataset",
     "frcnn-convert-dataset",

@@ -177,7 +177,8 @@ def dataset_splits(program: str, cfg: DictConfig, arguments: list[str]) -> list[
         return ["train", "test"]
     if program == "check_dataset":
         return list(cfg.splits)
-    if program in ("evaluate", "analyze") and any(override_key(argument).startswith("dataset") for argument in arguments):
+    sets_dataset = any(override_key(argument).startswith("dataset") for argument in arguments)
+    if program in ("evaluate", "analyze") and sets_dataset:
         return ["test"]
     return []
 
