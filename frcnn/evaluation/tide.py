@@ -299,21 +299,7 @@ def tide_errors(
     dAP}, "per_class": {"ap": [K], "main": {type: [K]}, "special": {type: [K]}}}``; the per-class
     arrays (index label-1) are NaN for a class without non-ignored ground truth.
     """
-    return tide_errors_at(dets, gts, num_classes, [fg_iou], ap_fn, bg_iou, max_dets)[0]
-
-
-def tide_errors_at(
-    dets: Detections,
-    gts: GroundTruth,
-    num_classes: int,
-    fg_ious,
-    ap_fn: Callable[[ClassPR], float] = tide_ap,
-    bg_iou: float = 0.1,
-    max_dets: int | None = 100,
-) -> list[dict]:
-    """:func:`tide_errors` at each foreground IoU of ``fg_ious`` (e.g. :data:`COCO_IOUS`), the
-    pairs' IoUs computed once."""
-    return [result for result, _ in tide_breakdowns(dets, gts, num_classes, fg_ious, ap_fn, bg_iou, max_dets)]
+    return tide_breakdowns(dets, gts, num_classes, [fg_iou], ap_fn, bg_iou, max_dets)[0][0]
 
 
 def tide_breakdowns(
@@ -325,7 +311,8 @@ def tide_breakdowns(
     bg_iou: float = 0.1,
     max_dets: int | None = 100,
 ) -> list[tuple[dict, ErrorAssignment]]:
-    """(:func:`tide_errors`'s result, the assignment it was computed from) at each of ``fg_ious``."""
+    """(:func:`tide_errors`'s result, the assignment it was computed from) at each foreground IoU
+    of ``fg_ious`` (e.g. :data:`COCO_IOUS`), the pairs' IoUs computed once."""
     pairs = _Pairs(dets, gts, max_dets)
     labels = np.asarray(dets.labels, dtype=np.int64)
     g_labels = np.asarray(gts.labels, dtype=np.int64)

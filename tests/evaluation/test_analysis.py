@@ -11,7 +11,7 @@ from frcnn.evaluation.coco_eval import COCO_BACKENDS, class_aps
 from frcnn.evaluation.confusion import confusion_matrix, normalized_rows
 from frcnn.evaluation.results_io import predictions_from_detections
 from frcnn.evaluation.thresholds import best_f1, curve_at, f1_curves
-from frcnn.evaluation.tide import COCO_IOUS, MAIN_ERRORS, tide_errors, tide_errors_at
+from frcnn.evaluation.tide import COCO_IOUS, MAIN_ERRORS, tide_breakdowns, tide_errors
 from frcnn.evaluation.voc_eval import ClassPR, Detections
 from tests.evaluation.test_tide import random_split
 
@@ -122,8 +122,8 @@ def test_coco_per_class_mean_is_the_summary(fake_dataset, coco_backend):
 
 def test_tide_at_several_ious_equals_each_alone():
     dets, gts = random_split(5)
-    results = tide_errors_at(dets, gts, 3, COCO_IOUS)
-    for t, result in zip(COCO_IOUS, results):
+    results = tide_breakdowns(dets, gts, 3, COCO_IOUS)
+    for t, (result, _) in zip(COCO_IOUS, results):
         alone = tide_errors(dets, gts, 3, fg_iou=t)
         assert result["ap"] == alone["ap"]
         assert all(result["main"][name] == alone["main"][name] for name in MAIN_ERRORS)
