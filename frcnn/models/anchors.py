@@ -33,7 +33,15 @@ def cell_anchors(base_size: float, scales, ratios, round_to_pixels: bool = False
 
 
 class AnchorGenerator(nn.Module):
-    """Anchors for a ``[H, W]`` feature map of the given stride: ``Tensor[H * W * A, 4]``."""
+    """Anchors for a ``[H, W]`` feature map of the given stride: ``Tensor[H * W * A, 4]``.
+
+    With ``input_size``, the padded input's ``(H_in, W_in)``, the strides are torchvision's
+    instead: ``H_in // H`` down and ``W_in // W`` across. They differ from ``stride`` where the map
+    does not tile the input: the stride-64 max-pool level of a 416 px side has 7 cells (half of 13
+    at stride 32, rounded up), placed 416 // 7 = 59 px apart. Its cell ``j`` is computed around
+    input pixel ``64 * j`` all the same: ``stride`` is where the features are, torchvision's
+    spacing is what its detectors' weights were trained with.
+    """
 
     def __init__(
         self, *, base_size: float, scales, ratios, stride: int, offset: float = 0.0, round_to_pixels: bool = False
@@ -47,11 +55,15 @@ class AnchorGenerator(nn.Module):
     def num_anchors(self) -> int:
         return self.cell_anchors.shape[0]
 
-    def forward(self, feature_size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, feature_size: tuple[int, int], input_size: tuple[int, int] | None = None) -> torch.Tensor:
         height, width = feature_size
+        if input_size is None:
+            stride_y = stride_x = self.stride
+        else:  # torchvision's
+            stride_y, stride_x = input_size[0] // height, input_size[1] // width
         device = self.cell_anchors.device
-        shift_y = (torch.arange(height, device=device, dtype=torch.float32) + self.offset) * self.stride
-        shift_x = (torch.arange(width, device=device, dtype=torch.float32) + self.offset) * self.stride
+        shift_y = (torch.arange(height, device=device, dtype=torch.float32) + self.offset) * stride_y
+        shift_x = (torch.arange(width, device=device, dtype=torch.float32) + self.offset) * stride_x
         shift_y, shift_x = torch.meshgrid(shift_y, shift_x, indexing="ij")
         shifts = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=-1).reshape(-1, 1, 4)
         # (H*W, 1, 4) + (1, A, 4) -> (H*W*A, 4)

@@ -92,6 +92,11 @@ class AnchorConfig:
     # 0 (torchvision, detectron2; trains better, docs/parity.md) or 0.5 (the seed's base_size / 2).
     offset: float = setting(0.0, "cell (i, j)'s anchors are centred on stride * (j + offset, i + offset)", BELOW_ONE)
     round: bool = setting(False, "round the cell anchors to whole pixels (torchvision)")
+    # torchvision's AnchorGenerator: a stride-64 level over an odd number of stride-32 cells has a
+    # shorter stride (59 along a 416 px side: 7 cells); false keeps each level's own stride.
+    stride_from_size: bool = setting(
+        False, "fpn: a level's anchor stride is the padded input side // its feature side (torchvision)"
+    )
 
 
 @dataclass

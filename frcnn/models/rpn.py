@@ -157,6 +157,7 @@ class RegionProposalNetwork(nn.Module):
         boundary_thresh: float = 0.0,
         min_size_after_top_n: bool = False,
         score_thresh: float = 0.0,
+        stride_from_size: bool = False,
         nms: NMS = non_max_suppression,
     ):
         super().__init__()
@@ -175,6 +176,7 @@ class RegionProposalNetwork(nn.Module):
         self.boundary_thresh = boundary_thresh
         self.min_size_after_top_n = min_size_after_top_n
         self.score_thresh = score_thresh
+        self.stride_from_size = stride_from_size
         self.nms = nms
 
     def forward(
@@ -182,7 +184,8 @@ class RegionProposalNetwork(nn.Module):
     ) -> tuple[Proposals, dict[str, torch.Tensor]]:
         """``features``: one ``[B, C, H_l, W_l]`` map per level -> proposals, and
         ``{"rpn_cls", "rpn_loc"}`` when ``gt`` is given."""
-        anchors = [generator(f.shape[-2:]) for generator, f in zip(self.anchor_generators, features)]  # [N_l, 4] each
+        input_size = self.input_size(features)
+        anchors = [g(f.shape[-2:], input_size) for g, f in zip(self.anchor_generators, features)]  # [N_l, 4] each
         pred_logits, pred_deltas = zip(*[self.head(f) for f in features])  # [B, N_l] and [B, N_l, 4] each
         mode = "train" if self.training else "test"
         proposals = propose(
@@ -218,6 +221,17 @@ class RegionProposalNetwork(nn.Module):
             gt_deltas = torch.where((gt_labels == 1)[:, :, None], self.box_coder.encode(anchors[None], gt_boxes), 0.0)
         return proposals, rpn_losses(pred_logits, pred_deltas, gt_labels, gt_deltas, self.loc_sigma)
 
+    def input_size(self, features: list[torch.Tensor]) -> tuple[int, int] | None:
+        """The padded input's ``(H, W)`` where the anchor strides follow from it (``stride_from_size``),
+        else None: the first level's size times its stride, which is torchvision's padded size when
+        the batch is padded to a multiple of that stride (frcnn's and torchvision's batches are
+        padded to a multiple of 32)."""
+        if not self.stride_from_size:
+            return None
+        height, width = features[0].shape[-2:]
+        stride = self.anchor_generators[0].stride
+        return height * stride, width * stride
+
 
 def build_rpn(cfg, anchors_cfg, in_channels: int, strides: tuple[int, ...] | None = None) -> RegionProposalNetwork:
     """RPN from the ``model.rpn`` and ``model.anchors`` config nodes over feature maps of
@@ -251,4 +265,5 @@ def build_rpn(cfg, anchors_cfg, in_channels: int, strides: tuple[int, ...] | Non
         boundary_thresh=cfg.boundary_thresh,
         min_size_after_top_n=cfg.min_size_after_top_n,
         score_thresh=cfg.score_thresh,
+        stride_from_size=anchors_cfg.stride_from_size,
     )

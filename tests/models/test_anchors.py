@@ -52,6 +52,23 @@ def test_anchor_offset_half_a_stride_is_the_seed_grid():
     torch.testing.assert_close(anchors[5], torch.tensor([32.0, 16.0, 48.0, 32.0]))
 
 
+def test_strides_from_the_input_size_are_torchvisions():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchors
+    from torchvision.models.detection.image_list import ImageList
+
+    # A 320x416 input's stride-64 level: 5x7 cells (10x13 at stride 32, halved, rounded up).
+    generator = AnchorGenerator(
+        base_size=32, scales=[1.0, 4.0], ratios=[0.5, 1.0, 2.0], stride=64, round_to_pixels=True
+    )
+    inputs = ImageList(torch.zeros(1, 3, 320, 416), [(320, 416)])
+    theirs = TorchvisionAnchors(((32, 128),), ((0.5, 1.0, 2.0),))(inputs, [torch.zeros(1, 1, 5, 7)])[0]
+    ours = generator((5, 7), input_size=(320, 416))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    # Cell (1, 1)'s first anchor: 320 // 5 = 64 px down, 416 // 7 = 59 across; 64 and 64 without input_size.
+    torch.testing.assert_close(ours[8 * 6] - ours[0], torch.tensor([59.0, 64, 59, 64]))
+    torch.testing.assert_close(generator((5, 7))[8 * 6] - ours[0], torch.tensor([64.0, 64, 64, 64]))
+
+
 def test_encode_decode_round_trip():
     generator = torch.Generator().manual_seed(0)
     reference = torch.rand(50, 2, generator=generator) * 100

@@ -117,6 +117,31 @@ def test_same_proposals_and_detections_as_torchvision(cached, two_images):
         assert unfiltered.rpn(features, torch.tensor(sizes))[0].valid.sum() > kept
 
 
+@pytest.fixture
+def odd_grid_images() -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Two noisy images with bright rectangles, padded to 160x224: 5x7 cells at stride 32, so the
+    stride-64 level has 3x4 (rounded up), which torchvision places 53 px down and 56 px across."""
+    generator = torch.Generator().manual_seed(1)
+    images = 0.1 * torch.randn(2, 3, 160, 224, generator=generator)
+    for image, boxes in zip(images, [[(10, 20, 90, 150), (100, 60, 200, 140)], [(40, 30, 180, 120)]]):
+        for channel, (x1, y1, x2, y2) in enumerate(boxes):
+            image[channel, y1:y2, x1:x2] += 2.0
+    images[1, :, 144:, :] = 0
+    images[1, :, :, 200:] = 0
+    return images, [(160, 224), (144, 200)]
+
+
+def test_same_proposals_and_detections_when_the_last_level_does_not_tile_the_input(cached, odd_grid_images):
+    """torchvision's anchor strides are the input side // the feature side at each level
+    (anchors.stride_from_size): 56 px, not 64, across the stride-64 level here. With the 320
+    model's 150 proposals per level and image, anchors of the wrong stride changed which ones
+    were kept (issue #32)."""
+    name, config, reference = cached
+    ours = build_model(scratch_model_config(config), num_classes=90)
+    load_weights(ours, f"torchvision:{name}")
+    assert_same_fpn_inference(ours, reference, *odd_grid_images, min_proposals=100, min_detections=20)
+
+
 def test_same_losses_as_torchvision_when_every_candidate_is_sampled(cached, two_images):
     """Train mode: BatchNorm (from scratch) normalises with batch statistics in the backbone."""
     name, config, cached_reference = cached
