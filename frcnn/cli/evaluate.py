@@ -65,12 +65,12 @@ class Evaluation(NamedTuple):
 
 
 def evaluate_model(cfg: EvaluateConfig) -> Evaluation:
-    """The checkpoint's model (PyTorch) or the exported one (ONNX Runtime) on the test split of
+    """The checkpoint's model (PyTorch) or the exported one (ONNX Runtime or OpenVINO) on the test split of
     its (possibly overridden) dataset."""
     run = inference_model(cfg, HydraConfig.get().overrides.task)
     loader = build_test_loader(run.dataset_cfg, cfg.batch_size, cfg.num_workers, bucketed=cfg.compile)
     evaluator = DetectionEvaluator(loader.dataset, coco_backend=cfg.evaluation.coco_backend)
-    source = cfg.checkpoint or f"{cfg.exported_model} (ONNX Runtime)"
+    source = cfg.checkpoint or f"{cfg.exported_model} ({run.model.runtime})"
     log.info("evaluating %s on %d %s test images", source, len(loader.dataset), run.dataset_cfg.name)
     if run.trained is None:  # an exported graph: its classes are fixed, no losses, fp32
         check_classes(run.class_names, loader.dataset.class_names)

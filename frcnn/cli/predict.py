@@ -6,7 +6,10 @@
 
 Writes every image with its detections drawn (class name and score) under its own file name in
 ``output``, and one ``predictions.json`` (COCO results format; ``image_id`` is the file name,
-boxes in original-image pixels, ``category_id`` the training dataset's id).
+boxes in original-image pixels, ``category_id`` the training dataset's id). The run holds
+``output``'s lock while it runs (a second prediction into it stops at once, naming this one) and
+refuses an ``output`` that is not empty unless ``overwrite=true``, so that no run's
+predictions.json is replaced by another's.
 """
 
 import logging
@@ -25,7 +28,7 @@ from frcnn.data.batching import size_buckets
 from frcnn.data.transforms import build_transform
 from frcnn.evaluation import save_predictions
 from frcnn.inference.detector import Detector
-from frcnn.inference.predictor import Predictor, check_output_dir, list_images
+from frcnn.inference.predictor import PREDICTIONS_FILE, Predictor, list_images, own_output_dir
 from frcnn.utils.logs import setup_logging
 from frcnn.utils.settings import typed
 
@@ -38,16 +41,15 @@ def main(raw: DictConfig) -> None:
     cfg: PredictConfig = typed(raw)
     output = Path(cfg.output)
     paths = list_images(cfg.input)
-    check_output_dir(paths, output)
-    run = inference_model(cfg, HydraConfig.get().overrides.task)
-    transform = build_transform(run.dataset_cfg, train=False)
-    detector = Detector(run.model, transform, run.dataset_cfg.size_divisibility, run.class_names, run.device)
-    if cfg.compile:  # padded to a few bucketed sizes: a compiled model meets a handful of shapes
-        detector.buckets = size_buckets(run.dataset_cfg)
-    category_ids = run.category_ids
-    predictor = Predictor(detector, category_ids, cfg.score_threshold)
-    predictions = predictor.predict(paths, cfg.batch_size, output)
-    save_predictions(output / "predictions.json", predictions)
+    with own_output_dir(paths, output, cfg.overwrite):
+        run = inference_model(cfg, HydraConfig.get().overrides.task)
+        transform = build_transform(run.dataset_cfg, train=False)
+        detector = Detector(run.model, transform, run.dataset_cfg.size_divisibility, run.class_names, run.device)
+        if cfg.compile:  # padded to a few bucketed sizes: a compiled model meets a handful of shapes
+            detector.buckets = size_buckets(run.dataset_cfg)
+        predictor = Predictor(detector, run.category_ids, cfg.score_threshold)
+        predictions = predictor.predict(paths, cfg.batch_size, output)
+        save_predictions(output / PREDICTIONS_FILE, predictions)  # atomic: a tmp file renamed
     skipped = f"; {len(predictor.unreadable)} unreadable file(s) skipped" if predictor.unreadable else ""
     detected = len(paths) - len(predictor.unreadable)
     log.info("%d detections on %d image(s) written to %s%s", len(predictions), detected, output, skipped)

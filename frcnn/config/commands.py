@@ -24,6 +24,7 @@ from frcnn.utils.settings import FRACTION, NONNEGATIVE, POSITIVE, setting
 class Runtime(StrEnum):
     torch = "torch"  # a training checkpoint, in PyTorch
     onnxruntime = "onnxruntime"  # an exported model.onnx (scripts/export.py), in ONNX Runtime
+    openvino = "openvino"  # an exported model.xml (export.py format=openvino) or model.onnx, in OpenVINO
 
 
 class InvalidPredictionPolicy(StrEnum):
@@ -43,9 +44,9 @@ class EvaluateConfig:
     invalid_predictions: InvalidPredictionPolicy = setting(
         InvalidPredictionPolicy.error, "predictions= entries with a bad box or score: error | drop"
     )
-    runtime: Runtime = setting(Runtime.torch, "torch | onnxruntime (runs exported_model)")
+    runtime: Runtime = setting(Runtime.torch, "torch | onnxruntime | openvino (runs exported_model)")
     # `onnx=PATH` (or `model=PATH`) on the command line.
-    exported_model: Optional[str] = setting(None, "DIR/model.onnx of scripts/export.py")
+    exported_model: Optional[str] = setting(None, "DIR/model.onnx or DIR/model.xml of scripts/export.py")
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # used as is with predictions=
     model: ModelConfig = field(default_factory=ModelConfig)  # only its overridden keys are read
     device: Device = setting(Device.auto, "auto | cpu | cuda")
@@ -71,11 +72,12 @@ class PredictConfig:
     """Root of configs/predict.yaml."""
 
     checkpoint: Optional[str] = setting(None, "the trained model (runtime=torch)")
-    runtime: Runtime = setting(Runtime.torch, "torch | onnxruntime (runs exported_model)")
+    runtime: Runtime = setting(Runtime.torch, "torch | onnxruntime | openvino (runs exported_model)")
     # `onnx=PATH` (or `model=PATH`) on the command line.
-    exported_model: Optional[str] = setting(None, "DIR/model.onnx of scripts/export.py")
+    exported_model: Optional[str] = setting(None, "DIR/model.onnx or DIR/model.xml of scripts/export.py")
     input: str = setting("???", "an image file or a folder of images (jpg, jpeg, png, bmp, webp)")
     output: str = setting("???", "folder for the drawn images and predictions.json")
+    overwrite: bool = setting(False, "write into a non-empty output, replacing only the files written")
     score_threshold: float = setting(0.5, "detections below are neither drawn nor written", FRACTION)
     batch_size: int = setting(4, "images per batch", POSITIVE)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # only overridden keys are read

@@ -246,3 +246,20 @@ def build_test_loader(cfg, batch_size: int, num_workers: int | None = None, buck
     rank, world_size = get_rank(), get_world_size()
     sampler = BatchSampler(range(rank, len(dataset), world_size), batch_size, drop_last=False)
     return _loader(dataset, sampler, cfg, num_workers, bucketed)
+
+
+def image_batch(
+    images: Sequence[torch.Tensor], transform, size_divisibility: int = 32, buckets: Sequence[int] = ()
+) -> Batch:
+    """uint8 Tensor[3, H, W] images without annotations as one test-time Batch: each resized and
+    normalised by ``transform`` (a test-time DetectionTransform), then padded as :func:`collate`
+    pads (``image_id`` / ``index``: the position in ``images``)."""
+    samples = []
+    empty = torch.zeros(0, dtype=torch.bool)
+    for index, image in enumerate(images):
+        tensor, _, scale = transform(image, torch.zeros(0, 4))
+        target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "difficult": empty,
+                  "iscrowd": empty, "image_id": index, "index": index, "orig_size": tuple(image.shape[1:]),
+                  "scale": scale}  # fmt: skip
+        samples.append((tensor, target))
+    return collate(samples, size_divisibility, buckets)

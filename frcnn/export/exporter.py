@@ -1,16 +1,24 @@
-"""Export a training checkpoint to ``model.onnx`` + ``model.json``.
+"""Export a training checkpoint to ``model.onnx`` (or OpenVINO's ``model.xml`` + ``model.bin``)
+and ``model.json``, in fp32 or int8.
 
 The graph is traced with PyTorch's TorchScript-based exporter (``torch.onnx.export(...,
 dynamo=False)``): torchvision registers its ONNX translations of ``roi_align`` and
 ``roi_pool`` (``RoiAlign``, ``MaxRoiPool``) for that exporter, and tracing records the
 data-dependent steps (NMS, the valid proposals) as ONNX operators with dynamic shapes. The
 torch.export-based exporter has neither the torchvision translations nor a way to trace them.
+
+An export is written into a staging folder inside ``output`` and moved into place only when it
+is complete and its own runtime has loaded it and run it once (and, for int8, its test-set mAP is
+within ``max_map_drop`` of the fp32 model's): a failed export leaves nothing behind, and a folder
+that already holds files is written into only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -23,7 +31,9 @@ from frcnn.checkpoint.restore import open_for_inference
 from frcnn.config.export import OPSET
 from frcnn.data.transforms import build_transform
 from frcnn.export.graph import OUTPUT_NAMES, DetectorGraph
-from frcnn.export.metadata import INPUTS, ONNX_FILE, ExportMetadata, Preprocessing
+from frcnn.export.metadata import INPUTS, ONNX_FILE, OPENVINO_FILE, ExportMetadata, Preprocessing
+from frcnn.export.opset import check_opset
+from frcnn.export.runtime import ExportedDetector, load_exported
 from frcnn.models import FasterRCNN
 
 logger = logging.getLogger(__name__)
@@ -83,31 +93,94 @@ def write_onnx(graph: DetectorGraph, inputs: tuple[torch.Tensor, torch.Tensor], 
     onnx.checker.check_model(str(path))
 
 
-def _prepare_output(output: str | os.PathLike) -> Path:
+def _prepare_output(output: str | os.PathLike, overwrite: bool) -> tuple[Path, bool]:
+    """The output folder, created if needed (and whether it was); a folder holding files is
+    refused unless ``overwrite``."""
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output {output} is a file, not a folder")
+    created = not output.exists()
+    if not created:
+        held = sorted(path.name for path in output.iterdir() if not path.name.startswith(".export-"))
+        if held and not overwrite:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+            raise ValueError(
+                f"output {output} already holds {shown}: give another output, or overwrite=true to replace "
+                "the files this export writes"
+            )
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OSError(f"cannot create the output folder {output}: {error.strerror or error}") from error
     if not os.access(output, os.W_OK):
         raise PermissionError(f"output folder {output} is not writable")
-    return output
+    return output, created
+
+
+def _check_runs(detector: ExportedDetector, preprocessing: Preprocessing) -> None:
+    """Run the export once on the traced sample inputs: a graph its runtime cannot execute fails here."""
+    images, sizes = sample_inputs(preprocessing)
+    try:
+        detector(images, sizes)
+    except Exception as error:  # each runtime raises its own types
+        raise ValueError(f"{detector.runtime} loads {detector.model_path.name} but cannot run it: {error}") from error
 
 
 def export_checkpoint(
-    checkpoint_path: str | os.PathLike, output: str | os.PathLike, opset: int = OPSET
+    checkpoint_path: str | os.PathLike,
+    output: str | os.PathLike,
+    opset: int = OPSET,
+    format: str = "onnx",
+    precision: str = "fp32",
+    calibration_images: int = 300,
+    max_map_drop: float = 0.01,
+    threads: int | None = None,
+    overwrite: bool = False,
 ) -> ExportMetadata:
-    """Write ``output/model.onnx`` and ``output/model.json`` for a training checkpoint.
+    """Write ``output/model.onnx`` (``format="onnx"``) or ``output/model.xml`` + ``model.bin``
+    (``"openvino"``) and ``output/model.json`` for a training checkpoint.
 
+    precision ``"int8"``: quantised (:mod:`frcnn.export.quantize`) on ``calibration_images``
+    training images, then refused unless its test-set VOC07 mAP is within ``max_map_drop`` of the
+    fp32 model's (both in ``model.json``). threads: the runtimes' threads in those checks.
     Raises FileNotFoundError / CheckpointError (a ValueError: a missing, unreadable or foreign
     checkpoint, or one lacking a key, naming it), NotADirectoryError / OSError / PermissionError
-    (an output that is a file, cannot be created or is not writable).
+    (an output that is a file, cannot be created or is not writable), ValueError (an output that
+    holds files without ``overwrite``, an export its runtime cannot run, too large an int8 drop).
     """
+    if format not in ("onnx", "openvino") or precision not in ("fp32", "int8"):
+        raise ValueError(f"format must be onnx | openvino and precision fp32 | int8, got {format!r}, {precision!r}")
     opened = open_for_inference(checkpoint_path)
+    check_opset(opset, opened.model_cfg)
+    output, created = _prepare_output(output, overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output))
+    try:
+        metadata = _write_model(opened, checkpoint_path, staging, opset)
+        if format == "openvino":
+            _to_openvino(staging, metadata)
+        model_path = staging / metadata.model_file
+        if precision == "int8":
+            metadata.quantization = _quantize(model_path, metadata, opened.dataset_cfg, calibration_images,
+                                              max_map_drop, threads)  # fmt: skip
+            metadata.precision = "int8"
+        metadata.write(staging)
+        _check_runs(load_exported(model_path, threads), metadata.preprocessing)
+        for path in staging.iterdir():
+            os.replace(path, output / path.name)
+    except BaseException:
+        if created:
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported %s to %s (%s, %s, %d classes)", checkpoint_path, output / metadata.model_file,
+                metadata.pooler, metadata.precision, len(metadata.class_names))  # fmt: skip
+    return metadata
+
+
+def _write_model(opened, checkpoint_path, folder: Path, opset: int) -> ExportMetadata:
+    """``folder/model.onnx`` of the opened checkpoint and its metadata (not yet written)."""
     checkpoint, model, model_cfg, dataset_cfg = opened.checkpoint, opened.model, opened.model_cfg, opened.dataset_cfg
-    output = _prepare_output(output)
     transform = build_transform(dataset_cfg, train=False)
     preprocessing = Preprocessing(
         min_size=int(transform.min_sizes[0]),
@@ -117,15 +190,9 @@ def export_checkpoint(
         size_divisibility=int(dataset_cfg.size_divisibility),
     )
     graph = export_graph(model)
-    # Written under a temporary name first: a failed export never leaves a half-written model.onnx.
-    tmp = output / f".{ONNX_FILE}.{os.getpid()}.tmp"
-    try:
-        write_onnx(graph, sample_inputs(preprocessing), Path(tmp), opset)
-        os.replace(tmp, output / ONNX_FILE)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_onnx(graph, sample_inputs(preprocessing), folder / ONNX_FILE, opset)
     roi = model_cfg.roi_head
-    result = ExportMetadata(
+    return ExportMetadata(
         architecture=model_cfg.architecture,
         pooler=roi.pooler,
         opset=opset,
@@ -144,8 +211,37 @@ def export_checkpoint(
         config=OmegaConf.to_container(OmegaConf.create(checkpoint.config), resolve=True),
         frcnn_version=frcnn_version(),
     )
-    result.write(output)
-    logger.info(
-        "exported %s to %s (%s, %d classes)", checkpoint_path, output / ONNX_FILE, roi.pooler, len(result.class_names)
-    )
-    return result
+
+
+def _to_openvino(folder: Path, metadata: ExportMetadata) -> None:
+    """Convert ``folder/model.onnx`` to OpenVINO IR beside it and drop the ONNX file."""
+    from frcnn.export.openvino import write_openvino  # OpenVINO loads only when asked for
+
+    write_openvino(folder / ONNX_FILE, folder / OPENVINO_FILE)
+    (folder / ONNX_FILE).unlink()
+    metadata.onnx_file, metadata.openvino_file = None, OPENVINO_FILE
+
+
+def _quantize(model_path: Path, metadata: ExportMetadata, dataset_cfg, count: int, max_drop: float, threads) -> dict:
+    """Replace the fp32 model at ``model_path`` by its int8 quantisation, once its test-set mAP is
+    checked against the fp32 one's; returns model.json's ``quantization`` entry."""
+    from frcnn.export import quantize
+
+    metadata.write(model_path.parent)  # the runtimes read it beside the model
+    fp32 = load_exported(model_path, threads)
+    inputs = quantize.calibration_inputs(fp32, dataset_cfg, count)
+    logger.info("int8: calibrating on %d training images", len(inputs))
+    int8_path = model_path.with_name("int8" + model_path.suffix)
+    if model_path.suffix == ".xml":
+        from frcnn.export.openvino import read_openvino, write_openvino
+
+        write_openvino(quantize.quantize_openvino(read_openvino(model_path), inputs), int8_path)
+    else:
+        quantize.quantize_onnx(model_path, int8_path, inputs)
+    map_fp32 = quantize.test_map(fp32, dataset_cfg)
+    map_int8 = quantize.test_map(load_exported(int8_path, threads), dataset_cfg)
+    logger.info("int8: test-split VOC07 mAP %.4f (fp32 %.4f)", map_int8, map_fp32)
+    entry = quantize.check_accuracy(map_fp32, map_int8, max_drop, len(inputs))
+    for suffix in (model_path.suffix, ".bin") if model_path.suffix == ".xml" else (model_path.suffix,):
+        os.replace(int8_path.with_suffix(suffix), model_path.with_suffix(suffix))
+    return entry

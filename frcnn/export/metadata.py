@@ -3,7 +3,10 @@
 Written beside the ONNX file by :func:`frcnn.export.export_checkpoint`; plain JSON so that any
 language can read it. Keys:
 
-- ``format`` ("frcnn-onnx") and ``format_version``; ``frcnn_version``; ``onnx_file``; ``opset``;
+- ``format`` ("frcnn-onnx") and ``format_version``; ``frcnn_version``; ``onnx_file`` (``model.onnx``)
+  or ``openvino_file`` (``model.xml``, with ``model.bin``): the model file, the other null; ``opset``;
+- ``precision`` (``fp32`` | ``int8``) and, for int8, ``quantization``: ``{"precision", "map_fp32",
+  "map_int8", "drop", "calibration_images"}`` (VOC07 mAP on the test split, measured at export);
 - ``architecture`` (``c4`` | ``fpn``) and ``pooler`` (``roi_align`` | ``roi_pool``; FPN: multi-level ``roi_align``);
 - ``class_names`` (label l is ``class_names[l - 1]``) and ``category_ids`` (the dataset's id of
   label l, as predictions.json writes it);
@@ -26,6 +29,9 @@ FORMAT = "frcnn-onnx"
 FORMAT_VERSION = 1
 METADATA_FILE = "model.json"
 ONNX_FILE = "model.onnx"
+OPENVINO_FILE = "model.xml"  # with model.bin beside it
+# Keys added after format_version 1's first files: a model.json without them is read with their defaults.
+OPTIONAL_KEYS = ("precision", "openvino_file", "quantization")
 
 INPUTS = {
     "images": "float32 [B, 3, H, W]: resized, normalised, zero-padded at the bottom and right",
@@ -62,11 +68,19 @@ class ExportMetadata:
     checkpoint: dict
     config: dict
     frcnn_version: str
-    onnx_file: str = ONNX_FILE
+    onnx_file: str | None = ONNX_FILE
     inputs: dict = field(default_factory=lambda: dict(INPUTS))
     outputs: dict = field(default_factory=lambda: dict(OUTPUTS))
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    precision: str = "fp32"
+    openvino_file: str | None = None
+    quantization: dict | None = None
+
+    @property
+    def model_file(self) -> str:
+        """The model file's name: ``model.xml`` for OpenVINO IR, else ``model.onnx``."""
+        return self.openvino_file or self.onnx_file
 
     def write(self, directory: str | Path) -> Path:
         path = Path(directory) / METADATA_FILE
@@ -75,14 +89,15 @@ class ExportMetadata:
 
 
 def read_metadata(path: str | Path) -> ExportMetadata:
-    """``model.json`` at ``path`` (the file, its folder, or the ``model.onnx`` beside it).
+    """``model.json`` at ``path`` (the file, its folder, or the model file beside it: ``model.onnx``,
+    ``model.xml``).
 
     Raises FileNotFoundError when it is missing and ValueError, naming the file and the key,
     when it is not an frcnn export description."""
     path = Path(path)
     if path.is_dir():
         path = path / METADATA_FILE
-    elif path.suffix == ".onnx":
+    elif path.suffix != ".json":
         path = path.with_name(METADATA_FILE)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: it is written beside model.onnx by scripts/export.py")
@@ -94,9 +109,9 @@ def read_metadata(path: str | Path) -> ExportMetadata:
         raise ValueError(f'{path} is not an frcnn export description (no "format": "{FORMAT}")')
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has format_version {data.get('format_version')}; this frcnn reads {FORMAT_VERSION}")
-    missing = [f.name for f in fields(ExportMetadata) if f.name not in data]
+    missing = [f.name for f in fields(ExportMetadata) if f.name not in data and f.name not in OPTIONAL_KEYS]
     missing += [f"preprocessing.{f.name}" for f in fields(Preprocessing) if f.name not in data.get("preprocessing", {})]
     if missing:
         raise ValueError(f"{path} lacks the key(s) {', '.join(missing)}")
     data["preprocessing"] = Preprocessing(**{f.name: data["preprocessing"][f.name] for f in fields(Preprocessing)})
-    return ExportMetadata(**{f.name: data[f.name] for f in fields(ExportMetadata)})
+    return ExportMetadata(**{f.name: data[f.name] for f in fields(ExportMetadata) if f.name in data})

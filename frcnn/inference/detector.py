@@ -1,6 +1,7 @@
 """``Detector``: a trained checkpoint as a callable on images, for use from Python.
 
     detector = frcnn.Detector.from_checkpoint("outputs/<run>/checkpoints/last.pt")
+    detector = frcnn.Detector.from_exported("exported/model.xml")   # or model.onnx: OpenVINO, ONNX Runtime
     result = detector("photo.jpg")               # one dict
     results = detector(["a.jpg", image_tensor])  # a list of dicts, one per input
 
@@ -23,9 +24,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from frcnn.checkpoint.restore import InferenceCheckpoint, open_for_inference, saved_configs
-from frcnn.data import collate
+from frcnn.data.batching import image_batch
 from frcnn.data.image_io import read_image
 from frcnn.data.transforms import DetectionTransform, boxes_to_original, build_transform
+from frcnn.export.runtime import load_exported
 from frcnn.models import FasterRCNN
 from frcnn.models.faster_rcnn import model_inputs
 from frcnn.utils.device import resolve_device
@@ -60,7 +62,8 @@ def as_uint8_image(image: ImageInput) -> torch.Tensor:
 class Detector:
     """A detector with its preprocessing, class names and device.
 
-    model: a :class:`FasterRCNN`. transform: the test transform (resize + normalise).
+    model: a :class:`FasterRCNN`, or an exported model's runner
+    (:class:`~frcnn.export.runtime.ExportedDetector`). transform: the test transform (resize + normalise).
     size_divisibility: batches are padded to a multiple of it. score_threshold: detections
     scoring below it are dropped (on top of the model's own ``roi_head.score_thresh``).
     ``buckets``: padded side lengths (:func:`frcnn.data.batching.size_buckets`) for a compiled
@@ -124,6 +127,23 @@ class Detector:
             batch_size,
         )
 
+    @classmethod
+    def from_exported(
+        cls,
+        path: str | os.PathLike,
+        threads: Optional[int] = None,
+        score_threshold: float = 0.0,
+        batch_size: int = 4,
+        runtime: Optional[str] = None,
+    ) -> Detector:
+        """An exported model (scripts/export.py): ``model.xml`` in OpenVINO, ``model.onnx`` in ONNX
+        Runtime (``runtime``: ``onnxruntime`` | ``openvino`` to choose), on the CPU with ``threads``
+        threads (None: one per core); its preprocessing and classes are its ``model.json``'s."""
+        exported = load_exported(path, threads, runtime)
+        divisibility = exported.metadata.preprocessing.size_divisibility
+        return cls(exported, exported.transform(), divisibility, exported.class_names, "cpu", score_threshold,
+                   batch_size)  # fmt: skip
+
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> dict | list[dict]:
         """Detect on one image (returns one dict) or a list of them (returns a list of dicts)."""
         single = not isinstance(images, (list, tuple))
@@ -138,14 +158,7 @@ class Detector:
         """One batch: uint8 Tensor[3, H, W] images -> one result dict each (see the module docstring)."""
         if not images:
             return []
-        samples = []
-        for index, image in enumerate(images):
-            tensor, _, scale = self.transform(image, torch.zeros(0, 4))
-            empty = torch.zeros(0, dtype=torch.bool)
-            samples.append((tensor, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
-                                     "difficult": empty, "iscrowd": empty, "image_id": index, "index": index,
-                                     "orig_size": tuple(image.shape[1:]), "scale": scale}))  # fmt: skip
-        batch = collate(samples, self.size_divisibility, self.buckets).to(self.device)
+        batch = image_batch(images, self.transform, self.size_divisibility, self.buckets).to(self.device)
         sizes, _ = model_inputs(self.model, batch.image_sizes, None, self.device)
         outputs = self.model(batch.images, sizes)
         results = []

@@ -1,10 +1,13 @@
-"""Detection on image files: batched inference, drawn images and a predictions.json list."""
+"""Detection on image files: batched inference, drawn images and a predictions.json list, in an
+output folder that one prediction owns while it runs (:func:`own_output_dir`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +19,19 @@ from frcnn.data.validation import DatasetError
 from frcnn.evaluation.results_io import predictions_from_detections
 from frcnn.evaluation.voc_eval import Detections
 from frcnn.inference.detector import Detector
+from frcnn.utils.folder_lock import LOCK_FILE, FolderLock
 from frcnn.utils.progress import progress_bar
 from frcnn.utils.visualize import draw_detections
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+PREDICTIONS_FILE = "predictions.json"
+
+
+class OutputFolderError(ValueError):
+    """The output folder is in use by another prediction (or a training), or holds files of an
+    earlier run; a usage error: the fix is another folder, or ``overwrite=true``."""
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -56,6 +66,34 @@ def check_output_dir(paths: list[Path], output_dir: str | Path) -> None:
             pass
     except OSError as error:
         raise ValueError(f"output {output_dir} is not a writable folder ({error.strerror or error})") from error
+
+
+def check_fresh_output(output_dir: str | Path, overwrite: bool) -> None:
+    """Raise :class:`OutputFolderError` when ``output_dir`` holds anything but its lock, unless
+    ``overwrite`` (then this run replaces the files it writes and keeps the others): a second run
+    into one folder would mix its drawn images with the first's and replace its predictions.json."""
+    output_dir = Path(output_dir)
+    names = sorted(p.name for p in output_dir.iterdir() if p.name != LOCK_FILE)
+    held = sorted(names, key=lambda name: name != PREDICTIONS_FILE)  # predictions.json first
+    if not held or overwrite:
+        return
+    shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+    raise OutputFolderError(
+        f"output={output_dir} is not empty (it holds {shown}): choose a new or empty folder, or add "
+        f"overwrite=true to replace the files this run writes there (the others are kept)"
+    )
+
+
+@contextmanager
+def own_output_dir(paths: list[Path], output_dir: str | os.PathLike, overwrite: bool) -> Iterator[None]:
+    """Own ``output_dir`` for the ``with`` block, before any model is loaded: check it
+    (:func:`check_output_dir`), hold its lock (a folder in use by another prediction or a training
+    is refused, naming it; :mod:`frcnn.utils.folder_lock`) and refuse it when it is not empty
+    (:func:`check_fresh_output`). Raises :class:`OutputFolderError` or ValueError."""
+    check_output_dir(paths, output_dir)
+    with FolderLock(output_dir, holder="prediction", elsewhere="output", error=OutputFolderError):
+        check_fresh_output(output_dir, overwrite)
+        yield
 
 
 class Predictor:

@@ -1,4 +1,5 @@
-"""frcnn/engine/run_folder.py: one training per run folder, and no run replaced by another."""
+"""frcnn/engine/run_folder.py: one training per run folder, and no run replaced by another (the lock
+itself is frcnn/utils/folder_lock.py's)."""
 
 import json
 import os
@@ -8,8 +9,8 @@ import time
 
 import pytest
 
-from frcnn.engine import run_folder
 from frcnn.engine.run_folder import LOCK_FILE, RunFolderError, RunFolderLock, check_fresh_start
+from frcnn.utils import folder_lock
 
 
 def test_a_second_training_is_refused_naming_the_holder(tmp_path):
@@ -55,14 +56,14 @@ def test_another_hosts_lock_holds_until_its_heartbeat_stops(tmp_path):
     _plant(tmp_path, host="node-7", pid=4242)
     with pytest.raises(RunFolderError, match="on host node-7 \\(pid 4242\\)"):
         RunFolderLock(tmp_path).acquire()
-    old = time.time() - run_folder.STALE_AFTER_S - 5
+    old = time.time() - folder_lock.STALE_AFTER_S - 5
     os.utime(tmp_path / LOCK_FILE, (old, old))
     with RunFolderLock(tmp_path):
         pass
 
 
 def test_the_holder_keeps_its_lock_fresh(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_folder, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(folder_lock, "HEARTBEAT_S", 0.05)
     with RunFolderLock(tmp_path) as lock:
         old = time.time() - 1000
         os.utime(lock.path, (old, old))

@@ -318,6 +318,9 @@ def test_model_argument_and_runtime_checks():
     assert route_model_argument(["predict.py", "onnx=m.onnx", "input=a"]) == [
         "predict.py", "exported_model=m.onnx", "input=a", "runtime=onnxruntime"]  # fmt: skip
     assert route_model_argument(["onnx=m.onnx", "runtime=torch"]) == ["exported_model=m.onnx", "runtime=torch"]
+    # an OpenVINO IR file selects runtime=openvino, given as model= or onnx=
+    for name in ("model", "onnx"):
+        assert route_model_argument([f"{name}=out/model.xml"]) == ["exported_model=out/model.xml", "runtime=openvino"]
     exported_args = ["runtime=onnxruntime", "exported_model=m.onnx", "input=a", "output=b"]
     check_runtime(compose_predict(*exported_args), exported_args)
     check_runtime(compose_predict("checkpoint=c.pt", "input=a", "output=b"), [])
@@ -326,6 +329,7 @@ def test_model_argument_and_runtime_checks():
         (["runtime=onnxruntime", "input=a", "output=b"], "needs onnx=DIR/model.onnx"),
         ([*exported_args, "checkpoint=c.pt"], "drop checkpoint="),
         ([*exported_args, "compile=true"], "compile=true compiles a checkpoint"),
+        (["runtime=onnxruntime", "exported_model=m.xml", "input=a", "output=b"], "OpenVINO IR: run it with runtime="),
         (
             [*exported_args, "model.roi_head.score_thresh=0.2"],
             "score_thresh=0.2: an exported model's settings are fixed",
@@ -337,4 +341,6 @@ def test_model_argument_and_runtime_checks():
     # The runtimes are the schema's Enum: another one is refused where the command line is composed.
     with pytest.raises(ConfigCompositionException) as info:
         compose_predict("runtime=tensorrt", "input=a", "output=b")
-    assert "runtime=tensorrt" in str(info.value) and "expected one of [torch, onnxruntime]" in str(info.value.__cause__)
+    assert "runtime=tensorrt" in str(info.value) and "expected one of [torch, onnxruntime, openvino]" in str(
+        info.value.__cause__
+    )

@@ -1,6 +1,12 @@
-"""frcnn/inference/predictor.py: an unusable output folder fails before the model is loaded, and
-unreadable inputs are skipped and counted apart from the images detected on."""
+"""frcnn/inference/predictor.py: an unusable output folder fails before the model is loaded,
+unreadable inputs are skipped and counted apart from the images detected on, and an output folder
+has one owner (its lock) and is not reused unless told."""
 
+import json
+import os
+import re
+import socket
+import subprocess
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn.inference.predictor import Predictor, check_output_dir, list_images
+from frcnn.inference.predictor import OutputFolderError, Predictor, check_output_dir, list_images, own_output_dir
+from frcnn.utils.folder_lock import LOCK_FILE, FolderLock
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
@@ -41,3 +48,51 @@ def test_unreadable_images_are_skipped_and_counted_apart(tmp_path):
     assert predictor.predict(paths, batch_size=2, output_dir=tmp_path / "out") == []
     assert predictor.unreadable == [photos / "broken.jpg"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
+def test_the_output_folder_is_locked_while_a_prediction_owns_it(tmp_path):
+    output = tmp_path / "out"
+    with own_output_dir([], output, overwrite=False):
+        holder = json.loads((output / LOCK_FILE).read_text())
+        assert holder["holder"] == "prediction" and holder["pid"] == os.getpid()
+        with pytest.raises(
+            OutputFolderError,
+            match=rf"^{re.escape(str(output))} is in use by the prediction started .* on host {socket.gethostname()} "
+            rf"\(pid {os.getpid()}\): wait for it to finish, stop it, or choose another output$",
+        ):
+            with own_output_dir([], output, overwrite=True):
+                pass
+        assert (output / LOCK_FILE).exists(), "the refused run leaves the holder's lock alone"
+    assert list(output.iterdir()) == []  # given back
+
+
+def test_a_training_holding_the_folder_is_named(tmp_path):
+    with FolderLock(tmp_path, holder="training", elsewhere="hydra.run.dir"):
+        with pytest.raises(OutputFolderError, match="in use by the training started"):
+            with own_output_dir([], tmp_path, overwrite=True):
+                pass
+
+
+def test_a_non_empty_output_is_refused_unless_overwrite(tmp_path):
+    for name in ("a.jpg", "b.png", "c.png", "predictions.json", "z.jpg"):
+        (tmp_path / name).write_bytes(b"earlier run")
+    with pytest.raises(
+        OutputFolderError,
+        match=rf"^output={re.escape(str(tmp_path))} is not empty "
+        r"\(it holds predictions.json, a.jpg, b.png and 2 more\): "
+        r"choose a new or empty folder, or add overwrite=true to replace the files this run writes there",
+    ):
+        with own_output_dir([], tmp_path, overwrite=False):
+            pass
+    assert not (tmp_path / LOCK_FILE).exists()  # the refusal gives the lock back
+    with own_output_dir([], tmp_path, overwrite=True):
+        pass
+    assert (tmp_path / "predictions.json").read_bytes() == b"earlier run"  # nothing deleted
+
+
+def test_a_lock_left_by_a_killed_prediction_is_taken_over(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    with own_output_dir([], tmp_path, overwrite=False):  # only the stale lock: an empty folder
+        assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
