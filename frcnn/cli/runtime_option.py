@@ -91,7 +91,8 @@ def inference_model(cfg: EvaluateConfig | PredictConfig, overrides: list[str]) -
     """The model of ``cfg.runtime``: the checkpoint's detector on ``cfg.device`` (compiled with
     ``compile=true``), or ``cfg.exported_model`` in ONNX Runtime or OpenVINO on the CPU; either with the
     dataset config of the run it comes from, the command line's ``dataset.*`` overrides applied
-    (and, for a checkpoint, its ``model.*`` ones). ``overrides``: the command line's task
+    (and, for a checkpoint, its ``model.*`` ones); ``cfg.threads`` sets the CPU threads of the
+    runtime (PyTorch's intra-op threads for a checkpoint). ``overrides``: the command line's task
     overrides. Raises ValueError for a runtime and model source that do not go together."""
     check_runtime(cfg, overrides)
 
@@ -99,7 +100,7 @@ def inference_model(cfg: EvaluateConfig | PredictConfig, overrides: list[str]) -
         return checkpoint_run_config(cfg, saved, overrides)
 
     if cfg.runtime != Runtime.torch:
-        exported = load_exported(Path(cfg.exported_model), runtime=str(cfg.runtime))
+        exported = load_exported(Path(cfg.exported_model), cfg.threads, runtime=str(cfg.runtime))
         dataset_cfg, _ = configs(exported.metadata.config)
         iteration = exported.metadata.checkpoint.get("iteration") or 0
         cpu = torch.device("cpu")
@@ -107,6 +108,8 @@ def inference_model(cfg: EvaluateConfig | PredictConfig, overrides: list[str]) -
     if cfg.checkpoint is None:
         raise ValueError("give checkpoint=PATH, or onnx=DIR/model.onnx")
     opened = open_for_inference(cfg.checkpoint, configs)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     model = opened.model.to(device)
     if cfg.compile:

@@ -55,6 +55,9 @@ class EvaluateConfig:
     amp: Optional[Amp] = setting(None, "off | bf16 | fp16; null: the training run's own train.amp")
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # coco_backend
     compile: bool = setting(False, "torch.compile the model (runtime=torch; frcnn.utils.compile)")
+    threads: Optional[int] = setting(
+        None, "CPU threads of the runtime (null: its default, one per core)", POSITIVE.or_null()
+    )
     voc_results_dir: Optional[str] = setting(None, "write VOC devkit comp4_det_<set>_<class>.txt files here")
     tensorboard_dir: Optional[str] = setting(None, "add metric scalars and PR curves to this event folder")
     analysis: bool = setting(False, "also write analysis.json and report/index.html (evaluation.analysis.*)")
@@ -84,6 +87,9 @@ class PredictConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # only overridden keys are read
     device: Device = setting(Device.auto, "auto | cpu | cuda")
     compile: bool = setting(False, "torch.compile the model (runtime=torch; frcnn.utils.compile)")
+    threads: Optional[int] = setting(
+        None, "CPU threads of the runtime (null: its default, one per core)", POSITIVE.or_null()
+    )
 
 
 @dataclass

@@ -115,3 +115,18 @@ def test_model_json_without_the_newer_keys_reads_as_fp32_onnx(trained, tmp_path)
     (tmp_path / "model.json").write_text(json.dumps(data))
     metadata = read_metadata(tmp_path)
     assert metadata.precision == "fp32" and metadata.model_file == "model.onnx" and metadata.quantization is None
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_threads_reach_the_runtime(trained, runtime):
+    from frcnn.cli.runtime_option import inference_model
+    from frcnn.utils.settings import typed
+    from tests.helpers.configs import compose_config
+
+    _, _, onnx_dir = trained
+    overrides = [f"runtime={runtime}", f"exported_model={onnx_dir / 'model.onnx'}", "input=a", "output=b", "threads=1"]
+    model = inference_model(typed(compose_config("predict", *overrides)), overrides).model
+    if runtime == "onnxruntime":
+        assert model.session.get_session_options().intra_op_num_threads == 1
+    else:
+        assert model.compiled.get_property("INFERENCE_NUM_THREADS") == 1
