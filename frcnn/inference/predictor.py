@@ -96,6 +96,21 @@ def own_output_dir(paths: list[Path], output_dir: str | os.PathLike, overwrite: 
         yield
 
 
+def by_size(paths: list[Path]) -> list[Path]:
+    """``paths`` ordered by image size (height, width, read from the file's header), so that the
+    images batched together are padded little; a file whose header cannot be read goes last (it is
+    reported when it is decoded)."""
+
+    def size(path: Path) -> tuple:
+        try:
+            with Image.open(path) as image:
+                return (0, image.height, image.width)
+        except (OSError, ValueError):
+            return (1, 0, 0)
+
+    return sorted(paths, key=size)  # stable: equal sizes keep their order
+
+
 class Predictor:
     """Runs a :class:`frcnn.Detector` on image files: drawn images and a predictions.json list.
 
@@ -112,13 +127,15 @@ class Predictor:
     def predict(self, paths: Iterable[Path], batch_size: int, output_dir: str | Path) -> list[dict]:
         """Detect on every readable image of ``paths``; write each, boxes drawn, to ``output_dir``
         under its own file name; return the predictions.json dicts (``image_id``: the file name,
-        boxes in original-image pixels). Unreadable images are reported and skipped."""
+        boxes in original-image pixels), in the order of ``paths``. Unreadable images are reported
+        and skipped. Images are batched by size (:func:`by_size`), so that a batch pads little."""
         paths, self.unreadable = list(paths), []
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        predictions = []
+        written: dict[Path, list[dict]] = {}
+        ordered = by_size(paths)
         with progress_bar(total=len(paths), desc="predict", unit="image") as bar:
-            for chunk in (paths[start : start + batch_size] for start in range(0, len(paths), batch_size)):
+            for chunk in (ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)):
                 readable, images = [], []
                 for path in chunk:
                     try:
@@ -129,9 +146,9 @@ class Predictor:
                         continue
                     readable.append(path)
                 for path, image, result in zip(readable, images, self.detector.detect(images)):
-                    predictions += self._write(path, image, result, output_dir)
+                    written[path] = self._write(path, image, result, output_dir)
                 bar.update(len(chunk))
-        return predictions
+        return [prediction for path in paths for prediction in written.get(path, [])]
 
     def _write(self, path: Path, image: torch.Tensor, result: dict, output_dir: Path) -> list[dict]:
         keep = result["scores"] >= self.score_threshold

@@ -14,7 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn.inference.predictor import OutputFolderError, Predictor, check_output_dir, list_images, own_output_dir
+from frcnn.inference.predictor import (
+    OutputFolderError,
+    Predictor,
+    by_size,
+    check_output_dir,
+    list_images,
+    own_output_dir,
+)
 from frcnn.utils.folder_lock import LOCK_FILE, FolderLock
 
 
@@ -48,6 +55,32 @@ def test_unreadable_images_are_skipped_and_counted_apart(tmp_path):
     assert predictor.predict(paths, batch_size=2, output_dir=tmp_path / "out") == []
     assert predictor.unreadable == [photos / "broken.jpg"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
+def test_images_are_batched_by_size_and_predictions_kept_in_file_order(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sizes = {"a.png": (64, 80), "b.png": (32, 48), "c.png": (64, 80), "d.png": (32, 48)}
+    for name, (height, width) in sizes.items():
+        Image.fromarray(np.zeros((height, width, 3), dtype=np.uint8)).save(photos / name)
+    (photos / "e.jpg").write_bytes(b"not an image")
+    batches = []
+
+    def detect(images):
+        batches.append([tuple(image.shape[1:]) for image in images])
+        one = {
+            "boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0]]),
+            "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([1]),
+        }
+        return [dict(one) for _ in images]
+
+    predictor = Predictor(SimpleNamespace(class_names=["cat"], detect=detect), [7], score_threshold=0.5)
+    paths = list_images(photos)
+    assert [p.name for p in by_size(paths)] == ["b.png", "d.png", "a.png", "c.png", "e.jpg"]
+    predictions = predictor.predict(paths, batch_size=2, output_dir=tmp_path / "out")
+    assert batches == [[(32, 48), (32, 48)], [(64, 80), (64, 80)], []]  # each batch one size; e.jpg unreadable
+    assert [p["image_id"] for p in predictions] == ["a.png", "b.png", "c.png", "d.png"]
 
 
 def test_the_output_folder_is_locked_while_a_prediction_owns_it(tmp_path):
