@@ -15,7 +15,6 @@ frcnn.evaluation.analysis) and adds their summary to metrics.json as ``analysis`
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from frcnn.evaluation.report import write_report
 from frcnn.evaluation.results_io import detections_from_predictions
 from frcnn.evaluation.val_loss import has_annotations
 from frcnn.utils.device import autocast_dtype
+from frcnn.utils.files import write_atomic
 from frcnn.utils.logs import setup_logging
 from frcnn.utils.settings import typed
 
@@ -96,13 +96,6 @@ def score_file(cfg: EvaluateConfig) -> Evaluation:
     return Evaluation(cfg.dataset, dataset, predictions, metrics, curves, 0)
 
 
-def write_json(path: Path, value) -> None:
-    """``value`` as indented JSON at ``path``, atomically (tmp file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
-
-
 def write_analysis(run_dir: Path, cfg: EvaluateConfig, run: Evaluation, seconds: float) -> None:
     """analysis.json and report/index.html of the evaluation ``run`` (which took ``seconds``), and
     its summary added to ``run.metrics`` as ``analysis``."""
@@ -112,7 +105,7 @@ def write_analysis(run_dir: Path, cfg: EvaluateConfig, run: Evaluation, seconds:
         run.dataset, run.predictions, run.metrics, run.pr_curves,
         score_threshold=options.score_threshold, num_worst=options.worst_images,
     )  # fmt: skip
-    write_json(run_dir / "analysis.json", analysis)
+    write_atomic(run_dir / "analysis.json", json.dumps(analysis, indent=2))
     index = write_report(analysis, draw_worst_images(run.dataset, worst), run_dir / "report")
     run.metrics["analysis"] = metrics_summary(analysis)
     log.info("analysis:\n%s", format_analysis_table(analysis))
@@ -134,7 +127,7 @@ def evaluate(raw: DictConfig, log_name: str) -> None:
         write_analysis(run_dir, cfg, run, time.perf_counter() - start)
 
     save_predictions(run_dir / "predictions.json", run.predictions)
-    write_json(run_dir / "metrics.json", run.metrics)
+    write_atomic(run_dir / "metrics.json", json.dumps(run.metrics, indent=2))
     log.info("metrics:\n%s", format_metrics_table(run.metrics))
     log.info("wrote %s and %s", run_dir / "metrics.json", run_dir / "predictions.json")
 

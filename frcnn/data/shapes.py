@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from frcnn.data.config import SHAPES_CLASSES, ShapesConfig
+from frcnn.utils.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,6 @@ MARKER = "shapes.json"
 SPLITS = ("train", "test")
 MAX_PLACEMENT_TRIES = 30
 MIN_COLOUR_DISTANCE = 120.0  # RGB L2 distance between a shape and the background mean
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _background(rng: np.random.Generator, height: int, width: int, noise_std: float) -> np.ndarray:
@@ -149,17 +143,17 @@ def _generate_split(root: str, split: int, count: int, first_id: int, seed: int,
         pixels, objects = render_image(seed, split, i, p)
         height, width = pixels.shape[:2]
         Image.fromarray(pixels).save(os.path.join(root, "JPEGImages", f"{stem}.jpg"), quality=92)
-        _write_atomic(os.path.join(root, "Annotations", f"{stem}.xml"), _voc_xml(stem, height, width, objects))
+        write_atomic(os.path.join(root, "Annotations", f"{stem}.xml"), _voc_xml(stem, height, width, objects))
         image_id = first_id + i
         stems.append(stem)
         images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": height, "width": width})
         for label, (x1, y1, x2, y2), area in objects:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": 0})  # fmt: skip
-    _write_atomic(os.path.join(root, "ImageSets", "Main", f"{name}.txt"), "".join(f"{s}\n" for s in stems).encode())
+    write_atomic(os.path.join(root, "ImageSets", "Main", f"{name}.txt"), "".join(f"{s}\n" for s in stems).encode())
     categories = [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(SHAPES_CLASSES)]
     coco = {"images": images, "annotations": annotations, "categories": categories}
-    _write_atomic(os.path.join(root, "coco", f"instances_{name}.json"), json.dumps(coco).encode())
+    write_atomic(os.path.join(root, "coco", f"instances_{name}.json"), json.dumps(coco).encode())
 
 
 def generate_shapes(root: str, num_train: int = 1000, num_test: int = 200, seed: int = 0, **params) -> str:
@@ -182,7 +176,7 @@ def generate_shapes(root: str, num_train: int = 1000, num_test: int = 200, seed:
         logger.info("generating the shapes dataset (%d train, %d test images) in %s", num_train, num_test, root)
         _generate_split(root, 0, num_train, 1, seed, config)
         _generate_split(root, 1, num_test, num_train + 1, seed, config)
-        _write_atomic(marker, json.dumps(wanted, indent=2).encode())
+        write_atomic(marker, json.dumps(wanted, indent=2).encode())
     return root
 
 

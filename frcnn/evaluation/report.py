@@ -11,7 +11,6 @@ The figures are drawn by :mod:`frcnn.evaluation.figures`.
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,6 +28,7 @@ from frcnn.evaluation.figures import (
     save_figures,
 )
 from frcnn.evaluation.tide import MAIN_ERRORS, SPECIAL_ERRORS
+from frcnn.utils.files import write_atomic
 from frcnn.utils.visualize import ERROR_STYLE
 
 STYLE = """
@@ -69,9 +69,7 @@ def write_report(analysis: dict, worst_images: list[tuple[str, np.ndarray]], fol
         Image.fromarray(np.asarray(picture, dtype=np.uint8)).save(folder / name, format="PNG")
     save_figures(analysis, folder)
     index = folder / "index.html"
-    partial = folder / "index.html.partial"
-    partial.write_text(_page(analysis), encoding="utf-8")
-    os.replace(partial, index)
+    write_atomic(index, _page(analysis))
     return index
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from frcnn.evaluation.voc_eval import Detections, devkit_boxes
+from frcnn.utils.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,7 @@ def _first(values: set) -> str:
 
 def save_predictions(path: str | Path, predictions: list[dict]) -> None:
     """Write predictions.json atomically (tmp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(predictions, f)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(predictions))
 
 
 def _is_number(value) -> bool:
